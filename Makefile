@@ -1,0 +1,147 @@
+# lorahub - GNU Makefile.
+#   make            build/lorahub and build/liblorahub.a
+#   make check      unit tests (Check), CLI tests, man page lint
+#   make asan       the same tests under ASan+UBSan, in build-asan/
+#   make demo       adapt to one bundled task and show the result
+#   make bench      benchmarks (ratios against this machine's limits)
+#   make fuzz       libFuzzer over the safetensors and JSON parsers
+#   make install    PREFIX=/usr/local DESTDIR=
+# check, asan and demo first install missing Debian packages (tools/install-deps.sh).
+
+O ?= build
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+LIBDIR ?= $(PREFIX)/lib
+INCLUDEDIR ?= $(PREFIX)/include
+MANDIR ?= $(PREFIX)/share/man
+PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
+PKG_CONFIG ?= pkg-config
+CC ?= cc
+VERSION := 0.1.0
+
+PKGS := openblas nlopt yaml-0.1 libpcre2-8
+DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
+DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lm -lpthread
+CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
+CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
+
+CFLAGS ?= -O2 -g
+WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DLH_VERSION='"$(VERSION)"' $(WARN) -I. $(DEP_CFLAGS) $(CFLAGS)
+ALL_LDFLAGS = $(LDFLAGS)
+ifdef SANITIZE
+ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
+ALL_LDFLAGS += -fsanitize=$(SANITIZE)
+endif
+
+LIB_SRC := $(sort $(wildcard lib/*.c compose/*.c adapt/*.c adapt/backend/*.c adapt/backend/*/*.c))
+CMD_SRC := $(sort $(wildcard cmd/*.c))
+TEST_SRC := $(sort $(wildcard tests/check_*.c))
+TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+
+LIB_OBJ := $(LIB_SRC:%.c=$(O)/%.o)
+CMD_OBJ := $(CMD_SRC:%.c=$(O)/%.o)
+TEST_BIN := $(TEST_SRC:%.c=$(O)/%)
+TOOL_BIN := $(TOOL_SRC:%.c=$(O)/%)
+BENCH_BIN := $(BENCH_SRC:%.c=$(O)/%)
+LIB_A := $(O)/liblorahub.a
+PROG := $(O)/lorahub
+MANPAGES := $(sort $(wildcard man/*.[1-8]))
+
+.PHONY: all deps check check-run asan demo demo-run bench bench-run fuzz install clean lint-man FORCE
+.SECONDARY:
+
+all: $(PROG) $(LIB_A)
+
+deps:
+	@sh tools/install-deps.sh
+
+# Rebuild everything when the compiler or flags change (git's GIT-CFLAGS trick).
+$(O)/.flags: FORCE
+	@mkdir -p $(O)
+	@echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' | cmp -s - $@ || echo '$(CC) $(ALL_CFLAGS) $(ALL_LDFLAGS)' > $@
+
+$(O)/%.o: %.c $(O)/.flags
+	@mkdir -p $(@D)
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -MMD -MP -c $< -o $@
+
+$(O)/tests/%.o: ALL_CFLAGS += $(CHECK_CFLAGS)
+
+$(LIB_A): $(LIB_OBJ)
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(PROG): $(CMD_OBJ) $(LIB_A)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(CMD_OBJ) $(LIB_A) $(DEP_LIBS)
+
+$(O)/tests/check_%: $(O)/tests/check_%.o $(LIB_A)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) $(DEP_LIBS) $(CHECK_LIBS)
+
+$(O)/tests/tools/%: $(O)/tests/tools/%.o $(LIB_A)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) $(DEP_LIBS)
+
+$(O)/bench/%: $(O)/bench/%.o $(LIB_A)
+	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) $(DEP_LIBS)
+
+check: deps
+	@$(MAKE) --no-print-directory check-run
+
+# Unit suites, then CLI tests, then the man pages. Each suite prints Check's
+# summary line; tests/cli/run.sh prints "N passed, N failed".
+check-run: $(PROG) $(TEST_BIN) $(TOOL_BIN)
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
+	@O=$(O) LORAHUB=$(abspath $(PROG)) sh tests/cli/run.sh
+	@$(MAKE) --no-print-directory lint-man
+
+lint-man:
+	@if command -v mandoc >/dev/null 2>&1; then \
+	  mandoc -Tlint -Wwarning $(MANPAGES) && echo "man pages: $(words $(MANPAGES)) lint-clean"; \
+	else echo "mandoc missing: run 'make deps'" >&2; exit 1; fi
+
+asan: deps
+	@$(MAKE) --no-print-directory O=$(O)-asan SANITIZE=address,undefined CFLAGS='-O1 -g' check-run
+
+demo: deps
+	@$(MAKE) --no-print-directory demo-run
+
+demo-run: $(PROG)
+	@O=$(O) LORAHUB=$(abspath $(PROG)) sh examples/demo.sh
+
+bench: deps
+	@$(MAKE) --no-print-directory bench-run
+
+bench-run: $(PROG) $(BENCH_BIN)
+	@O=$(O) LORAHUB=$(abspath $(PROG)) sh bench/run.sh
+
+# libFuzzer needs clang; FUZZ_SECONDS bounds each target.
+FUZZ_SECONDS ?= 60
+FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+fuzz: deps
+	@mkdir -p $(O)-fuzz
+	@set -e; for f in $(FUZZ_SRC); do b=$(O)-fuzz/$$(basename $$f .c); \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -I. $(DEP_CFLAGS) -fsanitize=fuzzer,address,undefined \
+	    -o $$b $$f $(LIB_SRC) $(DEP_LIBS); \
+	  mkdir -p $(O)-fuzz/corpus-$$(basename $$f .c); \
+	  $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(O)-fuzz/corpus-$$(basename $$f .c) tests/fuzz/seeds; \
+	done
+
+install: all
+	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(PKGCONFIGDIR)' \
+	  '$(DESTDIR)$(INCLUDEDIR)/lorahub/lib' '$(DESTDIR)$(INCLUDEDIR)/lorahub/compose' \
+	  '$(DESTDIR)$(INCLUDEDIR)/lorahub/adapt/backend'
+	install -m 755 $(PROG) '$(DESTDIR)$(BINDIR)/lorahub'
+	install -m 644 $(LIB_A) '$(DESTDIR)$(LIBDIR)/liblorahub.a'
+	install -m 644 lib/*.h '$(DESTDIR)$(INCLUDEDIR)/lorahub/lib/'
+	install -m 644 compose/*.h '$(DESTDIR)$(INCLUDEDIR)/lorahub/compose/'
+	install -m 644 adapt/*.h '$(DESTDIR)$(INCLUDEDIR)/lorahub/adapt/'
+	install -m 644 adapt/backend/*.h '$(DESTDIR)$(INCLUDEDIR)/lorahub/adapt/backend/'
+	@for s in 1 5 7; do ls man/*.$$s >/dev/null 2>&1 || continue; \
+	  install -d '$(DESTDIR)$(MANDIR)/man'$$s; install -m 644 man/*.$$s '$(DESTDIR)$(MANDIR)/man'$$s/; done
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
+	  -e 's|@VERSION@|$(VERSION)|' lorahub.pc.in > '$(DESTDIR)$(PKGCONFIGDIR)/lorahub.pc'
+
+clean:
+	rm -rf $(O) $(O)-asan $(O)-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(CMD_OBJ:.o=.d) $(TEST_BIN:=.d) $(TOOL_BIN:=.d) $(BENCH_BIN:=.d)

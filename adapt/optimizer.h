@@ -1,0 +1,55 @@
+/* adapt/optimizer.h - gradient-free minimizers behind one interface.
+ *
+ * A callback driver: lh_optimize calls the objective with a batch of k
+ * points (CMA-ES hands over a whole population, NLopt one point at a time)
+ * and stops when the budget is spent, the optimizer converges, or the
+ * objective returns an error. The budget is a hard cap: the objective is
+ * never called for more than `budget` points in total.
+ *
+ * Deterministic: the same options and seed give the same trajectory (the
+ * search driver's --resume relies on this to replay a run). */
+#ifndef LH_OPTIMIZER_H
+#define LH_OPTIMIZER_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "../lib/status.h"
+
+/* Evaluate k points x [k, n] into f [k]. Return LH_OK, or an error to stop
+ * the run (it is passed back from lh_optimize with err filled). */
+typedef lh_status (*lh_objective_fn)(void *ctx, const double *x /* [k, n] */, int k,
+                                     double *f /* [k] */, lh_error *err);
+
+typedef struct lh_optim_opts {
+    int n;               /* dimension */
+    const double *x0;    /* [n] start point, or NULL for the box centre */
+    double lower;        /* box [lower, upper] in every coordinate */
+    double upper;
+    double step;         /* initial step / sigma; 0 = (upper-lower)/6 */
+    int budget;          /* hard cap on objective evaluations (points) */
+    uint64_t seed;
+    int popsize;         /* cmaes: 0 = 4 + floor(3 ln n) */
+    int restarts;        /* cmaes: IPOP restarts allowed (0 = none) */
+} lh_optim_opts;
+
+typedef struct lh_optim_result {
+    double f_best;
+    int evaluations;     /* points evaluated */
+    char stop_reason[64];/* "budget", "converged", "xtol", ... */
+} lh_optim_result;
+
+/* Run the named optimizer ("cmaes", "cobyla", "bobyqa", "newuoa",
+ * "nelder-mead", "sbplx", "praxis", "esch", "crs2", "isres", "direct",
+ * "random"). x_best [n] receives the best point seen. */
+lh_status lh_optimize(const char *name, const lh_optim_opts *o, lh_objective_fn f, void *ctx,
+                      double *x_best /* [n] */, lh_optim_result *res, lh_error *err);
+
+/* Names of all optimizers, NULL-terminated, with one-line descriptions. */
+typedef struct lh_optimizer_info {
+    const char *name;
+    const char *description;
+} lh_optimizer_info;
+const lh_optimizer_info *lh_optimizer_list(void);
+int lh_optimizer_exists(const char *name);
+
+#endif

@@ -1,0 +1,43 @@
+/* lib/fsutil.h - files and directories written atomically.
+ *
+ * Every output of lorahub is written under a temporary name in the same
+ * directory and renamed into place, so an error or a signal never leaves a
+ * half-written file or directory behind. */
+#ifndef LH_FSUTIL_H
+#define LH_FSUTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "status.h"
+
+/* Read a whole file into a malloc'd, NUL-terminated buffer. */
+lh_status lh_read_file(const char *path, char **out, size_t *out_len, lh_error *err);
+/* Write data to path via "<path>.tmp.XXXXXX" + fsync + rename. */
+lh_status lh_write_file_atomic(const char *path, const void *data, size_t len, lh_error *err);
+
+/* A directory being built: files go into tmp_path, lh_outdir_commit renames
+ * it to final_path (replacing an existing directory only when force was
+ * given at begin), lh_outdir_abort removes it. */
+typedef struct lh_outdir {
+    char *final_path;
+    char *tmp_path;
+    int force;
+} lh_outdir;
+
+/* Refuses (LH_ERR_EXISTS) when final_path exists and force is 0. */
+lh_status lh_outdir_begin(lh_outdir *od, const char *final_path, int force, lh_error *err);
+/* "<tmp_path>/<name>", malloc'd. */
+char *lh_outdir_file(const lh_outdir *od, const char *name);
+lh_status lh_outdir_commit(lh_outdir *od, lh_error *err);
+void lh_outdir_abort(lh_outdir *od); /* safe after commit or on a zeroed od */
+
+/* Remove a directory tree (used for temp dirs). Returns 0 on success. */
+int lh_rmtree(const char *path);
+int lh_is_dir(const char *path);
+int lh_path_exists(const char *path);
+/* malloc'd "dir/name". */
+char *lh_path_join(const char *dir, const char *name);
+/* Size of a file in bytes, or -1. */
+int64_t lh_file_size(const char *path);
+
+#endif

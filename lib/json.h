@@ -1,0 +1,54 @@
+/* lib/json.h - a small read-only JSON tree, parsed with libyaml.
+ *
+ * JSON is YAML flow syntax, so libyaml's event parser reads it; this module
+ * turns the events into a tree and enforces JSON's rules on top (quoted
+ * scalars are strings, plain scalars must be null/true/false/numbers,
+ * \u escapes including surrogate pairs, valid UTF-8). Used for
+ * adapter_config.json, safetensors headers, JSONL examples, tokenizer.json
+ * and backend replies. */
+#ifndef LH_JSON_H
+#define LH_JSON_H
+
+#include <stddef.h>
+#include "status.h"
+
+typedef enum lh_json_type {
+    LH_JSON_NULL, LH_JSON_BOOL, LH_JSON_NUMBER, LH_JSON_STRING, LH_JSON_ARRAY, LH_JSON_OBJECT
+} lh_json_type;
+
+typedef struct lh_json lh_json;
+struct lh_json {
+    lh_json_type type;
+    int boolean;          /* LH_JSON_BOOL */
+    double number;        /* LH_JSON_NUMBER */
+    char *string;         /* LH_JSON_STRING: NUL-terminated UTF-8 (may hold \0: see len) */
+    size_t len;           /* LH_JSON_STRING: byte length; ARRAY/OBJECT: item count */
+    char **keys;          /* LH_JSON_OBJECT: [len] keys, in file order */
+    lh_json **items;      /* ARRAY/OBJECT: [len] values */
+};
+
+/* Parse text[0..len) as one JSON value. origin (a file name, may be NULL)
+ * prefixes error messages: "origin: line 3: ...". Duplicate object keys are
+ * an error. */
+lh_status lh_json_parse(const char *text, size_t len, const char *origin,
+                        lh_json **out, lh_error *err);
+/* Read a whole file and parse it. */
+lh_status lh_json_parse_file(const char *path, lh_json **out, lh_error *err);
+/* YAML (job files, weight files): the same tree. Plain scalars that read as
+ * null/true/false or a number get those types; other plain scalars are
+ * strings. Aliases and tags are refused. */
+lh_status lh_yaml_parse(const char *text, size_t len, const char *origin,
+                        lh_json **out, lh_error *err);
+lh_status lh_yaml_parse_file(const char *path, lh_json **out, lh_error *err);
+void lh_json_free(lh_json *j);
+
+/* Object member by key, or NULL (also NULL if obj is not an object). */
+const lh_json *lh_json_get(const lh_json *obj, const char *key);
+/* Typed accessors: return 1 and set *out when j has that type, else 0. */
+int lh_json_as_string(const lh_json *j, const char **out);
+int lh_json_as_number(const lh_json *j, double *out);
+int lh_json_as_bool(const lh_json *j, int *out);
+/* A number that is an exact integer in [INT64_MIN, INT64_MAX]. */
+int lh_json_as_int64(const lh_json *j, long long *out);
+
+#endif

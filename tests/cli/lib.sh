@@ -1,0 +1,17 @@
+# Helpers for CLI tests (sourced). Each test runs with set -e in $TMP.
+set -eu
+fail() { echo "FAIL: $*" >&2; exit 1; }
+# expect_exit CODE cmd... : run, capture stdout/stderr into $TMP/out, $TMP/err
+expect_exit() {
+    want=$1; shift
+    set +e; "$@" >"$TMP/out" 2>"$TMP/err"; got=$?; set -e
+    [ "$got" -eq "$want" ] || { cat "$TMP/err" >&2; fail "'$*' exited $got, want $want"; }
+}
+# an error must be one line on stderr and nothing on stdout
+expect_one_line_error() {
+    [ ! -s "$TMP/out" ] || fail "stdout not empty: $(head -c 200 "$TMP/out")"
+    n=$(wc -l <"$TMP/err")
+    [ "$n" -eq 1 ] || { cat "$TMP/err" >&2; fail "stderr has $n lines, want 1"; }
+}
+expect_err_contains() { grep -qF -- "$1" "$TMP/err" || { cat "$TMP/err" >&2; fail "stderr lacks '$1'"; }; }
+expect_out_contains() { grep -qF -- "$1" "$TMP/out" || { cat "$TMP/out" >&2; fail "stdout lacks '$1'"; }; }
