@@ -39,6 +39,7 @@ typedef struct lh_adapter {
     int use_rslora;
     int fan_in_fan_out;
     lh_dtype dtype;         /* dtype of the tensors on disk (F32 when made in memory) */
+    uint32_t dtypes;        /* bit 1u<<t for every dtype t of its tensors on disk (0 in memory) */
     uint64_t file_size;     /* bytes on disk (0 when made in memory) */
     size_t n_targets;
     lh_target *targets;     /* [n_targets], sorted by name (strcmp) */
