@@ -7,6 +7,8 @@
 #ifndef LH_BACKEND_H
 #define LH_BACKEND_H
 
+#include <signal.h>
+
 #include "../../lib/adapter.h"
 #include "../../lib/examples.h"
 #include "../../lib/status.h"
@@ -19,6 +21,9 @@ typedef struct lh_backend_opts {
     int add_bos;              /* native: BOS before the input (default 1) */
     int add_eos;              /* native: EOS after the output (default 1) */
     const char *tmp_dir;      /* exec: parent of the private temp dir; NULL = $TMPDIR or /tmp */
+    /* Set (non-zero) by the caller's SIGINT handler, or NULL: a backend
+     * checks it inside long waits and returns LH_ERR_INTERRUPTED. */
+    volatile sig_atomic_t *interrupt;
 } lh_backend_opts;
 
 void lh_backend_opts_default(lh_backend_opts *o);
@@ -38,6 +43,9 @@ typedef struct lh_backend {
     const lh_backend_i *iface;
     void *ctx;
 } lh_backend;
+
+/* The built-in backends (adapt/backend/exec.c; native in native/). */
+extern const lh_backend_i lh_backend_exec;
 
 /* Registry by name: "native", "exec". */
 const lh_backend_i *lh_backend_find(const char *name);
