@@ -21,8 +21,10 @@ struct lh_json {
     lh_json_type type;
     int boolean;          /* LH_JSON_BOOL */
     double number;        /* LH_JSON_NUMBER */
-    char *string;         /* LH_JSON_STRING: NUL-terminated UTF-8 (may hold \0: see len) */
-    size_t len;           /* LH_JSON_STRING: byte length; ARRAY/OBJECT: item count */
+    char *string;         /* LH_JSON_STRING: NUL-terminated UTF-8 (may hold \0: see len);
+                             LH_JSON_NUMBER: the literal as written ("1e3"), so that
+                             integers beyond 2^53 read back exactly */
+    size_t len;           /* STRING/NUMBER: byte length of string; ARRAY/OBJECT: item count */
     char **keys;          /* LH_JSON_OBJECT: [len] keys, in file order */
     lh_json **items;      /* ARRAY/OBJECT: [len] values */
 };
@@ -40,6 +42,8 @@ lh_status lh_json_parse_file(const char *path, lh_json **out, lh_error *err);
 lh_status lh_yaml_parse(const char *text, size_t len, const char *origin,
                         lh_json **out, lh_error *err);
 lh_status lh_yaml_parse_file(const char *path, lh_json **out, lh_error *err);
+/* Frees a whole tree; only for a root returned by the parse functions (the
+ * tree lives in one arena). Nesting deeper than 512 levels is refused. */
 void lh_json_free(lh_json *j);
 
 /* Object member by key, or NULL (also NULL if obj is not an object). */
@@ -50,5 +54,7 @@ int lh_json_as_number(const lh_json *j, double *out);
 int lh_json_as_bool(const lh_json *j, int *out);
 /* A number that is an exact integer in [INT64_MIN, INT64_MAX]. */
 int lh_json_as_int64(const lh_json *j, long long *out);
+/* A number that is an exact integer in [0, UINT64_MAX] (safetensors offsets). */
+int lh_json_as_uint64(const lh_json *j, unsigned long long *out);
 
 #endif
