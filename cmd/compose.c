@@ -1,0 +1,556 @@
+/* cmd/compose.c - `lorahub compose`: merge modules with given weights and a
+ * method, write one PEFT directory. See man/lorahub-compose.1.
+ *
+ * Order of work: options, module list, weights (all cheap and checked
+ * before anything is loaded), the output directory check, loading, the
+ * merge, the atomic save. Nothing is written unless everything succeeded. */
+#include <errno.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../compose/compose.h"
+#include "../lib/adapter.h"
+#include "../lib/fsutil.h"
+#include "../lib/json.h"
+#include "../lib/peft.h"
+#include "../lib/strbuf.h"
+#include "cmd.h"
+
+#define CMD "compose"
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: lorahub compose [-m METHOD] [-w W1,W2,...] [--weights FILE] [--rank K]\n"
+               "                       [--density D] [--majority-sign total|frequency] "
+               "[--seed S]\n"
+               "                       [--clamp Q] [--dtype f32|f16|bf16] [--json] [--force]\n"
+               "                       -o OUTDIR MODULE...\n");
+}
+
+/* A growable list of strings. */
+typedef struct strlist {
+    char **v;    /* [n] malloc'd strings */
+    size_t n, cap;
+} strlist;
+
+static int sl_push(strlist *l, const char *s, size_t len)
+{
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? 2 * l->cap : 16;
+        char **v = realloc(l->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        l->v = v;
+        l->cap = cap;
+    }
+    if (!(l->v[l->n] = strndup(s, len)))
+        return -1;
+    l->n++;
+    return 0;
+}
+
+static void sl_release(strlist *l)
+{
+    for (size_t i = 0; i < l->n; i++)
+        free(l->v[i]);
+    free(l->v);
+    memset(l, 0, sizeof *l);
+}
+
+/* All of stdin, NUL-terminated. */
+static char *read_stdin(size_t *len)
+{
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        size_t got = fread(buf + n, 1, cap - n - 1, stdin);
+        n += got;
+        if (got == 0)
+            break;
+        if (cap - n - 1 == 0) {
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+    }
+    if (!buf || ferror(stdin)) {
+        free(buf);
+        return NULL;
+    }
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+/* The module's short names for weight files: "dir/x/" -> "x", and a
+ * .safetensors file also answers to its name without the extension. */
+static int key_matches(const char *key, const char *path)
+{
+    if (!strcmp(key, path))
+        return 1;
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/')
+        b--;
+    size_t kl = strlen(key);
+    if (kl == n - b && !strncmp(key, path + b, kl))
+        return 1;
+    const char *ext = ".safetensors";
+    size_t el = strlen(ext);
+    return n - b > el && !strncmp(path + n - el, ext, el) && kl == n - b - el &&
+           !strncmp(key, path + b, kl);
+}
+
+/* Assign weight v for key to the one module it names. */
+static int assign_key(const char *origin, const char *key, double v, char **paths, size_t n,
+                      double *w, int *seen)
+{
+    size_t hit = n, hits = 0;
+    for (size_t i = 0; i < n; i++)
+        if (!strcmp(key, paths[i])) {
+            hit = i;
+            hits = 1;
+            break;
+        }
+    if (!hits)
+        for (size_t i = 0; i < n; i++)
+            if (key_matches(key, paths[i])) {
+                hit = i;
+                hits++;
+            }
+    if (hits == 0) {
+        cmd_error(CMD, "%s: '%s' is not one of the modules", origin, key);
+        return -1;
+    }
+    if (hits > 1) {
+        cmd_error(CMD, "%s: '%s' names %zu modules; use the module's path", origin, key, hits);
+        return -1;
+    }
+    if (seen[hit]) {
+        cmd_error(CMD, "%s: module '%s' has two weights", origin, paths[hit]);
+        return -1;
+    }
+    if (!isfinite(v)) {
+        cmd_error(CMD, "%s: the weight of '%s' is not a finite number", origin, key);
+        return -1;
+    }
+    seen[hit] = 1;
+    w[hit] = v;
+    return 0;
+}
+
+/* --weights: a YAML/JSON mapping (module -> weight) or list, or TSV lines
+ * "module<TAB>weight". Returns an exit code (0 = ok). */
+static int parse_weights_text(const char *origin, char *text, size_t len, char **paths, size_t n,
+                              double *w)
+{
+    int *seen = calloc(n, sizeof *seen); /* [n] */
+    if (!seen) {
+        cmd_error(CMD, "out of memory");
+        return LH_EXIT_ERROR;
+    }
+    int rc = LH_EXIT_OK;
+    if (memchr(text, '\t', len)) {
+        /* TSV: YAML forbids tabs in the places a TSV has them. */
+        size_t lineno = 0;
+        for (char *line = text; line && *line && !rc;) {
+            char *nl = strchr(line, '\n');
+            if (nl)
+                *nl = '\0';
+            lineno++;
+            size_t l = strlen(line);
+            if (l && line[l - 1] == '\r')
+                line[--l] = '\0';
+            if (l && line[0] != '#') {
+                char *tab = strrchr(line, '\t');
+                double v;
+                if (!tab) {
+                    cmd_error(CMD, "%s: line %zu: expected 'module<TAB>weight'", origin, lineno);
+                    rc = LH_EXIT_USAGE;
+                } else {
+                    *tab = '\0';
+                    if (cmd_parse_double(tab + 1, &v)) {
+                        cmd_error(CMD, "%s: line %zu: weight '%s' is not a finite number", origin,
+                                  lineno, tab + 1);
+                        rc = LH_EXIT_USAGE;
+                    } else if (assign_key(origin, line, v, paths, n, w, seen)) {
+                        rc = LH_EXIT_USAGE;
+                    }
+                }
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+    } else {
+        lh_json *j = NULL;
+        lh_error err = {0};
+        if (lh_yaml_parse(text, len, origin, &j, &err) != LH_OK) {
+            free(seen);
+            return cmd_fail(CMD, &err);
+        }
+        if (j->type == LH_JSON_ARRAY) {
+            if (j->len != n) {
+                cmd_error(CMD, "%s: %zu weights for %zu modules", origin, j->len, n);
+                rc = LH_EXIT_USAGE;
+            }
+            for (size_t i = 0; i < j->len && !rc; i++) {
+                double v;
+                if (!lh_json_as_number(j->items[i], &v) || !isfinite(v)) {
+                    cmd_error(CMD, "%s: item %zu is not a finite number", origin, i + 1);
+                    rc = LH_EXIT_USAGE;
+                } else {
+                    w[i] = v;
+                    seen[i] = 1;
+                }
+            }
+        } else if (j->type == LH_JSON_OBJECT) {
+            for (size_t i = 0; i < j->len && !rc; i++) {
+                double v;
+                if (!lh_json_as_number(j->items[i], &v)) {
+                    cmd_error(CMD, "%s: the weight of '%s' is not a number", origin, j->keys[i]);
+                    rc = LH_EXIT_USAGE;
+                } else if (assign_key(origin, j->keys[i], v, paths, n, w, seen)) {
+                    rc = LH_EXIT_USAGE;
+                }
+            }
+        } else {
+            cmd_error(CMD, "%s: expected a mapping (module: weight), a list of weights, or "
+                           "TSV lines 'module<TAB>weight'", origin);
+            rc = LH_EXIT_USAGE;
+        }
+        lh_json_free(j);
+    }
+    for (size_t i = 0; i < n && !rc; i++)
+        if (!seen[i]) {
+            cmd_error(CMD, "%s: module '%s' has no weight", origin, paths[i]);
+            rc = LH_EXIT_USAGE;
+        }
+    free(seen);
+    return rc;
+}
+
+static int parse_weight_list(const char *s, size_t n, double *w)
+{
+    size_t k = 0;
+    const char *p = s;
+    for (;;) {
+        const char *comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        char tok[64];
+        double v;
+        if (len == 0 || len >= sizeof tok) {
+            return cmd_usage_error(CMD, "-w: expected comma-separated numbers, got '%s'", s);
+        }
+        memcpy(tok, p, len);
+        tok[len] = '\0';
+        if (cmd_parse_double(tok, &v))
+            return cmd_usage_error(CMD, "-w: weight '%s' is not a finite number", tok);
+        if (k < n)
+            w[k] = v;
+        k++;
+        if (!comma)
+            break;
+        p = comma + 1;
+    }
+    if (k != n)
+        return cmd_usage_error(CMD, "-w gives %zu weight%s for %zu module%s", k,
+                               k == 1 ? "" : "s", n, n == 1 ? "" : "s");
+    return 0;
+}
+
+static double now_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int method_is_svd(lh_merge_method m)
+{
+    return m == LH_MERGE_SVD || m >= LH_MERGE_TIES_SVD;
+}
+static int method_is_sparse(lh_merge_method m)
+{
+    return (m >= LH_MERGE_TIES && m <= LH_MERGE_MAGNITUDE_PRUNE) || m >= LH_MERGE_TIES_SVD;
+}
+static int method_is_dare(lh_merge_method m)
+{
+    return m == LH_MERGE_DARE_LINEAR || m == LH_MERGE_DARE_TIES ||
+           m == LH_MERGE_DARE_LINEAR_SVD || m == LH_MERGE_DARE_TIES_SVD;
+}
+static int method_is_ties(lh_merge_method m)
+{
+    return m == LH_MERGE_TIES || m == LH_MERGE_DARE_TIES || m == LH_MERGE_TIES_SVD ||
+           m == LH_MERGE_DARE_TIES_SVD;
+}
+
+enum { OPT_WEIGHTS = 256, OPT_RANK, OPT_DENSITY, OPT_SIGN, OPT_SEED, OPT_CLAMP, OPT_DTYPE,
+       OPT_JSON, OPT_FORCE };
+
+int cmd_compose(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"method", required_argument, NULL, 'm'},
+        {"weights", required_argument, NULL, OPT_WEIGHTS},
+        {"rank", required_argument, NULL, OPT_RANK},
+        {"density", required_argument, NULL, OPT_DENSITY},
+        {"majority-sign", required_argument, NULL, OPT_SIGN},
+        {"seed", required_argument, NULL, OPT_SEED},
+        {"clamp", required_argument, NULL, OPT_CLAMP},
+        {"dtype", required_argument, NULL, OPT_DTYPE},
+        {"json", no_argument, NULL, OPT_JSON},
+        {"force", no_argument, NULL, OPT_FORCE},
+        {"output", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    lh_merge_opts mo;
+    lh_merge_opts_default(&mo);
+    const char *wlist = NULL, *wfile = NULL, *outdir = NULL;
+    int as_json = 0, force = 0, c;
+    int set_rank = 0, set_density = 0, set_sign = 0, set_seed = 0, set_clamp = 0;
+    lh_peft_save_opts so = {.dtype = LH_F32};
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":m:w:o:h", opts, NULL)) != -1) {
+        long l;
+        double d;
+        switch (c) {
+        case 'm':
+            if (lh_merge_method_from_name(optarg, &mo.method))
+                return cmd_usage_error(CMD, "unknown method '%s' (lorahub, linear, cat, svd, "
+                                            "ties, dare-linear, dare-ties, magnitude-prune, or "
+                                            "one of the last four with -svd)", optarg);
+            break;
+        case 'w': wlist = optarg; break;
+        case OPT_WEIGHTS: wfile = optarg; break;
+        case 'o': outdir = optarg; break;
+        case OPT_RANK:
+            if (cmd_parse_int(optarg, 1, 1 << 20, &l))
+                return cmd_usage_error(CMD, "--rank '%s' is not a positive integer", optarg);
+            mo.rank = (int)l;
+            set_rank = 1;
+            break;
+        case OPT_DENSITY:
+            if (cmd_parse_double(optarg, &d) || !(d > 0 && d <= 1))
+                return cmd_usage_error(CMD, "--density '%s' is not a number in (0, 1]", optarg);
+            mo.density = d;
+            set_density = 1;
+            break;
+        case OPT_SIGN:
+            if (!strcmp(optarg, "total"))
+                mo.majority_sign = LH_SIGN_TOTAL;
+            else if (!strcmp(optarg, "frequency"))
+                mo.majority_sign = LH_SIGN_FREQUENCY;
+            else
+                return cmd_usage_error(CMD, "--majority-sign '%s' is not total or frequency",
+                                       optarg);
+            set_sign = 1;
+            break;
+        case OPT_SEED: {
+            char *end;
+            errno = 0;
+            unsigned long long s = strtoull(optarg, &end, 10);
+            if (!*optarg || *end || errno || optarg[0] == '-')
+                return cmd_usage_error(CMD, "--seed '%s' is not a non-negative integer", optarg);
+            mo.seed = s;
+            set_seed = 1;
+            break;
+        }
+        case OPT_CLAMP:
+            if (cmd_parse_double(optarg, &d) || !(d > 0 && d <= 1))
+                return cmd_usage_error(CMD, "--clamp '%s' is not a quantile in (0, 1]", optarg);
+            mo.clamp_quantile = d;
+            set_clamp = 1;
+            break;
+        case OPT_DTYPE:
+            if (!strcmp(optarg, "f32") || !strcmp(optarg, "F32"))
+                so.dtype = LH_F32;
+            else if (!strcmp(optarg, "f16") || !strcmp(optarg, "F16"))
+                so.dtype = LH_F16;
+            else if (!strcmp(optarg, "bf16") || !strcmp(optarg, "BF16"))
+                so.dtype = LH_BF16;
+            else
+                return cmd_usage_error(CMD, "--dtype '%s' is not f32, f16 or bf16", optarg);
+            break;
+        case OPT_JSON: as_json = 1; break;
+        case OPT_FORCE: force = 1; break;
+        case 'h': usage(stdout); return LH_EXIT_OK;
+        case ':':
+            return cmd_usage_error(CMD, "option '%s' needs a value", argv[optind - 1]);
+        default:
+            if (optopt && optopt < 256 && strchr("mwo", optopt))
+                return cmd_usage_error(CMD, "option '-%c' needs a value", optopt);
+            return cmd_usage_error(CMD, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    const char *mname = lh_merge_method_name(mo.method);
+    if (set_rank && !method_is_svd(mo.method))
+        return cmd_usage_error(CMD, "--rank applies to the svd methods, not %s", mname);
+    if (set_density && !method_is_sparse(mo.method))
+        return cmd_usage_error(CMD, "--density applies to ties, dare and magnitude-prune, not %s",
+                               mname);
+    if (set_sign && !method_is_ties(mo.method))
+        return cmd_usage_error(CMD, "--majority-sign applies to the ties methods, not %s", mname);
+    if (set_seed && !method_is_dare(mo.method))
+        return cmd_usage_error(CMD, "--seed applies to the dare methods, not %s", mname);
+    if (set_clamp && !method_is_svd(mo.method))
+        return cmd_usage_error(CMD, "--clamp applies to the svd methods, not %s", mname);
+    if (!outdir)
+        return cmd_usage_error(CMD, "no output directory (-o OUTDIR)");
+    if (optind >= argc)
+        return cmd_usage_error(CMD, "no modules given");
+    if (wlist && wfile)
+        return cmd_usage_error(CMD, "give the weights with -w or --weights, not both");
+
+    int rc = LH_EXIT_OK, stdin_modules = 0;
+    strlist paths = {0};
+    double *w = NULL;
+    lh_adapter **mods = NULL, *out = NULL;
+    lh_error err = {0};
+    lh_sb sb;
+    lh_sb_init(&sb);
+
+    for (int i = optind; i < argc; i++) {
+        if (strcmp(argv[i], "-") != 0) {
+            if (sl_push(&paths, argv[i], strlen(argv[i])))
+                goto nomem;
+            continue;
+        }
+        if (stdin_modules++) {
+            rc = cmd_usage_error(CMD, "'-' (modules from standard input) given twice");
+            goto done;
+        }
+        if (wfile && !strcmp(wfile, "-")) {
+            rc = cmd_usage_error(CMD, "standard input cannot hold both the module list and the "
+                                      "weights");
+            goto done;
+        }
+        size_t len;
+        char *text = read_stdin(&len);
+        if (!text) {
+            cmd_error(CMD, "cannot read the module list from standard input");
+            rc = LH_EXIT_ERROR;
+            goto done;
+        }
+        for (char *line = text; line;) {
+            char *nl = memchr(line, '\n', len - (size_t)(line - text));
+            size_t l = nl ? (size_t)(nl - line) : strlen(line);
+            if (l && line[l - 1] == '\r')
+                l--;
+            if (l && line[0] != '#' && sl_push(&paths, line, l)) {
+                free(text);
+                goto nomem;
+            }
+            line = nl ? nl + 1 : NULL;
+        }
+        free(text);
+    }
+    const size_t n = paths.n;
+    if (n == 0) {
+        rc = cmd_usage_error(CMD, "no modules given (standard input was empty)");
+        goto done;
+    }
+    w = malloc(n * sizeof *w); /* [n] */
+    mods = calloc(n, sizeof *mods);
+    if (!w || !mods)
+        goto nomem;
+    for (size_t i = 0; i < n; i++)
+        w[i] = 1.0; /* no weights given: every module counts once */
+    if (wlist) {
+        if ((rc = parse_weight_list(wlist, n, w)))
+            goto done;
+    } else if (wfile) {
+        size_t len = 0;
+        char *text = NULL;
+        const char *origin = wfile;
+        if (!strcmp(wfile, "-")) {
+            origin = "<stdin>";
+            if (!(text = read_stdin(&len))) {
+                cmd_error(CMD, "cannot read the weights from standard input");
+                rc = LH_EXIT_ERROR;
+                goto done;
+            }
+        } else if (lh_read_file(wfile, &text, &len, &err) != LH_OK) {
+            rc = cmd_fail(CMD, &err);
+            goto done;
+        }
+        rc = parse_weights_text(origin, text, len, paths.v, n, w);
+        free(text);
+        if (rc)
+            goto done;
+    }
+    if (lh_path_exists(outdir) && !force) {
+        cmd_error(CMD, "'%s' already exists (use --force to replace it)", outdir);
+        rc = LH_EXIT_ERROR;
+        goto done;
+    }
+
+    double t0 = now_seconds();
+    for (size_t i = 0; i < n; i++)
+        if (lh_adapter_load(paths.v[i], &mods[i], &err) != LH_OK) {
+            rc = cmd_fail(CMD, &err);
+            goto done;
+        }
+    if (lh_compose((const lh_adapter *const *)mods, n, w, &mo, &out, &err) != LH_OK) {
+        rc = cmd_fail(CMD, &err);
+        goto done;
+    }
+    so.force = force;
+    if (lh_peft_save(out, outdir, &so, &err) != LH_OK) {
+        rc = cmd_fail(CMD, &err);
+        goto done;
+    }
+    double secs = now_seconds() - t0;
+    uint64_t params = lh_adapter_n_params(out);
+    const char *dtname = so.dtype == LH_F16 ? "f16" : so.dtype == LH_BF16 ? "bf16" : "f32";
+    if (as_json) {
+        lh_sb_append(&sb, "{\"method\":");
+        lh_sb_append_json_string(&sb, mname);
+        lh_sb_append(&sb, ",\"output\":");
+        lh_sb_append_json_string(&sb, outdir);
+        lh_sb_append(&sb, ",\"modules\":[");
+        for (size_t i = 0; i < n; i++) {
+            lh_sb_append(&sb, i ? ",{\"path\":" : "{\"path\":");
+            lh_sb_append_json_string(&sb, paths.v[i]);
+            lh_sb_append(&sb, ",\"weight\":");
+            lh_sb_append_json_number(&sb, w[i]);
+            lh_sb_append(&sb, "}");
+        }
+        lh_sb_appendf(&sb, "],\"rank\":%d,\"targets\":%zu,\"parameters\":%llu,\"dtype\":\"%s\","
+                           "\"seconds\":",
+                      out->r, out->n_targets, (unsigned long long)params, dtname);
+        lh_sb_append_json_number(&sb, secs);
+        lh_sb_append(&sb, "}\n");
+    } else {
+        lh_sb_appendf(&sb, "composed %zu module%s with %s into %s: rank %d, %zu target%s, "
+                           "%llu parameters (%s), %.2f s\n",
+                      n, n == 1 ? "" : "s", mname, outdir, out->r, out->n_targets,
+                      out->n_targets == 1 ? "" : "s", (unsigned long long)params, dtname, secs);
+    }
+    if (lh_sb_failed(&sb))
+        goto nomem;
+    fwrite(sb.buf, 1, sb.len, stdout);
+    goto done;
+nomem:
+    cmd_error(CMD, "out of memory");
+    rc = LH_EXIT_ERROR;
+done:
+    lh_sb_release(&sb);
+    if (mods)
+        for (size_t i = 0; i < paths.n; i++)
+            lh_adapter_free(mods[i]);
+    free(mods);
+    lh_adapter_free(out);
+    free(w);
+    sl_release(&paths);
+    return rc;
+}
