@@ -1,0 +1,140 @@
+/* adapt/search.h - the ADAPT search driver.
+ *
+ * Given N loaded modules, few-shot examples and an open backend, search
+ * the weights w [N] in [-bound, bound]^N (start 0) with a gradient-free
+ * optimizer, minimizing
+ *     objective(w) = loss(compose(w)) + l1 * mean_i |w_i|
+ * where loss is the backend's mean token cross-entropy. Each evaluation
+ * composes into buffers sized once (lh_compose_plan_new / lh_compose_into)
+ * and asks the backend to score a whole optimizer batch in one call.
+ *
+ * The budget is a hard cap. Every evaluation is appended to a trace (TSV)
+ * and to a checkpoint (JSON, rewritten atomically after every batch); a
+ * resumed run replays the deterministic optimizer and answers the recorded
+ * evaluations from the checkpoint without calling the backend, refusing
+ * to go on when a replayed point differs bitwise from the recorded one.
+ * A set interrupt flag stops the run between evaluations (and inside
+ * backend waits where the backend supports it); the best point so far is
+ * still returned, with LH_ERR_INTERRUPTED. */
+#ifndef LH_SEARCH_H
+#define LH_SEARCH_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../compose/compose.h"
+#include "../lib/adapter.h"
+#include "../lib/examples.h"
+#include "../lib/status.h"
+#include "backend/backend.h"
+
+/* The objective given to the optimizer for a NaN/Inf loss when nan_as_worst
+ * is set: finite, so NLopt's local models stay finite, and far above any
+ * cross-entropy a real model produces (ln(vocab) is ~12 nats for 150k). */
+#define LH_SEARCH_WORST 1e9
+
+/* ---- module sets ---------------------------------------------------- */
+
+typedef struct lh_module_set {
+    size_t n;
+    lh_adapter **mods;      /* [n] loaded modules, in weight order */
+    size_t n_available;     /* candidates seen before pick */
+} lh_module_set;
+
+/* Every entry of dir that looks like a module (a directory holding
+ * adapter_config.json, or a *.safetensors file; names starting with '.'
+ * are skipped), sorted by name (strcmp). pick > 0 and smaller than the
+ * number found: draw pick of them without replacement with lh_rng seeded
+ * by seed (a partial Fisher-Yates shuffle; the same idea as Python's
+ * random.sample, not its stream), then sort the drawn ones by name. Only
+ * the drawn modules are loaded; one that fails to load is an error. */
+lh_status lh_modules_from_dir(const char *dir, int pick, uint64_t seed, lh_module_set **out,
+                              lh_error *err);
+/* The same from a list of paths (kept in list order when pick draws none). */
+lh_status lh_modules_from_list(const char *const *paths, size_t n, int pick, uint64_t seed,
+                               lh_module_set **out, lh_error *err);
+void lh_module_set_free(lh_module_set *s);
+
+/* ---- the search ----------------------------------------------------- */
+
+typedef enum lh_select {
+    LH_SELECT_SEARCH = 0,     /* optimize the weights (the default) */
+    LH_SELECT_BEST_SINGLE,    /* the module with the lowest loss at weight 1 */
+    LH_SELECT_UNIFORM         /* w = 1/N, scored once */
+} lh_select;
+
+typedef struct lh_search_progress {
+    const char *phase;        /* "preselect", "search", "rescore" */
+    int evaluation;           /* evaluations done in this phase (replayed included) */
+    int total;                /* of this many */
+    double loss;              /* of the latest evaluation (NaN if none) */
+    double best_objective;    /* best so far in this phase (HUGE_VAL if none) */
+    double elapsed_s;         /* since the search began */
+    double eta_s;             /* estimated seconds left in this phase; < 0 unknown */
+    int replayed;             /* the latest evaluation came from the checkpoint */
+} lh_search_progress;
+
+typedef struct lh_search_opts {
+    lh_merge_opts merge;
+    const char *optimizer;    /* lh_optimize name; default "cobyla" */
+    int budget;               /* evaluations of the search proper; default 40 */
+    double bound;             /* weights in [-bound, bound]; default 1.5 */
+    double l1;                /* default 0.05 */
+    uint64_t seed;            /* default 42 */
+    int nan_as_worst;         /* NaN/Inf loss -> objective LH_SEARCH_WORST (else error) */
+    int preselect;            /* > 0: keep this many modules by single-module loss first */
+    lh_select select;
+    const char *trace_path;       /* TSV written while searching, or NULL */
+    const char *checkpoint_path;  /* JSON rewritten after every batch, or NULL */
+    int resume;                   /* replay checkpoint_path (must exist) */
+    int force;                    /* replace an existing trace/checkpoint when not resuming */
+    /* Extra text folded into the checkpoint's settings (the backend and its
+     * model/command), so a checkpoint is not resumed against another model. */
+    const char *fingerprint_extra;
+    volatile sig_atomic_t *interrupt;
+    void (*progress)(void *ud, const lh_search_progress *p);
+    void *progress_ud;
+} lh_search_opts;
+
+void lh_search_opts_default(lh_search_opts *o);
+
+typedef struct lh_search_result {
+    size_t n;                 /* modules given */
+    double *weights;          /* [n] the chosen weights (0 for modules preselection dropped) */
+    double best_loss;         /* loss of the chosen point when it was evaluated */
+    double best_objective;
+    double rescored_loss;     /* the chosen point scored once more at the end (NaN if not) */
+    int evaluations;          /* search evaluations (replayed included) */
+    int replayed;             /* of them answered from the checkpoint */
+    int backend_calls;        /* score requests sent to the backend, all phases */
+    double wall_seconds;
+    double backend_seconds;   /* inside lh_backend_score */
+    char stop_reason[64];     /* optimizer's reason, "budget", "interrupted", "selected" */
+    lh_adapter *merged;       /* compose(weights) over the kept modules */
+    /* Preselection / best-single (NULL/0 otherwise). */
+    double *single_loss;      /* [n] loss of each module alone at weight 1 */
+    int preselect_evaluations;
+    size_t n_kept;
+    size_t *kept;             /* [n_kept] indices of the modules searched over */
+} lh_search_result;
+
+/* Run the search. On LH_OK or LH_ERR_INTERRUPTED, res is filled (the best
+ * point so far on interrupt; no re-score then) and must be released with
+ * lh_search_result_release; on other errors res holds nothing. */
+lh_status lh_search_run(const lh_search_opts *o, const lh_adapter *const *mods, size_t n,
+                        const lh_examples *ex, lh_backend *b, lh_search_result *res,
+                        lh_error *err);
+void lh_search_result_release(lh_search_result *res);
+
+/* Write a report (YAML when path ends in .yaml/.yml, JSON otherwise)
+ * atomically: weights (module name -> weight), best_loss, best_objective,
+ * rescored_loss, evaluations, optimizer, method, seed, budget, bound, l1,
+ * modules, wall_seconds, backend_seconds, stop_reason, and extra string
+ * pairs extra_kv = {key, value, key, value, ..., NULL}. */
+lh_status lh_search_write_report(const char *path, const lh_search_opts *o,
+                                 const lh_adapter *const *mods, size_t n,
+                                 const lh_search_result *res, const char *const *extra_kv,
+                                 lh_error *err);
+
+#endif
