@@ -1,0 +1,583 @@
+/* tests/check_native.c - the native backend against an independent reference.
+ *
+ * tests/fixtures/native/ was written by tools/make_native_fixtures.py from
+ * tools/llama_torch.py (a PyTorch re-implementation of HF LlamaForCausalLM):
+ * logits of a few sequences, losses of a few examples and greedy outputs,
+ * for model "a" (llama, GQA, llama3 RoPE scaling, rope_theta 5e5, untied,
+ * q/k/v/o biases, F32) and model "b" (qwen2, tied, linear RoPE scaling,
+ * F16, sharded), with PEFT LoRAs whose scales are not 1. The rest checks
+ * the engine against itself: batched candidates vs one at a time, packed
+ * vs one by one, KV-cache generation vs argmax of the full forward, and
+ * that bad configs, missing or extra tensors and misfit adapters are
+ * refused with a message naming the culprit. */
+#include <check.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "adapt/backend/native/model.h"
+#include "lib/adapter.h"
+#include "lib/fsutil.h"
+#include "lib/json.h"
+#include "lib/safetensors.h"
+
+#define FIX "tests/fixtures/native"
+
+static lh_safetensors *expected;
+
+static void load_expected(void)
+{
+    if (expected)
+        return;
+    lh_error err = {0};
+    ck_assert_msg(lh_st_open(FIX "/expected.safetensors", &expected, &err) == LH_OK, "%s",
+                  err.msg);
+}
+
+/* Float tensor from expected.safetensors, malloc'd; *n its element count. */
+static float *exp_tensor(const char *name, size_t *n)
+{
+    load_expected();
+    const lh_st_tensor *t = lh_st_find(expected, name);
+    ck_assert_msg(t != NULL, "expected.safetensors lacks %s", name);
+    float *v = malloc(t->numel * sizeof *v);
+    lh_error err = {0};
+    ck_assert(lh_st_read_f32(expected, t, v, &err) == LH_OK);
+    *n = t->numel;
+    return v;
+}
+
+static int32_t *to_ids(const float *v, size_t n)
+{
+    int32_t *ids = malloc(n * sizeof *ids);
+    for (size_t i = 0; i < n; i++)
+        ids[i] = (int32_t)v[i];
+    return ids;
+}
+
+static nm_model *load_model(const char *tag)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, FIX "/%s", tag);
+    nm_model *m = NULL;
+    lh_error err = {0};
+    ck_assert_msg(nm_model_load(dir, &m, &err) == LH_OK, "%s", err.msg);
+    return m;
+}
+
+static lh_adapter *load_adapter(const char *name)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, FIX "/%s", name);
+    lh_adapter *a = NULL;
+    lh_error err = {0};
+    ck_assert_msg(lh_adapter_load(dir, &a, &err) == LH_OK, "%s", err.msg);
+    return a;
+}
+
+static void check_close(double got, double want, double rel, const char *what)
+{
+    double tol = rel * fmax(1.0, fabs(want));
+    if (!(fabs(got - want) <= tol))
+        ck_abort_msg("%s: got %.9g, want %.9g (tolerance %.3g)", what, got, want, tol);
+}
+
+/* ---- logits against the reference -------------------------------------- */
+
+static void logits_case(const char *tag)
+{
+    nm_model *m = load_model(tag);
+    char ln[64];
+    snprintf(ln, sizeof ln, "%s-lora", tag);
+    lh_adapter *a = load_adapter(ln);
+    lh_error err = {0};
+    for (int k = 0; k < 3; k++) {
+        char name[64];
+        size_t n, nl;
+        snprintf(name, sizeof name, "%s.seq%d.ids", tag, k);
+        float *fid = exp_tensor(name, &n);
+        snprintf(name, sizeof name, "%s.seq%d.logits", tag, k);
+        float *want = exp_tensor(name, &nl);
+        ck_assert_uint_eq(nl, n * (size_t)m->c.vocab);
+        int32_t *ids = to_ids(fid, n);
+        nm_batch b = {1, ids, &n, NULL};
+        float *got = malloc(nl * sizeof *got);
+        ck_assert_msg(nm_forward_logits(m, &b, a, got, &err) == LH_OK, "%s", err.msg);
+        double worst = 0;
+        for (size_t i = 0; i < nl; i++) {
+            double d = fabs((double)got[i] - want[i]) / fmax(1.0, fabs(want[i]));
+            if (d > worst)
+                worst = d;
+        }
+        ck_assert_msg(worst <= 1e-4, "%s seq %d: logits differ by %.3g (relative)", tag, k, worst);
+        free(fid);
+        free(want);
+        free(ids);
+        free(got);
+    }
+    lh_adapter_free(a);
+    nm_model_free(m);
+}
+
+START_TEST(test_logits_a) { logits_case("a"); }
+END_TEST
+
+START_TEST(test_logits_b) { logits_case("b"); }
+END_TEST
+
+/* ---- losses ------------------------------------------------------------- */
+
+typedef struct exset {
+    size_t n;
+    int32_t *ids;    /* packed */
+    size_t len[4];
+    size_t from[4];
+} exset;
+
+static void load_examples(const char *tag, exset *e)
+{
+    memset(e, 0, sizeof *e);
+    size_t total = 0;
+    int32_t *parts[4];
+    for (int k = 0; k < 4; k++) {
+        char name[64];
+        size_t n, nf;
+        snprintf(name, sizeof name, "%s.ex%d.ids", tag, k);
+        float *f = exp_tensor(name, &n);
+        parts[k] = to_ids(f, n);
+        free(f);
+        e->len[k] = n;
+        snprintf(name, sizeof name, "%s.ex%d.from", tag, k);
+        f = exp_tensor(name, &nf);
+        e->from[k] = (size_t)f[0];
+        free(f);
+        total += n;
+    }
+    e->n = 4;
+    e->ids = malloc(total * sizeof *e->ids);
+    size_t off = 0;
+    for (int k = 0; k < 4; k++) {
+        memcpy(e->ids + off, parts[k], e->len[k] * sizeof *e->ids);
+        off += e->len[k];
+        free(parts[k]);
+    }
+}
+
+static void loss_case(const char *tag, const char *l1, const char *l2)
+{
+    nm_model *m = load_model(tag);
+    lh_adapter *a1 = load_adapter(l1), *a2 = l2 ? load_adapter(l2) : NULL;
+    exset e;
+    load_examples(tag, &e);
+    nm_batch b = {e.n, e.ids, e.len, e.from};
+    const lh_adapter *cands[3] = {NULL, a1, a2};
+    char name[64];
+    size_t nw;
+    snprintf(name, sizeof name, "%s.loss", tag);
+    float *want = exp_tensor(name, &nw);
+    ck_assert_uint_eq(nw, 3);
+    double nll_b[3], nll_l[3];
+    size_t nt_b = 0, nt_l = 0;
+    lh_error err = {0};
+    ck_assert_msg(nm_score_batch(m, &b, cands, 3, 1, nll_b, &nt_b, &err) == LH_OK, "%s", err.msg);
+    ck_assert_msg(nm_score_batch(m, &b, cands, 3, 0, nll_l, &nt_l, &err) == LH_OK, "%s", err.msg);
+    ck_assert_uint_eq(nt_b, nt_l);
+    size_t expect_tokens = 0;
+    for (size_t k = 0; k < e.n; k++)
+        expect_tokens += e.len[k] - 1 - e.from[k];
+    ck_assert_uint_eq(nt_b, expect_tokens);
+    for (int i = 0; i < 3; i++) {
+        check_close(nll_l[i] / (double)nt_l, want[i], 1e-4, "loss vs reference (loop)");
+        check_close(nll_b[i] / (double)nt_b, want[i], 1e-4, "loss vs reference (batched)");
+        check_close(nll_b[i], nll_l[i], 1e-5, "batched vs one at a time");
+    }
+    /* Packing: the same sums, example by example. */
+    double sum[3] = {0, 0, 0};
+    size_t off = 0;
+    for (size_t k = 0; k < e.n; k++) {
+        nm_batch one = {1, e.ids + off, &e.len[k], &e.from[k]};
+        double nll[3];
+        size_t nt;
+        ck_assert_msg(nm_score_batch(m, &one, cands, 3, 1, nll, &nt, &err) == LH_OK, "%s",
+                      err.msg);
+        for (int i = 0; i < 3; i++)
+            sum[i] += nll[i];
+        off += e.len[k];
+    }
+    for (int i = 0; i < 3; i++)
+        check_close(sum[i], nll_b[i], 1e-5, "packed vs one by one");
+    /* The adapters matter (otherwise the comparisons above prove little). */
+    ck_assert(fabs(nll_b[1] - nll_b[0]) > 1e-3);
+    free(want);
+    free(e.ids);
+    lh_adapter_free(a1);
+    lh_adapter_free(a2);
+    nm_model_free(m);
+}
+
+START_TEST(test_loss_a) { loss_case("a", "a-lora", "a-lora2"); }
+END_TEST
+
+START_TEST(test_loss_b) { loss_case("b", "b-lora", NULL); }
+END_TEST
+
+/* Many candidates: the batched path groups and shares the prefix. */
+START_TEST(test_many_candidates)
+{
+    nm_model *m = load_model("a");
+    lh_adapter *a1 = load_adapter("a-lora"), *a2 = load_adapter("a-lora2");
+    exset e;
+    load_examples("a", &e);
+    nm_batch b = {e.n, e.ids, e.len, e.from};
+    const lh_adapter *cands[7] = {a2, a1, NULL, a2, a1, a2, NULL};
+    double nb[7], nl[7];
+    size_t nt;
+    lh_error err = {0};
+    ck_assert(nm_score_batch(m, &b, cands, 7, 1, nb, &nt, &err) == LH_OK);
+    ck_assert(nm_score_batch(m, &b, cands, 7, 0, nl, &nt, &err) == LH_OK);
+    for (int i = 0; i < 7; i++)
+        check_close(nb[i], nl[i], 1e-5, "batched vs loop");
+    check_close(nb[0], nb[3], 1e-6, "same adapter twice");
+    check_close(nb[2], nb[6], 1e-6, "base twice");
+    free(e.ids);
+    lh_adapter_free(a1);
+    lh_adapter_free(a2);
+    nm_model_free(m);
+}
+END_TEST
+
+/* ---- generation --------------------------------------------------------- */
+
+static void gen_case(const char *tag)
+{
+    nm_model *m = load_model(tag);
+    char ln[64];
+    snprintf(ln, sizeof ln, "%s-lora", tag);
+    lh_adapter *a = load_adapter(ln);
+    char name[64];
+    size_t np, ng;
+    snprintf(name, sizeof name, "%s.gen.prompt", tag);
+    float *fp = exp_tensor(name, &np);
+    snprintf(name, sizeof name, "%s.gen.out", tag);
+    float *fg = exp_tensor(name, &ng);
+    if (ng == 1 && fg[0] < 0)
+        ng = 0;
+    int32_t *prompt = to_ids(fp, np);
+    int32_t *out = NULL;
+    size_t n_out = 0;
+    lh_error err = {0};
+    ck_assert_msg(nm_generate_ids(m, a, prompt, np, 12, &out, &n_out, &err) == LH_OK, "%s",
+                  err.msg);
+    ck_assert_uint_eq(n_out, ng);
+    for (size_t i = 0; i < ng; i++)
+        ck_assert_int_eq(out[i], (int32_t)fg[i]);
+    /* KV cache vs argmax of the full forward re-run on prompt + generated. */
+    size_t T = np + n_out;
+    int32_t *all = malloc(T * sizeof *all);
+    memcpy(all, prompt, np * sizeof *all);
+    memcpy(all + np, out, n_out * sizeof *all);
+    float *logits = malloc(T * (size_t)m->c.vocab * sizeof *logits);
+    nm_batch b = {1, all, &T, NULL};
+    ck_assert(nm_forward_logits(m, &b, a, logits, &err) == LH_OK);
+    for (size_t i = np - 1; i < T; i++) {
+        const float *row = logits + i * (size_t)m->c.vocab;
+        int best = 0;
+        for (int v = 1; v < m->c.vocab; v++)
+            if (row[v] > row[best])
+                best = v;
+        if (i + 1 < T)
+            ck_assert_int_eq(best, all[i + 1]);
+        else if (n_out < 12) {
+            int stop = 0;
+            for (int k = 0; k < m->c.n_eos; k++)
+                stop |= m->c.eos_ids[k] == best;
+            ck_assert_msg(stop, "generation stopped early without EOS");
+        }
+    }
+    free(all);
+    free(logits);
+    free(out);
+    free(prompt);
+    free(fp);
+    free(fg);
+    lh_adapter_free(a);
+    nm_model_free(m);
+}
+
+START_TEST(test_generate_a) { gen_case("a"); }
+END_TEST
+
+START_TEST(test_generate_b) { gen_case("b"); }
+END_TEST
+
+/* ---- refusals ----------------------------------------------------------- */
+
+static const char *base_cfg =
+    "{\"model_type\":\"llama\",\"hidden_size\":16,\"intermediate_size\":32,"
+    "\"num_hidden_layers\":1,\"num_attention_heads\":2,\"vocab_size\":10%s}";
+
+/* Parse base_cfg with extra members; return the status, message in err. */
+static lh_status parse_with(const char *extra, const char *model_type, lh_error *err)
+{
+    char text[1024];
+    snprintf(text, sizeof text, base_cfg, extra);
+    if (model_type) {
+        char *p = strstr(text, "llama");
+        char tmp[1024];
+        snprintf(tmp, sizeof tmp, "%.*s%s%s", (int)(p - text), text, model_type, p + 5);
+        snprintf(text, sizeof text, "%s", tmp);
+    }
+    lh_json *j = NULL;
+    lh_status s = lh_json_parse(text, strlen(text), "cfg.json", &j, err);
+    ck_assert_msg(s == LH_OK, "%s", err->msg);
+    nm_config c;
+    s = nm_config_parse(j, "cfg.json", &c, err);
+    lh_json_free(j);
+    return s;
+}
+
+START_TEST(test_bad_configs)
+{
+    static const struct {
+        const char *extra, *model_type, *key;
+    } cases[] = {
+        {",\"hidden_act\":\"gelu\"", NULL, "hidden_act"},
+        {",\"rope_scaling\":{\"rope_type\":\"yarn\",\"factor\":2}", NULL, "rope_scaling.rope_type"},
+        {",\"rope_scaling\":{\"type\":\"dynamic\",\"factor\":2}", NULL, "rope_scaling.type"},
+        {",\"rope_scaling\":{\"rope_type\":\"llama3\",\"factor\":8}", NULL, "low_freq_factor"},
+        {",\"mlp_bias\":true", NULL, "mlp_bias"},
+        {",\"use_sliding_window\":true", "qwen2", "use_sliding_window"},
+        {",\"partial_rotary_factor\":0.5", NULL, "partial_rotary_factor"},
+        {",\"num_key_value_heads\":3", NULL, "num_key_value_heads"},
+        {",\"quantization_config\":{\"bits\":4}", NULL, "quantization_config"},
+        {",\"attention_bias\":true", "mistral", "attention_bias"},
+        {"", "gpt2", "model_type"},
+        {",\"eos_token_id\":[1,99]", NULL, "eos_token_id"},
+        {",\"head_dim\":7", NULL, "head_dim"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        lh_error err = {0};
+        lh_status s = parse_with(cases[i].extra, cases[i].model_type, &err);
+        ck_assert_msg(s != LH_OK, "case %zu (%s) accepted", i, cases[i].key);
+        ck_assert_msg(strstr(err.msg, cases[i].key) && strstr(err.msg, "cfg.json"),
+                      "case %zu: '%s' does not name %s", i, err.msg, cases[i].key);
+    }
+    lh_error err = {0};
+    ck_assert_int_eq(parse_with("", NULL, &err), LH_OK);
+    /* Missing required key. */
+    const char *t = "{\"model_type\":\"llama\",\"hidden_size\":16}";
+    lh_json *j = NULL;
+    ck_assert(lh_json_parse(t, strlen(t), "cfg.json", &j, &err) == LH_OK);
+    nm_config c;
+    ck_assert(nm_config_parse(j, "cfg.json", &c, &err) == LH_ERR_NOT_FOUND);
+    ck_assert_msg(strstr(err.msg, "intermediate_size") != NULL, "%s", err.msg);
+    lh_json_free(j);
+    /* Defaults and the eos list. */
+    ck_assert_int_eq(parse_with(",\"eos_token_id\":[3,4],\"num_key_value_heads\":1", NULL, &err),
+                     LH_OK);
+}
+END_TEST
+
+/* The RoPE frequencies of the three kinds, against values computed by hand
+ * from the formulas (llama3: one frequency in each wavelength band). */
+START_TEST(test_rope_freqs)
+{
+    nm_config c = {0};
+    c.head_dim = 4;
+    c.rope_theta = 100.0;
+    float f[2];
+    nm_rope_init(&c, f);
+    ck_assert(fabsf(f[0] - 1.0f) < 1e-7f && fabsf(f[1] - 0.1f) < 1e-7f);
+    c.rope_type = NM_ROPE_LINEAR;
+    c.rope_factor = 4.0;
+    nm_rope_init(&c, f);
+    ck_assert(fabsf(f[0] - 0.25f) < 1e-7f && fabsf(f[1] - 0.025f) < 1e-8f);
+    /* llama3 with old=20, lo=1, hi=2: wavelengths 2pi (< 10: kept) and 62.8 (> 20: /factor). */
+    c.rope_type = NM_ROPE_LLAMA3;
+    c.rope_factor = 8.0;
+    c.rope_low_freq_factor = 1.0;
+    c.rope_high_freq_factor = 2.0;
+    c.rope_orig_max_pos = 20.0;
+    nm_rope_init(&c, f);
+    ck_assert(fabsf(f[0] - 1.0f) < 1e-7f);
+    ck_assert(fabsf(f[1] - 0.1f / 8) < 1e-8f);
+    /* old=100: wavelength 62.8 lies between 50 and 100: smoothed. */
+    c.rope_orig_max_pos = 100.0;
+    nm_rope_init(&c, f);
+    double wl = 2 * M_PI / 0.1, sm = (100.0 / wl - 1.0) / 1.0;
+    double want = (1 - sm) * 0.1 / 8 + sm * 0.1;
+    ck_assert_msg(fabs(f[1] - want) < 1e-6, "%g vs %g", f[1], want);
+}
+END_TEST
+
+/* A copy of model a with one tensor dropped, renamed or reshaped. */
+static char *tmpdir_with(const char *drop, const char *rename_to, int reshape)
+{
+    char tmpl[] = "/tmp/check_native.XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    ck_assert(dir != NULL);
+    dir = strdup(dir);
+    lh_error err = {0};
+    char *cfg = NULL;
+    size_t cfg_len;
+    ck_assert(lh_read_file(FIX "/a/config.json", &cfg, &cfg_len, &err) == LH_OK);
+    char *p = lh_path_join(dir, "config.json");
+    ck_assert(lh_write_file_atomic(p, cfg, cfg_len, &err) == LH_OK);
+    free(p);
+    free(cfg);
+    lh_safetensors *st = NULL;
+    ck_assert(lh_st_open(FIX "/a/model.safetensors", &st, &err) == LH_OK);
+    lh_st_entry *en = calloc(st->n_tensors, sizeof *en);
+    size_t n = 0;
+    for (size_t i = 0; i < st->n_tensors; i++) {
+        const lh_st_tensor *t = &st->tensors[i];
+        int hit = !strcmp(t->name, drop);
+        if (hit && !rename_to && !reshape)
+            continue;
+        en[n].name = hit && rename_to ? rename_to : t->name;
+        en[n].dtype = t->dtype;
+        en[n].ndim = t->ndim;
+        memcpy(en[n].shape, t->shape, sizeof t->shape);
+        if (hit && reshape) {  /* same bytes, transposed shape */
+            en[n].shape[0] = t->shape[1];
+            en[n].shape[1] = t->shape[0];
+        }
+        en[n].data = t->data;
+        n++;
+    }
+    p = lh_path_join(dir, "model.safetensors");
+    ck_assert_msg(lh_st_write(p, en, n, NULL, NULL, 0, &err) == LH_OK, "%s", err.msg);
+    free(p);
+    free(en);
+    lh_st_free(st);
+    return dir;
+}
+
+START_TEST(test_bad_checkpoints)
+{
+    const char *victim = "model.layers.1.self_attn.k_proj.weight";
+    struct {
+        const char *rename;
+        int reshape;
+        lh_status code;
+        const char *needle;
+    } cases[] = {
+        {NULL, 0, LH_ERR_NOT_FOUND, victim},
+        {"model.layers.1.self_attn.kk_proj.weight", 0, LH_ERR_FORMAT, "kk_proj"},
+        {NULL, 1, LH_ERR_SHAPE, victim},
+    };
+    for (size_t i = 0; i < 3; i++) {
+        char *dir = tmpdir_with(victim, cases[i].rename, cases[i].reshape);
+        nm_model *m = NULL;
+        lh_error err = {0};
+        lh_status s = nm_model_load(dir, &m, &err);
+        ck_assert_msg(s == cases[i].code, "case %zu: status %d (%s)", i, s, err.msg);
+        ck_assert_msg(strstr(err.msg, cases[i].needle) != NULL, "case %zu: %s", i, err.msg);
+        ck_assert(m == NULL);
+        lh_rmtree(dir);
+        free(dir);
+    }
+}
+END_TEST
+
+START_TEST(test_bad_adapters)
+{
+    nm_model *m = load_model("a");
+    lh_error err = {0};
+    const lh_target_shape bad[] = {
+        {"model.layers.2.self_attn.q_proj", 2, 64, 64},    /* no layer 2 */
+        {"model.layers.0.self_attn.k_proj", 2, 64, 64},    /* k is 64 -> 32 */
+        {"model.layers.0.mlp.fc1", 2, 64, 96},             /* no such module */
+        {"model.embed_tokens", 2, 64, 260},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lh_adapter *a = NULL;
+        ck_assert(lh_adapter_create(&bad[i], 1, &a, &err) == LH_OK);
+        nm_lora l = {0};
+        ck_assert(nm_lora_bind(m, a, &l, &err) == LH_ERR_SHAPE);
+        ck_assert_msg(strstr(err.msg, bad[i].name) != NULL, "%s", err.msg);
+        ck_assert(l.t == NULL);
+        lh_adapter_free(a);
+    }
+    /* A zero adapter changes nothing; first_layer is tracked. */
+    const lh_target_shape ok = {"model.layers.1.mlp.down_proj", 2, 96, 64};
+    lh_adapter *a = NULL;
+    ck_assert(lh_adapter_create(&ok, 1, &a, &err) == LH_OK);
+    nm_lora l = {0};
+    ck_assert(nm_lora_bind(m, a, &l, &err) == LH_OK);
+    ck_assert_int_eq(l.first_layer, 1);
+    ck_assert(l.t[1 * NM_NPROJ + NM_DOWN] == &a->targets[0]);
+    nm_lora_release(&l);
+    lh_adapter_free(a);
+    nm_model_free(m);
+}
+END_TEST
+
+/* A mistral model with a sliding window: fine within it, refused beyond. */
+START_TEST(test_sliding_window)
+{
+    nm_config c = {0};
+    snprintf(c.model_type, sizeof c.model_type, "mistral");
+    c.dim = 8;
+    c.hidden = 8;
+    c.n_layers = 1;
+    c.n_heads = 2;
+    c.n_kv_heads = 1;
+    c.head_dim = 4;
+    c.vocab = 5;
+    c.norm_eps = 1e-5f;
+    c.rope_theta = 10000;
+    c.sliding_window = 4;
+    nm_model *m = NULL;
+    lh_error err = {0};
+    ck_assert(nm_model_alloc(&c, &m, &err) == LH_OK);
+    int32_t ids[5] = {1, 2, 3, 4, 0};
+    float logits[5 * 5];
+    size_t len = 4;
+    nm_batch b = {1, ids, &len, NULL};
+    ck_assert(nm_forward_logits(m, &b, NULL, logits, &err) == LH_OK);
+    len = 5;
+    ck_assert(nm_forward_logits(m, &b, NULL, logits, &err) == LH_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(err.msg, "sliding_window") != NULL, "%s", err.msg);
+    ids[0] = 7; /* out of vocabulary */
+    len = 2;
+    ck_assert(nm_forward_logits(m, &b, NULL, logits, &err) == LH_ERR_ARG);
+    nm_model_free(m);
+}
+END_TEST
+
+static Suite *native_suite(void)
+{
+    Suite *s = suite_create("native");
+    TCase *tc = tcase_create("reference");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_logits_a);
+    tcase_add_test(tc, test_logits_b);
+    tcase_add_test(tc, test_loss_a);
+    tcase_add_test(tc, test_loss_b);
+    tcase_add_test(tc, test_many_candidates);
+    tcase_add_test(tc, test_generate_a);
+    tcase_add_test(tc, test_generate_b);
+    suite_add_tcase(s, tc);
+    TCase *tr = tcase_create("refusals");
+    tcase_set_timeout(tr, 30);
+    tcase_add_test(tr, test_bad_configs);
+    tcase_add_test(tr, test_rope_freqs);
+    tcase_add_test(tr, test_bad_checkpoints);
+    tcase_add_test(tr, test_bad_adapters);
+    tcase_add_test(tr, test_sliding_window);
+    suite_add_tcase(s, tr);
+    return s;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(native_suite());
+    srunner_run_all(sr, CK_ENV);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    lh_st_free(expected);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
