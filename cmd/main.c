@@ -24,6 +24,7 @@ static int cmd_version(int argc, char **argv);
 static const struct cmd_struct commands[] = {
     {"help", cmd_help, "show the manual page of a command"},
     {"version", cmd_version, "print the version"},
+    {"compose", cmd_compose, "merge modules with given weights and a method"},
 };
 
 void cmd_error(const char *cmd, const char *fmt, ...)
