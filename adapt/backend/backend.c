@@ -9,6 +9,7 @@
 
 static const lh_backend_i *const registry[] = {
     &lh_backend_exec,
+    &lh_backend_native,
 };
 
 void lh_backend_opts_default(lh_backend_opts *o)

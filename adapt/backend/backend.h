@@ -46,6 +46,7 @@ typedef struct lh_backend {
 
 /* The built-in backends (adapt/backend/exec.c; native in native/). */
 extern const lh_backend_i lh_backend_exec;
+extern const lh_backend_i lh_backend_native;
 
 /* Registry by name: "native", "exec". */
 const lh_backend_i *lh_backend_find(const char *name);
