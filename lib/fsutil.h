@@ -15,6 +15,20 @@ lh_status lh_read_file(const char *path, char **out, size_t *out_len, lh_error *
 /* Write data to path via "<path>.tmp.XXXXXX" + fsync + rename. */
 lh_status lh_write_file_atomic(const char *path, const void *data, size_t len, lh_error *err);
 
+/* A file written in pieces (e.g. safetensors data streamed tensor by tensor):
+ * begin creates "<path>.tmp.XXXXXX", commit fsyncs, renames and releases f
+ * (on failure too, removing the temp file), abort removes it. */
+typedef struct lh_atomic_file {
+    int fd;
+    char *tmp_path;
+    char *final_path;
+} lh_atomic_file;
+
+lh_status lh_atomic_begin(lh_atomic_file *f, const char *path, lh_error *err);
+lh_status lh_atomic_write(lh_atomic_file *f, const void *data, size_t len, lh_error *err);
+lh_status lh_atomic_commit(lh_atomic_file *f, lh_error *err);
+void lh_atomic_abort(lh_atomic_file *f); /* safe after commit */
+
 /* A directory being built: files go into tmp_path, lh_outdir_commit renames
  * it to final_path (replacing an existing directory only when force was
  * given at begin), lh_outdir_abort removes it. */
@@ -28,10 +42,13 @@ typedef struct lh_outdir {
 lh_status lh_outdir_begin(lh_outdir *od, const char *final_path, int force, lh_error *err);
 /* "<tmp_path>/<name>", malloc'd. */
 char *lh_outdir_file(const lh_outdir *od, const char *name);
+/* Always releases od; on failure the temp directory is removed and an
+ * existing final_path is left as it was. */
 lh_status lh_outdir_commit(lh_outdir *od, lh_error *err);
 void lh_outdir_abort(lh_outdir *od); /* safe after commit or on a zeroed od */
 
-/* Remove a directory tree (used for temp dirs). Returns 0 on success. */
+/* Remove a directory tree (used for temp dirs) or a file, never following
+ * symlinks. Returns 0 on success or when path does not exist. */
 int lh_rmtree(const char *path);
 int lh_is_dir(const char *path);
 int lh_path_exists(const char *path);
