@@ -24,7 +24,9 @@ static int cmd_version(int argc, char **argv);
 static const struct cmd_struct commands[] = {
     {"help", cmd_help, "show the manual page of a command"},
     {"version", cmd_version, "print the version"},
+    {"inspect", cmd_inspect, "show what adapters hold (table or JSON)"},
     {"compose", cmd_compose, "merge modules with given weights and a method"},
+    {"convert", cmd_convert, "rewrite a module (PEFT or MoS) as a PEFT directory"},
 };
 
 void cmd_error(const char *cmd, const char *fmt, ...)

@@ -43,6 +43,7 @@ typedef struct lh_mos {
     int l;                /* shards per vector */
     int private_rank;     /* p: last p ranks of each layer use its private block */
     double lora_alpha;
+    lh_dtype dtype;       /* dtype of the pools on disk (F32 when made in memory) */
     char routing_hash[65];/* hex SHA-256 over the index tables (computed on load) */
     size_t n_types;
     lh_mos_type *types;   /* [n_types], sorted by name */
@@ -50,6 +51,23 @@ typedef struct lh_mos {
 } lh_mos;
 
 lh_status lh_mos_load(const char *path, lh_mos **out, lh_error *err);
+
+/* One projection type's shape for lh_mos_create. */
+typedef struct lh_mos_type_shape {
+    const char *name;     /* e.g. "q_proj": letters, digits, '_' */
+    const char *module;   /* path template containing "{i}" */
+    int d_in, d_out;      /* both divisible by l */
+    int n_shards;         /* N >= num_layers*private_rank*l + (r-private_rank)*l */
+} lh_mos_type_shape;
+
+/* A MoS with zeroed pools, all-zero index tables (not yet valid: fill them,
+ * then lh_mos_validate) and rank_scale 1. Types sorted by name on return. */
+lh_status lh_mos_create(const lh_mos_type_shape *types, size_t n_types, int num_layers, int r,
+                        int l, int private_rank, double lora_alpha, lh_mos **out, lh_error *err);
+/* Check every index (range, unique public indices per table, private ranks
+ * in the layer's own block), finite rank scales, and recompute
+ * routing_hash. Errors name m->path (or "mos") and the table. */
+lh_status lh_mos_validate(lh_mos *m, lh_error *err);
 void lh_mos_free(lh_mos *m);
 /* 1 if the file at path is a safetensors file with mos_config metadata. */
 int lh_mos_sniff(const char *path);

@@ -1,0 +1,55 @@
+/* compose/mos_compose.c - lorahub composition in MoS pool space (the
+ * derivation is in mos_compose.h). */
+#include "mos_compose.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+static const char *mos_label(const lh_mos *m)
+{
+    return m->path ? m->path : m->name ? m->name : "module";
+}
+
+lh_status lh_compose_mos(const lh_mos *const *mods, size_t n, const double *w, lh_mos **out,
+                         lh_error *err)
+{
+    *out = NULL;
+    if (!n || !mods || !w)
+        return lh_error_set(err, LH_ERR_ARG, "compose: no MoS modules given");
+    for (size_t i = 0; i < n; i++) {
+        if (!isfinite(w[i]))
+            return lh_error_set(err, LH_ERR_ARG, "compose: weight %zu is not finite", i);
+        if (i && !lh_mos_same_routing(mods[0], mods[i]))
+            return lh_error_set(err, LH_ERR_UNSUPPORTED, "compose: %s and %s have different MoS "
+                                "routing (hash %.12s... vs %.12s..., or shapes/rank scales "
+                                "differ); materialize them and compose as LoRA",
+                                mos_label(mods[0]), mos_label(mods[i]), mods[0]->routing_hash,
+                                mods[i]->routing_hash);
+    }
+    lh_mos *m = NULL;
+    lh_status st = lh_mos_clone_routing(mods[0], &m, err);
+    if (st != LH_OK)
+        return st;
+    m->lora_alpha = m->r; /* s* = 1 */
+    for (size_t ti = 0; ti < m->n_types; ti++) {
+        lh_mos_type *t = &m->types[ti];
+        size_t na = (size_t)t->n_shards * (size_t)(t->d_in / m->l);
+        size_t nb = (size_t)t->n_shards * (size_t)(t->d_out / m->l);
+        /* Accumulate in double, then round once, so the result does not
+         * depend on the order of the modules beyond float precision. */
+        for (size_t q = 0; q < na; q++) {
+            double acc = 0;
+            for (size_t i = 0; i < n; i++)
+                acc += w[i] * mods[i]->types[ti].pool_A[q];
+            t->pool_A[q] = (float)acc;
+        }
+        for (size_t q = 0; q < nb; q++) {
+            double acc = 0;
+            for (size_t i = 0; i < n; i++)
+                acc += w[i] * (mods[i]->lora_alpha / mods[i]->r) * mods[i]->types[ti].pool_B[q];
+            t->pool_B[q] = (float)acc;
+        }
+    }
+    *out = m;
+    return LH_OK;
+}

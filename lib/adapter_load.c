@@ -1,0 +1,91 @@
+/* lib/adapter_load.c - lh_adapter_load: pick PEFT or MoS by looking at the path. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapter.h"
+#include "fsutil.h"
+#include "mos.h"
+#include "peft.h"
+
+/* Last path component without trailing slashes ("a/b/" -> "b"). */
+static char *base_name(const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/')
+        b--;
+    return strndup(path + b, n - b);
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}
+
+/* Give a freshly loaded adapter its path and short name. */
+static lh_status set_names(lh_adapter *a, const char *path, lh_error *err)
+{
+    free(a->path);
+    free(a->name);
+    a->path = strdup(path);
+    a->name = base_name(path);
+    if (!a->path || !a->name)
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
+    return LH_OK;
+}
+
+lh_status lh_adapter_load(const char *path, lh_adapter **out, lh_error *err)
+{
+    *out = NULL;
+    lh_adapter *a = NULL;
+    lh_status st;
+    if (!lh_path_exists(path))
+        return lh_error_set(err, LH_ERR_NOT_FOUND, "cannot open '%s': no such file or directory",
+                            path);
+    if (lh_is_dir(path)) {
+        st = lh_peft_load_dir(path, &a, err);
+    } else if (lh_mos_sniff(path)) {
+        lh_mos *m = NULL;
+        st = lh_mos_load(path, &m, err);
+        if (st == LH_OK)
+            st = lh_mos_materialize(m, &a, err);
+        lh_mos_free(m);
+        if (st == LH_OK) {
+            int64_t sz = lh_file_size(path);
+            a->file_size = sz > 0 ? (uint64_t)sz : 0;
+        }
+    } else if (ends_with(path, ".bin") || ends_with(path, ".pt") || ends_with(path, ".pth")) {
+        return lh_error_set(err, LH_ERR_UNSUPPORTED,
+                            "%s: a torch pickle, which lorahub does not read (pickles can run "
+                            "code); convert it to safetensors first", path);
+    } else {
+        /* PEFT tensors in a bare file: take the config beside it if any. */
+        char *dir = strdup(path);
+        if (!dir)
+            return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
+        char *slash = strrchr(dir, '/');
+        char *cfg;
+        if (slash) {
+            slash[1] = '\0';
+            cfg = lh_path_join(dir, "adapter_config.json");
+        } else {
+            cfg = strdup("adapter_config.json");
+        }
+        free(dir);
+        if (!cfg)
+            return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
+        st = lh_peft_load_file(path, lh_path_exists(cfg) && !lh_is_dir(cfg) ? cfg : NULL, &a, err);
+        free(cfg);
+    }
+    if (st == LH_OK)
+        st = set_names(a, path, err);
+    if (st != LH_OK) {
+        lh_adapter_free(a);
+        return st;
+    }
+    *out = a;
+    return LH_OK;
+}
