@@ -209,6 +209,7 @@ class LlamaConfig:
             "eos_token_id": self.eos_token_id,
             "torch_dtype": "float32",
         }
+        # extra (unknown or overridden keys such as torch_dtype) last wins
         # Only write the non-HF bias keys when they differ from what HF would infer.
         if self.qkv_bias != self.attention_bias:
             d["qkv_bias"] = self.qkv_bias
@@ -400,11 +401,13 @@ class LlamaForCausalLM(nn.Module):
             out.pop("lm_head.weight", None)
         return out
 
-    def save_pretrained(self, d, extra_files=None):
+    def save_pretrained(self, d, dtype=torch.float32):
+        """config.json + model.safetensors in dtype (float32 or float16)."""
         os.makedirs(d, exist_ok=True)
+        self.config.extra["torch_dtype"] = {torch.float32: "float32", torch.float16: "float16"}[dtype]
         self.config.save(os.path.join(d, "config.json"))
         save_safetensors(os.path.join(d, "model.safetensors"),
-                         {k: v.float() for k, v in self.hf_state_dict().items()})
+                         {k: v.to(dtype) for k, v in self.hf_state_dict().items()})
 
     @classmethod
     def from_pretrained(cls, d):

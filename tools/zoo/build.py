@@ -1,0 +1,397 @@
+#!/usr/bin/python3
+"""tools/zoo/build.py - builds lorahub's bundled zoo from fixed seeds.
+
+    /usr/bin/python3 tools/zoo/build.py --out examples/zoo
+
+writes
+    base/                 tokenizer.json, config.json, model.safetensors (HF layout)
+    modules/<task>/       one PEFT LoRA module per upstream task
+    mos/<task>.safetensors  MoS modules sharing one routing (lorahub MoS format)
+    tasks/<task>/         test.jsonl (100), fewshot.jsonl (5); unseen tasks also
+                          fewshot-1.jsonl .. fewshot-5.jsonl (five seeds)
+    results.json          everything measured during the build
+    README.md
+
+Stages can be rerun alone (--stage), reusing what is on disk; the default
+runs all of them. Single-threaded on purpose (torch.set_num_threads(1)).
+"""
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, ".."))
+import llama_torch as lt  # noqa: E402
+import tasks as T  # noqa: E402
+import train as TR  # noqa: E402
+from tokenizer import Tokenizer, train_bpe  # noqa: E402
+import readme as RD  # noqa: E402
+
+SEED = 1234
+N_TEST = 100
+N_VAL = 64
+N_SHOT = 5
+N_FEWSHOT_SEEDS = 5
+N_MERGES = 320
+
+BASE_CONFIG = dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
+                   num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-5, rope_theta=10000.0,
+                   max_position_embeddings=256, tie_word_embeddings=False, attention_bias=False)
+PRETRAIN = dict(steps=1200, batch=64, lr=3e-3, seed=SEED + 1)
+
+# Module settings: rank 8, alpha 16 unless listed here (a few variants so that
+# lorahub meets mixed ranks, another alpha and rsLoRA in the bundled hub).
+MODULE_VARIANTS = {
+    "lowercase": dict(r=4, alpha=8),
+    "parity": dict(r=4, alpha=8),
+    "sort": dict(r=16, alpha=32),
+    "category": dict(r=16, alpha=16),
+    "atbash": dict(r=8, alpha=8, use_rslora=True),
+    "capitalize": dict(r=8, alpha=32),
+}
+MODULE_TRAIN = dict(steps=900, batch=32, lr=3e-3)
+MOS_TASKS = ["reverse", "caesar1", "plural"]
+MOS = dict(r=8, l=2, R=4, p=1, alpha=16, routing_seed=SEED + 7)
+BASE_NAME = "lorahub-zoo-base"
+
+
+def log(msg):
+    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
+
+
+def write_jsonl(path, rows):
+    with open(path, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+
+
+def read_jsonl(path):
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def task_seed(name, k=0):
+    # a stable per-task seed (Python's hash() is salted per process)
+    h = 0
+    for c in name:
+        h = (h * 131 + ord(c)) % 1000003
+    return SEED * 1000 + h * 10 + k
+
+
+def check_mos_file(path, expect):
+    """Re-materializes a written MoS file with the documented formulas (plain
+    loops, independent of the trainer's gather) and compares with expect."""
+    import numpy as np
+    tensors, meta = lt.load_safetensors(path)
+    cfg = json.loads(meta["mos_config"])
+    r, l = cfg["r"], cfg["l"]
+    for i in range(cfg["num_layers"]):
+        for t, info in cfg["types"].items():
+            s_in, s_out = info["d_in"] // l, info["d_out"] // l
+            pa, pb = tensors["mos.%s.pool_A" % t], tensors["mos.%s.pool_B" % t]
+            ia, ib = tensors["mos.L%d.%s.idx_A" % (i, t)], tensors["mos.L%d.%s.idx_B" % (i, t)]
+            A = np.zeros((r, info["d_in"]), np.float32)
+            B = np.zeros((info["d_out"], r), np.float32)
+            for j in range(r):
+                for k in range(l):
+                    A[j, k * s_in:(k + 1) * s_in] = pa[ia[j, k]]
+                    for q in range(s_out):
+                        B[k * s_out + q, j] = pb[ib[j, k], q]
+            eA, eB, es = expect[info["module"].replace("{i}", str(i))]
+            if not (np.array_equal(A, eA.detach().numpy()) and np.array_equal(B, eB.detach().numpy())
+                    and abs(es - cfg["lora_alpha"] / r) < 1e-12):
+                raise RuntimeError("%s: materialization of layer %d %s differs" % (path, i, t))
+
+
+class Zoo:
+    def __init__(self, out):
+        self.out = out
+        self.results_path = os.path.join(out, "results.json")
+        self.results = {}
+        if os.path.exists(self.results_path):
+            with open(self.results_path) as f:
+                self.results = json.load(f)
+
+    def save_results(self):
+        tmp = self.results_path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(self.results, f, indent=1, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, self.results_path)
+
+    def p(self, *parts):
+        return os.path.join(self.out, *parts)
+
+    # -- data --------------------------------------------------------------
+
+    def stage_data(self):
+        t0 = time.time()
+        for t in T.TASKS:
+            if t.family == "pretrain":
+                continue
+            d = self.p("tasks", t.name)
+            os.makedirs(d, exist_ok=True)
+            test = T.sample(t, N_TEST, task_seed(t.name, 1))
+            write_jsonl(os.path.join(d, "test.jsonl"), test)
+            ex = {e["input"] for e in test}
+            if t.family == "upstream":
+                val = T.sample(t, N_VAL, task_seed(t.name, 2), exclude=ex)
+                write_jsonl(os.path.join(d, "val.jsonl"), val)
+                ex |= {e["input"] for e in val}
+                write_jsonl(os.path.join(d, "fewshot.jsonl"), T.sample(t, N_SHOT, task_seed(t.name, 3), exclude=ex))
+            else:
+                for k in range(1, N_FEWSHOT_SEEDS + 1):
+                    shots = T.sample(t, N_SHOT, task_seed(t.name, 10 + k), exclude=ex)
+                    write_jsonl(os.path.join(d, "fewshot-%d.jsonl" % k), shots)
+                    if k == 1:
+                        write_jsonl(os.path.join(d, "fewshot.jsonl"), shots)
+        # tokenizer: trained on pretraining and upstream text only
+        texts = []
+        for t in T.TASKS:
+            if t.family == "unseen":
+                continue
+            for e in T.sample(t, 200, task_seed(t.name, 4), distinct=False):
+                texts.append(e["input"])
+                texts.append(e["output"])
+        merges = train_bpe(texts, N_MERGES)
+        tok = Tokenizer(merges)
+        os.makedirs(self.p("base"), exist_ok=True)
+        tok.save(self.p("base", "tokenizer.json"))
+        self.results["tokenizer"] = {"merges": len(merges), "vocab_size": tok.vocab_size,
+                                     "bos_id": tok.bos_id, "eos_id": tok.eos_id}
+        self.results.setdefault("timings", {})["data"] = round(time.time() - t0, 1)
+        self.save_results()
+        log("data + tokenizer: %d merges, vocab %d (%.0f s)" % (len(merges), tok.vocab_size, time.time() - t0))
+
+    def tokenizer(self):
+        return Tokenizer.load(self.p("base", "tokenizer.json"))
+
+    def exclude(self, name):
+        """Inputs a trainer must not see for task name: its test and val sets."""
+        ex = set()
+        for f in ("test.jsonl", "val.jsonl"):
+            path = self.p("tasks", name, f)
+            if os.path.exists(path):
+                ex |= {e["input"] for e in read_jsonl(path)}
+        return ex
+
+    # -- base model ----------------------------------------------------------
+
+    def stage_base(self):
+        tok = self.tokenizer()
+        cfg = lt.LlamaConfig(vocab_size=tok.vocab_size, bos_token_id=tok.bos_id, eos_token_id=tok.eos_id,
+                             **BASE_CONFIG)
+        model = lt.LlamaForCausalLM(cfg).init_weights(PRETRAIN["seed"])
+        enc = TR.Encoded(tok)
+        log("base: %d parameters; pretraining %d steps on %d tasks" %
+            (sum(p.numel() for p in model.parameters()), PRETRAIN["steps"], len(T.family("pretrain"))))
+        secs = TR.pretrain(model, enc, T.family("pretrain"), PRETRAIN["steps"], PRETRAIN["batch"],
+                           PRETRAIN["lr"], PRETRAIN["seed"], set(), log)
+        model.config.extra["_name_or_path"] = BASE_NAME
+        model.save_pretrained(self.p("base"), torch.float16)
+        model = self.load_base()  # measure what is on disk (F16-rounded)
+        # sanity: the base on its own pretraining tasks (fresh samples)
+        accs = {}
+        for t in T.family("pretrain"):
+            accs[t.name] = TR.accuracy(model, enc, T.sample(t, 50, task_seed(t.name, 5)))
+        self.results["base"] = {"parameters": sum(p.numel() for p in model.parameters()),
+                                "config": cfg.to_dict(), "pretrain": PRETRAIN, "pretrain_acc": accs}
+        self.results.setdefault("timings", {})["base"] = round(secs, 1)
+        self.save_results()
+        log("base done in %.0f s; pretrain-task accuracy %s" % (secs, accs))
+
+    def load_base(self):
+        m = lt.LlamaForCausalLM.from_pretrained(self.p("base"))
+        TR.freeze(m)
+        return m
+
+    # -- LoRA modules ----------------------------------------------------------
+
+    def stage_modules(self, only=None):
+        tok = self.tokenizer()
+        enc = TR.Encoded(tok)
+        model = self.load_base()
+        res = self.results.setdefault("modules", {})
+        for t in T.family("upstream"):
+            if only and t.name not in only:
+                continue
+            v = dict(r=8, alpha=16, use_rslora=False)
+            v.update(MODULE_VARIANTS.get(t.name, {}))
+            seed = task_seed(t.name, 6)
+            ad, pc = lt.new_lora(model, v["r"], seed=seed, alpha=v["alpha"], use_rslora=v["use_rslora"])
+            pc["base_model_name_or_path"] = BASE_NAME
+            params = [x for a in ad.values() for x in a[:2]]
+            val = read_jsonl(self.p("tasks", t.name, "val.jsonl"))
+            test = read_jsonl(self.p("tasks", t.name, "test.jsonl"))
+            log("module %s (r=%d alpha=%g rslora=%s)" % (t.name, v["r"], v["alpha"], v["use_rslora"]))
+            base_acc = TR.accuracy(model, enc, test)
+            steps, secs = TR.train_adapter(model, enc, t, params, lambda: model.set_lora(ad),
+                                           MODULE_TRAIN["steps"], MODULE_TRAIN["batch"], MODULE_TRAIN["lr"],
+                                           seed, self.exclude(t.name), log, val=val)
+            model.set_lora(ad)
+            acc = TR.accuracy(model, enc, test)
+            strict = TR.accuracy(model, enc, test, strict=True)
+            model.clear_lora()
+            d = self.p("modules", t.name)
+            if os.path.isdir(d):
+                shutil.rmtree(d)
+            lt.save_peft(d, ad, pc)
+            res[t.name] = {"r": v["r"], "lora_alpha": v["alpha"], "use_rslora": v["use_rslora"], "seed": seed,
+                           "steps": steps, "seconds": round(secs, 1), "test_acc": acc, "test_acc_strict": strict,
+                           "base_test_acc": base_acc, "lr": MODULE_TRAIN["lr"], "batch": MODULE_TRAIN["batch"]}
+            self.save_results()
+            log("module %s: %d steps, %.0f s, test acc %.2f (strict %.2f; base %.2f)" %
+                (t.name, steps, secs, acc, strict, base_acc))
+
+    # -- MoS modules -----------------------------------------------------------
+
+    def stage_mos(self):
+        tok = self.tokenizer()
+        enc = TR.Encoded(tok)
+        model = self.load_base()
+        rt = TR.MoSRouting(model, MOS["r"], MOS["l"], MOS["R"], MOS["p"], MOS["routing_seed"])
+        res = self.results.setdefault("mos", {})
+        os.makedirs(self.p("mos"), exist_ok=True)
+        for name in MOS_TASKS:
+            t = T.BY_NAME[name]
+            seed = task_seed(name, 7)
+            mm = TR.MoSModule(rt, MOS["alpha"], seed)
+            val = read_jsonl(self.p("tasks", name, "val.jsonl"))
+            test = read_jsonl(self.p("tasks", name, "test.jsonl"))
+            log("MoS %s" % name)
+            steps, secs = TR.train_adapter(model, enc, t, mm.params(), lambda: model.set_lora(mm.materialize()),
+                                           MODULE_TRAIN["steps"], MODULE_TRAIN["batch"], MODULE_TRAIN["lr"],
+                                           seed, self.exclude(name), log, val=val)
+            with torch.no_grad():
+                model.set_lora(mm.materialize())
+                acc = TR.accuracy(model, enc, test)
+            model.clear_lora()
+            path = self.p("mos", name + ".safetensors")
+            mm.save(path, BASE_NAME)
+            check_mos_file(path, mm.materialize())
+            res[name] = {"steps": steps, "seconds": round(secs, 1), "test_acc": acc, "seed": seed,
+                         "trainable_parameters": sum(p.numel() for p in mm.params())}
+            self.save_results()
+            log("MoS %s: %d steps, %.0f s, test acc %.2f" % (name, steps, secs, acc))
+        self.results["mos_settings"] = dict(MOS, N=rt.N, P0=rt.P0)
+        self.save_results()
+
+    # -- sanity numbers on unseen tasks ----------------------------------------
+
+    def stage_eval(self):
+        tok = self.tokenizer()
+        enc = TR.Encoded(tok)
+        model = self.load_base()
+        modules = {}
+        for t in T.family("upstream"):
+            d = self.p("modules", t.name)
+            if os.path.isdir(d):
+                modules[t.name] = lt.load_peft(d)[0]
+        res = self.results.setdefault("unseen", {})
+        t0 = time.time()
+        for t in T.family("unseen"):
+            test = read_jsonl(self.p("tasks", t.name, "test.jsonl"))
+            model.clear_lora()
+            r = {"zero_shot": TR.accuracy(model, enc, test), "kind": t.kind}
+            # best single module by few-shot loss, for each few-shot seed
+            picks, accs, cache = [], [], {}
+            for k in range(1, N_FEWSHOT_SEEDS + 1):
+                shots = read_jsonl(self.p("tasks", t.name, "fewshot-%d.jsonl" % k))
+                losses = {}
+                for name, ad in modules.items():
+                    model.set_lora(ad)
+                    losses[name] = TR.fewshot_loss(model, enc, shots)
+                best = min(losses, key=losses.get)
+                if best not in cache:
+                    model.set_lora(modules[best])
+                    cache[best] = TR.accuracy(model, enc, test)
+                picks.append(best)
+                accs.append(cache[best])
+            r["fewshot_best_module"] = picks
+            r["fewshot_best_module_acc"] = accs
+            r["fewshot_best_module_mean"] = sum(accs) / len(accs)
+            # oracle: every module on the first 25 test examples, the winner on all 100
+            sub = test[:25]
+            quick = {}
+            for name, ad in modules.items():
+                model.set_lora(ad)
+                quick[name] = TR.accuracy(model, enc, sub)
+            ob = max(quick, key=quick.get)
+            if ob not in cache:
+                model.set_lora(modules[ob])
+                cache[ob] = TR.accuracy(model, enc, test)
+            r["oracle_module"] = ob
+            r["oracle_module_acc"] = cache[ob]
+            # the two skills of a blend summed (cat, weights 1): what composition could reach
+            pair = {"reverse_caesar1": ("reverse", "caesar1"), "word_reverse_plural": ("word_reverse", "plural"),
+                    "spell_backwards": ("spell", "reverse")}.get(t.name)
+            if pair and all(p in modules for p in pair):
+                model.set_lora({})
+                cat = {}
+                for p in pair:
+                    for mname, (A, B, s) in modules[p].items():
+                        if mname in cat:
+                            A0, B0, s0 = cat[mname]
+                            cat[mname] = (torch.cat([A0, A]), torch.cat([B0 * s0, B * s], 1), 1.0)
+                        else:
+                            cat[mname] = (A, B * s, 1.0)
+                model.set_lora(cat)
+                r["cat_pair"] = list(pair)
+                r["cat_pair_acc"] = TR.accuracy(model, enc, test)
+            model.clear_lora()
+            res[t.name] = r
+            self.save_results()
+            log("unseen %s: %s" % (t.name, r))
+        self.results.setdefault("timings", {})["eval"] = round(time.time() - t0, 1)
+        self.save_results()
+
+    def stage_readme(self):
+        RD.write(self, T)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--stage", default="all", choices=["all", "data", "base", "modules", "mos", "eval", "readme"])
+    ap.add_argument("--only", default="", help="comma-separated upstream tasks (modules stage)")
+    ap.add_argument("--pretrain-steps", type=int, default=None)
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    if args.pretrain_steps:
+        PRETRAIN["steps"] = args.pretrain_steps
+    if args.stage == "all" and os.path.isdir(args.out):
+        for sub in ("base", "modules", "mos", "tasks", "results.json", "README.md"):
+            path = os.path.join(args.out, sub)
+            if os.path.isdir(path):
+                shutil.rmtree(path)
+            elif os.path.exists(path):
+                os.remove(path)
+    os.makedirs(args.out, exist_ok=True)
+    zoo = Zoo(args.out)
+    only = set(filter(None, args.only.split(",")))
+    t0 = time.time()
+    stages = ["data", "base", "modules", "mos", "eval", "readme"] if args.stage == "all" else [args.stage]
+    for s in stages:
+        ts = time.time()
+        if s == "modules":
+            zoo.stage_modules(only)
+        else:
+            getattr(zoo, "stage_" + s)()
+        zoo.results.setdefault("timings", {})["stage_" + s] = round(time.time() - ts, 1)
+        zoo.save_results()
+    if args.stage == "all":
+        zoo.results["timings"]["total"] = round(time.time() - t0, 1)
+        zoo.save_results()
+        zoo.stage_readme()
+    log("done in %.0f s" % (time.time() - t0))
+
+
+if __name__ == "__main__":
+    main()
