@@ -736,12 +736,13 @@ static lh_status check_duplicates(builder *b, const child *kids, size_t n, lh_er
     return LH_OK;
 }
 
-static lh_json *new_node(builder *b, lh_json_type t)
+static lh_json *new_node(builder *b, lh_json_type t, size_t line)
 {
     lh_json *j = b->depth == 0 && !b->result ? &b->root->node : arena_alloc(b->root, sizeof *j);
     if (j) {
         memset(j, 0, sizeof *j);
         j->type = t;
+        j->line = line;
     }
     return j;
 }
@@ -858,7 +859,7 @@ static lh_status on_scalar(builder *b, yaml_event_t *ev, lh_error *err)
     if (quoted) {
         if (!str)
             goto nomem;
-        j = new_node(b, LH_JSON_STRING);
+        j = new_node(b, LH_JSON_STRING, line);
         if (!j)
             goto nomem;
         j->string = str;
@@ -886,15 +887,16 @@ static lh_status on_scalar(builder *b, yaml_event_t *ev, lh_error *err)
     } else {
         t = yaml_plain_type(s, n, &num);
     }
-    j = new_node(b, t);
+    j = new_node(b, t, line);
     if (!j)
         goto nomem;
     if (t == LH_JSON_BOOL)
         j->boolean = num != 0;
     if (t == LH_JSON_NUMBER)
         j->number = num;
-    if (t == LH_JSON_NUMBER || t == LH_JSON_STRING) {
-        /* numbers keep their literal so integers read back exactly */
+    {
+        /* numbers keep their literal so integers read back exactly; YAML
+         * users may want "output: 42" or "yes: true" as text */
         j->string = arena_strndup(b->root, s, n);
         j->len = n;
         if (!j->string)
@@ -929,7 +931,7 @@ static lh_status on_start(builder *b, yaml_event_t *ev, lh_json_type t, lh_error
     }
     if (b->depth >= MAX_DEPTH)
         return fail(err, b->origin, line, "nesting deeper than %d levels", MAX_DEPTH);
-    lh_json *j = new_node(b, t);
+    lh_json *j = new_node(b, t, line);
     if (!j)
         return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", b->origin ? b->origin : "JSON");
     frame *f = &b->frames[b->depth++];
@@ -1042,6 +1044,7 @@ static lh_status parse_common(const char *text, size_t len, const char *origin, 
             st = fail(err, origin, 1, "no JSON value (empty input)");
         } else {
             root->node.type = LH_JSON_NULL; /* an empty YAML file is null */
+            root->node.line = 1;
             b->result = &root->node;
         }
     }

@@ -23,10 +23,12 @@ struct lh_json {
     double number;        /* LH_JSON_NUMBER */
     char *string;         /* LH_JSON_STRING: NUL-terminated UTF-8 (may hold \0: see len);
                              LH_JSON_NUMBER: the literal as written ("1e3"), so that
-                             integers beyond 2^53 read back exactly */
+                             integers beyond 2^53 read back exactly; BOOL/NULL read
+                             from an unquoted scalar: the literal too ("True", "~") */
     size_t len;           /* STRING/NUMBER: byte length of string; ARRAY/OBJECT: item count */
     char **keys;          /* LH_JSON_OBJECT: [len] keys, in file order */
     lh_json **items;      /* ARRAY/OBJECT: [len] values */
+    size_t line;          /* 1-based line where the value starts (for messages) */
 };
 
 /* Parse text[0..len) as one JSON value. origin (a file name, may be NULL)

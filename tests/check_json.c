@@ -69,6 +69,8 @@ START_TEST(test_basic_tree)
     ck_assert_int_eq(arr->items[3]->type, LH_JSON_OBJECT);
     ck_assert_ptr_null(lh_json_get(arr, "x"));
     ck_assert_str_eq(lh_json_get(lh_json_get(j, "o"), "k")->string, "v");
+    ck_assert_uint_eq(j->line, 1);
+    ck_assert_uint_eq(arr->line, 2);
     lh_json_free(j);
 
     /* scalars at the top level are JSON too (RFC 8259) */
@@ -377,6 +379,11 @@ START_TEST(test_yaml_typing)
     ck_assert(lh_json_as_int64(lh_json_get(list->items[2], "x"), &ll) && ll == 1);
     ck_assert_str_eq(lh_json_get(j, "block")->string, "line1\nline2\n");
     ck_assert_str_eq(lh_json_get(j, "1")->string, "numeric key");
+    /* values know their line, for messages about them */
+    ck_assert_uint_eq(j->line, 2);
+    ck_assert_uint_eq(lh_json_get(j, "int")->line, 3);
+    ck_assert_uint_eq(list->items[2]->line, 23);
+    ck_assert_str_eq(lh_json_get(j, "on")->string, "true"); /* the literal */
     lh_json_free(j);
 
     /* a JSON file is YAML too */
