@@ -1,0 +1,86 @@
+# lorahub inspect: tables and JSON for PEFT and MoS inputs made by the seeded
+# fixture tools, and bad inputs that must give exit 1, one line on stderr
+# and nothing on stdout.
+. "$TOP/tests/cli/lib.sh"
+case $O in /*) T=$O/tests/tools ;; *) T=$TOP/$O/tests/tools ;; esac
+cd "$TMP"
+
+# 2 layers x {q_proj 32->32, v_proj 32->16}, r 4, alpha 8:
+# params = 2*4*(32+32) + 2*4*(32+16) = 896, scale 2
+"$T/gen_peft" good 1 --layers 2 --types q_proj:32:32,v_proj:32:16 --r 4 --alpha 8
+expect_exit 0 "$LORAHUB" inspect good
+expect_out_contains "format      peft"
+expect_out_contains "base model  tiny-llama"
+expect_out_contains "q_proj     2 layers  r 4  32 -> 32  scale 2"
+expect_out_contains "v_proj     2 layers  r 4  32 -> 16  scale 2"
+expect_out_contains "parameters  896"
+expect_out_contains "dtypes      F32"
+[ ! -s "$TMP/err" ] || fail "stderr not empty"
+
+expect_exit 0 "$LORAHUB" inspect -v good
+expect_out_contains "model.layers.1.self_attn.v_proj  r 4  32 -> 16  alpha 8  scale 2"
+
+# rslora and a per-layer rank: scale 8/sqrt(4) = 4 and 8/sqrt(16) = 2
+"$T/gen_peft" rs 2 --layers 2 --types q_proj:32:32 --r 4 --alpha 8 --rslora --layer-rank 1=16 --dtype bf16
+expect_exit 0 "$LORAHUB" inspect --json rs
+expect_out_contains '"format":"peft"'
+expect_out_contains '"r":16,'
+expect_out_contains '"use_rslora":true'
+expect_out_contains '"dtypes":["BF16"]'
+expect_out_contains '{"name":"model.layers.0.self_attn.q_proj","r":4,"d_in":32,"d_out":32,"alpha":8,"scale":4}'
+expect_out_contains '{"name":"model.layers.1.self_attn.q_proj","r":16,"d_in":32,"d_out":32,"alpha":8,"scale":2}'
+
+# MoS: 2 layers, r 4, l 2, private rank 1, alpha 16 -> scale 4
+"$T/gen_mos" m.safetensors 3 2 q_proj,v_proj 32:32,32:16 4 2 1
+expect_exit 0 "$LORAHUB" inspect --json good m.safetensors
+[ "$(wc -l <"$TMP/out")" -eq 2 ] || fail "want 2 JSON lines"
+expect_out_contains '"format":"mos"'
+expect_out_contains '"n_params":896'
+expect_out_contains '"routing_hash":"'
+if /usr/bin/python3 -c 'import json' 2>/dev/null; then
+    /usr/bin/python3 -c '
+import json, sys
+rows = [json.loads(l) for l in open(sys.argv[1])]
+assert [r["format"] for r in rows] == ["peft", "mos"], rows
+for r in rows:
+    assert r["n_targets"] == len(r["targets"]) == 4
+    assert r["n_params"] == sum(t["r"] * (t["d_in"] + t["d_out"]) for t in r["targets"])
+assert all(t["scale"] == 4 for t in rows[1]["targets"])
+' "$TMP/out" || fail "JSON output does not hold together"
+fi
+
+# usage
+expect_exit 2 "$LORAHUB" inspect
+expect_exit 2 "$LORAHUB" inspect --bogus good
+
+# bad inputs: exit 1, one line naming the file, nothing on stdout
+bad() {
+    expect_exit 1 "$LORAHUB" inspect "$@"
+    expect_one_line_error
+}
+mkdir trunc && cp good/adapter_config.json trunc/
+head -c 300 good/adapter_model.safetensors >trunc/adapter_model.safetensors
+bad trunc
+expect_err_contains "trunc/adapter_model.safetensors"
+bad --json trunc
+printf 'this is not an adapter\n' >garbage.safetensors
+bad garbage.safetensors
+expect_err_contains "garbage.safetensors"
+mkdir noconf && cp good/adapter_model.safetensors noconf/
+bad noconf
+expect_err_contains "adapter_config.json"
+bad no-such-dir
+expect_err_contains "no-such-dir"
+mkdir dora && cp good/adapter_model.safetensors dora/
+sed 's/"use_dora": false/"use_dora": true/' good/adapter_config.json >dora/adapter_config.json
+bad dora
+expect_err_contains "DoRA"
+head -c 2000 m.safetensors >badmos.safetensors
+bad badmos.safetensors
+expect_err_contains "badmos.safetensors"
+
+# a bad path among good ones: the good ones still print, exit 1
+expect_exit 1 "$LORAHUB" inspect --json good garbage.safetensors m.safetensors
+[ "$(wc -l <"$TMP/out")" -eq 2 ] || fail "want the 2 good JSON lines"
+[ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "want 1 error line"
+expect_err_contains "garbage.safetensors"
