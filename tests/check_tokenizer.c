@@ -328,6 +328,26 @@ START_TEST(bad_text_and_args)
 }
 END_TEST
 
+/* \s means Unicode White_Space, as in the library's regex engines: U+2009
+ * separates words, U+180E (no longer a space since Unicode 6.3) does not. */
+START_TEST(split_regex_whitespace)
+{
+    lh_tokenizer *t = must_load("{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"[\\\\s,]+\"},"
+                                "\"behavior\":\"Removed\",\"invert\":false},\"model\":{\"type\":\"BPE\","
+                                "\"vocab\":{\"a\":0,\"b\":1,\"<unk>\":2,\"ab\":3},\"unk_token\":\"<unk>\",\"merges\":[\"a b\"]}}");
+    expect_ids(t, "ab, ab", (int32_t[]){3, 3}, 2);
+    expect_ids(t, "a\xE2\x80\x89" "b", (int32_t[]){0, 1}, 2);     /* U+2009 thin space */
+    expect_ids(t, "a\xE1\xA0\x8E" "b", (int32_t[]){0, 2, 1}, 3);  /* U+180E is part of the word */
+    expect_ids(t, "a\xC2\x85" "b", (int32_t[]){0, 1}, 2);         /* U+0085 NEL is a space */
+    lh_tokenizer_free(t);
+    t = must_load("{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\S+\"},"
+                  "\"behavior\":\"Removed\",\"invert\":true},\"model\":{\"type\":\"BPE\","
+                  "\"vocab\":{\"a\":0,\"b\":1,\"<unk>\":2,\"ab\":3},\"unk_token\":\"<unk>\",\"merges\":[\"a b\"]}}");
+    expect_ids(t, " ab\tab\xE1\xA0\x8E ", (int32_t[]){3, 3, 2}, 3);
+    lh_tokenizer_free(t);
+}
+END_TEST
+
 START_TEST(nfc_limited)
 {
     lh_tokenizer *t = must_load("{\"normalizer\":{\"type\":\"NFC\"},\"model\":{\"type\":\"BPE\","
@@ -486,6 +506,7 @@ static Suite *tokenizer_suite(void)
     tcase_add_test(th, merge_order_by_rank);
     tcase_add_test(th, ignore_merges_and_fallback);
     tcase_add_test(th, nfc_limited);
+    tcase_add_test(th, split_regex_whitespace);
     tcase_add_test(th, bad_text_and_args);
     suite_add_tcase(s, th);
     TCase *tr = tcase_create("refusals");

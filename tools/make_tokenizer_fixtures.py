@@ -9,6 +9,8 @@ tests/check_tokenizer.c checks the C tokenizer against these files.
 
     /usr/bin/python3 tools/make_tokenizer_fixtures.py [--zoo examples/zoo/base/tokenizer.json]
 
+--zoo also snapshots that tokenizer (zoo-base.tokenizer.json) with its cases.
+
 Deterministic: same input, same output.
 """
 import collections
@@ -65,6 +67,12 @@ STRINGS = [
     "    ",
     "\n\n\n",
     "Ж ж ζ λ ∑ ∫ → ™ © ½",
+    "odd spaces: a\u0085b\u2028c\u000bd\u001ce\u200bf\u1680g\u2009h",
+    "a <mask> b <mask>c [SEP]  z [SEP]",
+    "x tokenizer y xtokenizer tokenizer_ tokenizer. tokenizers",
+    "Hello<|endoftext|>world<|endoftext|><|endoftext|>",
+    "<s><s></s> <unk>",
+    "don't DON'T ſ 'S 'sup 123456789 ٣٤٥ ①②",
 ]
 
 
@@ -337,7 +345,8 @@ def main():
             spec = json.load(f)
         specials = [a["content"] for a in spec.get("added_tokens", []) if a.get("special")]
         specials = (specials + ["<|endoftext|>", "<|endoftext|>"])[:2]
-        write_fixture("zoo-base", None, specials, tok_path=os.path.abspath(zoo))
+        # A snapshot, so the fixture stays valid if the zoo is rebuilt.
+        write_fixture("zoo-base", spec, specials)
 
 
 if __name__ == "__main__":

@@ -407,7 +407,9 @@ class Decoder:
         return "".join(toks)
 
 
+# What \w and \s mean in the Rust regex crate the library uses here.
 WORD = regex.compile(r"\w")
+SPACE = regex.compile(r"\p{White_Space}")
 
 
 class Tokenizer:
@@ -450,11 +452,11 @@ class Tokenizer:
                     continue
             if best.get("lstrip"):
                 ns = s
-                while ns > 0 and text[ns - 1].isspace():
+                while ns > 0 and SPACE.match(text[ns - 1]):
                     ns -= 1
                 s = max(ns, start_offset)
             if best.get("rstrip"):
-                while e < len(text) and text[e].isspace():
+                while e < len(text) and SPACE.match(text[e]):
                     e += 1
                 pos = e
             if start_offset < s:

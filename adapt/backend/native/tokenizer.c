@@ -1042,17 +1042,87 @@ static lh_status one_char(const lh_tokenizer *t, const char *s, size_t n, const 
     return LH_OK;
 }
 
+/* Unicode White_Space, written as the body of a character class. */
+static const char WS_CLASS[] = "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}"
+                               "\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
+
+/* PCRE2's \s differs from White_Space (what Oniguruma and the Rust regex
+ * crate use) in a few places, e.g. U+180E; spell \s and \S out so the
+ * splits agree with the library. \S inside a class is left alone. */
+static void rewrite_space(const char *p, size_t n, lh_sb *out)
+{
+    int in_class = 0;
+    for (size_t i = 0; i < n;) {
+        char c = p[i];
+        if (c == '\\' && i + 1 < n) {
+            char d = p[i + 1];
+            if (d == 's') {
+                if (!in_class) lh_sb_append(out, "[");
+                lh_sb_append(out, WS_CLASS);
+                if (!in_class) lh_sb_append(out, "]");
+                i += 2;
+                continue;
+            }
+            if (d == 'S' && !in_class) {
+                lh_sb_append(out, "[^");
+                lh_sb_append(out, WS_CLASS);
+                lh_sb_append(out, "]");
+                i += 2;
+                continue;
+            }
+            if (d == 'Q') { /* literal up to \E, copied as is */
+                size_t j = i + 2;
+                while (j < n && !(p[j] == '\\' && j + 1 < n && p[j + 1] == 'E')) j++;
+                j = j < n ? j + 2 : n;
+                lh_sb_append_n(out, p + i, j - i);
+                i = j;
+                continue;
+            }
+            lh_sb_append_n(out, p + i, 2);
+            i += 2;
+            continue;
+        }
+        if (!in_class && c == '[') {
+            /* "[]" and "[^]" open a class whose first member is ']' */
+            size_t j = i + 1;
+            if (j < n && p[j] == '^') j++;
+            if (j < n && p[j] == ']') j++;
+            lh_sb_append_n(out, p + i, j - i);
+            in_class = 1;
+            i = j;
+            continue;
+        }
+        if (in_class && c == '[' && i + 1 < n && p[i + 1] == ':') { /* [:alpha:] */
+            size_t j = i + 2;
+            while (j + 1 < n && !(p[j] == ':' && p[j + 1] == ']')) j++;
+            j = j + 1 < n ? j + 2 : n;
+            lh_sb_append_n(out, p + i, j - i);
+            i = j;
+            continue;
+        }
+        if (in_class && c == ']') in_class = 0;
+        lh_sb_append_n(out, p + i, 1);
+        i++;
+    }
+}
+
 static lh_status compile_re(lh_tokenizer *t, const char *pat, size_t n, pcre2_code **out,
                             const char *what, lh_error *err)
 {
     int ec;
     PCRE2_SIZE off;
-    pcre2_code *re = pcre2_compile((PCRE2_SPTR)pat, n, PCRE2_UTF | PCRE2_UCP, &ec, &off, NULL);
+    lh_sb rw;
+    lh_sb_init(&rw);
+    rewrite_space(pat, n, &rw);
+    lh_sb_append(&rw, "");
+    if (lh_sb_failed(&rw)) { lh_sb_release(&rw); return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path); }
+    pcre2_code *re = pcre2_compile((PCRE2_SPTR)rw.buf, rw.len, PCRE2_UTF | PCRE2_UCP, &ec, &off, NULL);
+    lh_sb_release(&rw);
     if (!re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(ec, msg, sizeof msg);
-        return lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: %s regex does not compile at offset %zu: %s",
-                            t->path, what, (size_t)off, (const char *)msg);
+        return lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: %s regex does not compile: %s",
+                            t->path, what, (const char *)msg);
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* optional: the interpreter is the fallback */
     *out = re;
