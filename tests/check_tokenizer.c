@@ -351,14 +351,20 @@ END_TEST
 START_TEST(nfc_limited)
 {
     lh_tokenizer *t = must_load("{\"normalizer\":{\"type\":\"NFC\"},\"model\":{\"type\":\"BPE\","
-                                "\"vocab\":{\"a\":0,\"\xC3\xA9\":1,\"<unk>\":2},\"unk_token\":\"<unk>\",\"merges\":[]}}");
+                                "\"vocab\":{\"a\":0,\"\xC3\xA9\":1,\"<unk>\":2},\"unk_token\":\"<unk>\",\"fuse_unk\":true,\"merges\":[]}}");
     expect_ids(t, "a\xC3\xA9", (int32_t[]){0, 1}, 2);
+    /* already-NFC text in other scripts passes (unknown characters are <unk>) */
+    expect_ids(t, "\xE4\xB8\xAD \xD0\x96 \xCE\xBB \xF0\x9F\x98\x80 \xD8\xB3", (int32_t[]){2}, 1);
     int32_t *ids = NULL;
     size_t n;
     lh_error err = {0};
     /* e + combining acute: NFC would compose it; lorahub refuses rather than guess */
     ck_assert_int_eq(lh_tokenizer_encode(t, "e\xCC\x81", 1, &ids, &n, &err), LH_ERR_UNSUPPORTED);
     ck_assert_msg(strstr(err.msg, "NFC") && strstr(err.msg, "U+0301"), "%s", err.msg);
+    /* a Thai tone mark (combining class 107) */
+    ck_assert_int_eq(lh_tokenizer_encode(t, "\xE0\xB8\x81\xE0\xB9\x88", 1, &ids, &n, &err), LH_ERR_UNSUPPORTED);
+    /* a CJK compatibility ideograph, which NFC replaces */
+    ck_assert_int_eq(lh_tokenizer_encode(t, "\xEF\xA4\x80", 1, &ids, &n, &err), LH_ERR_UNSUPPORTED);
     lh_tokenizer_free(t);
 }
 END_TEST

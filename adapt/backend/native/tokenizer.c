@@ -122,22 +122,21 @@ static int is_space_cp(uint32_t c)
         || c == 0x205F || c == 0x3000;
 }
 
-/* NFC leaves a string unchanged when every character is NFC_Quick_Check=Yes,
- * has canonical combining class 0 and never ends a composition pair. These
- * ranges are known to qualify; anything else is refused rather than guessed
- * (a full NFC needs the Unicode tables, which lorahub does not carry). */
+#include "nfc_inert.h"
+
+/* NFC leaves a string unchanged when it is made only of characters from
+ * nfc_inert_ranges (generated from the Unicode data). Other text under an
+ * NFC normalizer is refused rather than guessed: a full NFC needs the
+ * composition tables, which lorahub does not carry. */
 static int nfc_inert(uint32_t c)
 {
-    static const uint32_t ok[][2] = {
-        {0x0000, 0x02FF}, {0x0400, 0x0482}, {0x048A, 0x052F}, {0x1E00, 0x1EFF},
-        {0x2002, 0x2027}, {0x2030, 0x205E}, {0x2070, 0x20CF}, {0x2100, 0x2125},
-        {0x2127, 0x2129}, {0x212C, 0x2328}, {0x232B, 0x2ADB}, {0x2ADD, 0x2CEE},
-        {0x3000, 0x3029}, {0x3030, 0x3098}, {0x309B, 0x30FF}, {0x3400, 0x4DBF},
-        {0x4E00, 0x9FFF}, {0xAC00, 0xD7A3}, {0xFF00, 0xFFEF}, {0x1F000, 0x1FAFF},
-        {0x20000, 0x2A6DF},
-    };
-    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
-        if (c >= ok[i][0] && c <= ok[i][1]) return 1;
+    size_t lo = 0, hi = sizeof nfc_inert_ranges / sizeof nfc_inert_ranges[0];
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c < nfc_inert_ranges[mid][0]) hi = mid;
+        else if (c > nfc_inert_ranges[mid][1]) lo = mid + 1;
+        else return 1;
+    }
     return 0;
 }
 
