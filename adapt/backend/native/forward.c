@@ -109,8 +109,13 @@ static void linear(nm_ws *w, const float *x, size_t rows, int d_in, const float 
                    const float *b, int d_out, float *y, const nm_lora *const *loras, int nc,
                    size_t rows_per, size_t layer, int proj)
 {
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, d_out, d_in, 1.0f, x, d_in, W,
-                d_in, 0.0f, y, d_out);
+    /* One row (a decoding step) is a matrix-vector product: sgemv avoids
+     * the GEMM packing overhead. */
+    if (rows == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d_in, 1.0f, W, d_in, x, 1, 0.0f, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, d_out, d_in, 1.0f, x, d_in,
+                    W, d_in, 0.0f, y, d_out);
     if (b)
         for (size_t r = 0; r < rows; r++) {
             float *yr = y + r * (size_t)d_out;
@@ -123,6 +128,13 @@ static void linear(nm_ws *w, const float *x, size_t rows, int d_in, const float 
             continue;
         const float *xc = x + (size_t)c * rows_per * (size_t)d_in;
         float *yc = y + (size_t)c * rows_per * (size_t)d_out;
+        if (rows_per == 1) {
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, t->r, d_in, 1.0f, t->A, d_in, xc, 1, 0.0f,
+                        w->tmp, 1);
+            cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, t->r, t->scale, t->B, t->r, w->tmp, 1,
+                        1.0f, yc, 1);
+            continue;
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows_per, t->r, d_in, 1.0f, xc,
                     d_in, t->A, d_in, 0.0f, w->tmp, t->r);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows_per, d_out, t->r, t->scale,
@@ -160,6 +172,34 @@ static void attend(const nm_model *m, nm_ws *w, const float *q, const float *K, 
     for (int h = 0; h < c->n_heads; h++) {
         int kh = h / group;
         float *S = w->scores; /* [L, ctx] */
+        if (L == 1) {
+            /* A decoding step: plain loops beat two tiny GEMM calls per head. */
+            const float *qh = q + (size_t)h * hd;
+            float mx = -FLT_MAX, sum = 0.0f;
+            for (size_t j = 0; j < ctx; j++) {
+                const float *kj = K + j * (size_t)KVd + (size_t)kh * hd;
+                float d = 0.0f;
+                for (int i = 0; i < hd; i++)
+                    d += qh[i] * kj[i];
+                S[j] = d * scale;
+                if (S[j] > mx)
+                    mx = S[j];
+            }
+            for (size_t j = 0; j < ctx; j++) {
+                S[j] = expf(S[j] - mx);
+                sum += S[j];
+            }
+            float *oh = out + (size_t)h * hd;
+            for (int i = 0; i < hd; i++)
+                oh[i] = 0.0f;
+            for (size_t j = 0; j < ctx; j++) {
+                const float *vj = V + j * (size_t)KVd + (size_t)kh * hd;
+                float p = S[j] / sum;
+                for (int i = 0; i < hd; i++)
+                    oh[i] += p * vj[i];
+            }
+            continue;
+        }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)L, (int)ctx, hd, scale,
                     q + (size_t)h * hd, Q, K + (size_t)kh * hd, KVd, 0.0f, S, (int)ctx);
         for (size_t i = 0; i < L; i++) {
@@ -258,8 +298,12 @@ void nm_head(const nm_model *m, const float *x, const size_t *rows, size_t n, fl
     size_t D = (size_t)m->c.dim;
     for (size_t i = 0; i < n; i++)
         rmsnorm(xn + i * D, x + rows[i] * D, m->w.rms_final, 1, D, m->c.norm_eps);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, m->c.vocab, (int)D, 1.0f, xn,
-                (int)D, m->w.lm_head, (int)D, 0.0f, logits, m->c.vocab);
+    if (n == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, m->c.vocab, (int)D, 1.0f, m->w.lm_head, (int)D, xn,
+                    1, 0.0f, logits, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, m->c.vocab, (int)D, 1.0f, xn,
+                    (int)D, m->w.lm_head, (int)D, 0.0f, logits, m->c.vocab);
 }
 
 static lh_status check_batch(const nm_model *m, const nm_batch *b, nm_seqs *sq, size_t *T,
