@@ -84,3 +84,17 @@ expect_exit 1 "$LORAHUB" inspect --json good garbage.safetensors m.safetensors
 [ "$(wc -l <"$TMP/out")" -eq 2 ] || fail "want the 2 good JSON lines"
 [ "$(wc -l <"$TMP/err")" -eq 1 ] || fail "want 1 error line"
 expect_err_contains "garbage.safetensors"
+
+# modules made to share routing report the same routing hash; another
+# routing seed gives another one
+"$T/gen_mos" m2.safetensors 4 2 q_proj,v_proj 32:32,32:16 4 2 1 --same-routing-as m.safetensors
+"$T/gen_mos" m3.safetensors 5 2 q_proj,v_proj 32:32,32:16 4 2 1 --routing-seed 3
+"$T/gen_mos" m4.safetensors 6 2 q_proj,v_proj 32:32,32:16 4 2 1 --routing-seed 4
+expect_exit 0 "$LORAHUB" inspect --json m.safetensors m2.safetensors m3.safetensors m4.safetensors
+[ "$(grep -o '"routing_hash":"[0-9a-f]*"' "$TMP/out" | sort -u | wc -l)" -eq 2 ] \
+    || fail "want exactly 2 distinct routing hashes"
+h1=$(sed -n 1p "$TMP/out" | grep -o '"routing_hash":"[0-9a-f]*"')
+h2=$(sed -n 2p "$TMP/out" | grep -o '"routing_hash":"[0-9a-f]*"')
+h4=$(sed -n 4p "$TMP/out" | grep -o '"routing_hash":"[0-9a-f]*"')
+[ "$h1" = "$h2" ] || fail "--same-routing-as changed the routing"
+[ "$h1" != "$h4" ] || fail "another routing seed gave the same routing"
