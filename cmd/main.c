@@ -26,7 +26,9 @@ static const struct cmd_struct commands[] = {
     {"version", cmd_version, "print the version"},
     {"inspect", cmd_inspect, "show what adapters hold (table or JSON)"},
     {"compose", cmd_compose, "merge modules with given weights and a method"},
+    {"adapt", cmd_adapt, "search composition weights for a new task"},
     {"convert", cmd_convert, "rewrite a module (PEFT or MoS) as a PEFT directory"},
+    {"eval", cmd_eval, "loss and exact-match accuracy of a model on examples"},
 };
 
 void cmd_error(const char *cmd, const char *fmt, ...)
