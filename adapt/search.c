@@ -1155,6 +1155,8 @@ static void em_map_begin(emit *e, const char *key)
     em_key(e, key);
     if (!e->yaml)
         lh_sb_append(e->sb, "{");
+    else if (!lh_sb_failed(e->sb) && e->sb->len) /* no space after "key:" before a block */
+        e->sb->buf[--e->sb->len] = '\0';
     e->depth = 1;
     e->count[1] = 0;
 }
@@ -1163,7 +1165,7 @@ static void em_map_end(emit *e)
 {
     if (e->yaml) {
         if (!e->count[1])
-            lh_sb_append(e->sb, "{}");
+            lh_sb_append(e->sb, " {}");
     } else {
         lh_sb_append(e->sb, e->count[1] ? "\n  }" : "}");
     }

@@ -606,8 +606,8 @@ static lh_status exec_score(void *ctx, const lh_adapter *const *cands, int n,
         size_t got = arr->len;
         lh_json_free(reply);
         c->broken = 1;
-        return xfail(c, err, LH_ERR_BACKEND, "answered 'score' with %zu losses for %d adapters",
-                     got, n);
+        return xfail(c, err, LH_ERR_BACKEND, "answered 'score' with %zu losses for %d adapter%s",
+                     got, n, n == 1 ? "" : "s");
     }
     int first_bad = -1;
     for (int i = 0; i < n; i++) {

@@ -1,0 +1,174 @@
+# lorahub adapt end to end with tests/tools/test_backend (an exec backend
+# whose loss has a known optimum), the example job and backend, every way a
+# backend can misbehave, SIGINT and --resume.
+. "$TOP/tests/cli/lib.sh"
+GEN="$TOP/$O/tests/tools/gen_peft"
+TB="$TOP/$O/tests/tools/test_backend"
+[ -x "$GEN" ] || fail "missing $GEN"
+[ -x "$TB" ] || fail "missing $TB"
+cd "$TMP"
+mkdir hub tmp
+# The exec backend's private temp dirs go here, so we can see they are removed.
+TMPDIR="$TMP/tmp"; export TMPDIR
+for i in 1 2 3; do "$GEN" hub/m$i $((i + 10)) --layers 1 --types q_proj:8:8,v_proj:8:6 --r 2 --alpha 4; done
+printf '{"input":"a","output":"b"}\n{"input":"c","output":"d"}\n' >task.jsonl
+TARGET="--target $TMP/hub/m1=0.6 --target $TMP/hub/m2=-0.3 --target $TMP/hub/m3=0.45"
+BCMD="$TB $TARGET"
+tmp_empty() { [ -z "$(ls -A "$TMP/tmp")" ] || { ls -A "$TMP/tmp" >&2; fail "temp dir left behind: $1"; }; }
+num() { # num KEY FILE: a number from a JSON report
+    sed -n "s/^ *\"$1\": \([-0-9.eE+]*\),*\$/\1/p" "$2" | head -n 1
+}
+
+# ---- the known optimum: cat composes the exact sum, so w = target ----
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --log $TMP/calls.log" \
+    --method cat --optimizer bobyqa --budget 80 --l1 0 -o merged --report r.json --trace t.tsv \
+    --weights-out w.tsv
+[ ! -s "$TMP/err" ] || fail "stderr not empty on success: $(cat "$TMP/err")"
+tmp_empty "a successful run"
+[ -f merged/adapter_model.safetensors ] && [ -f merged/adapter_config.json ] || fail "no merged adapter"
+awk -F'\t' 'BEGIN { t["m1"] = 0.6; t["m2"] = -0.3; t["m3"] = 0.45 }
+    { n = split($1, p, "/"); d = $2 - t[p[n]]; if (d < -0.03 || d > 0.03) { print "bad " $0; bad = 1 } ; k++ }
+    END { exit bad || k != 3 }' w.tsv || fail "weights not at the optimum: $(cat w.tsv)"
+for k in weights best_loss best_objective rescored_loss evaluations optimizer method seed budget \
+         bound l1 modules wall_seconds backend_seconds stop_reason preset; do
+    grep -q "\"$k\"" r.json || fail "report lacks $k"
+done
+grep -q '"optimizer": "bobyqa"' r.json || fail "report: optimizer"
+grep -q '"method": "cat"' r.json || fail "report: method"
+grep -q '"preset": "none"' r.json || fail "report: preset"
+awk -v l="$(num best_loss r.json)" 'BEGIN { exit !(l < 0.001) }' || fail "best_loss $(num best_loss r.json)"
+ev=$(num evaluations r.json)
+[ "$ev" -ge 10 ] && [ "$ev" -le 80 ] || fail "evaluations $ev"
+[ "$(wc -l <t.tsv)" -eq $((ev + 1)) ] || fail "trace has $(wc -l <t.tsv) lines for $ev evaluations"
+head -n 1 t.tsv | grep -q "^evaluation	loss	objective	m1	m2	m3	milliseconds\$" || fail "trace header: $(head -n 1 t.tsv)"
+[ -f merged.checkpoint.json ] || fail "no checkpoint"
+
+# ---- existing outputs are refused without --force, before any work ----
+expect_exit 1 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" -o merged
+expect_one_line_error
+expect_err_contains "exists"
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --budget 5 -o again
+expect_exit 1 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --budget 5 -o again
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" \
+    --budget 6 -o again --force
+
+# ---- --resume of a finished run: everything replayed, one backend call (the re-score) ----
+: >calls.log
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --log $TMP/calls.log" \
+    --method cat --optimizer bobyqa --budget 80 --l1 0 -o merged --resume --report r2.json --weights-out w2.tsv
+[ "$(wc -l <calls.log)" -eq 1 ] || fail "resume called the backend $(wc -l <calls.log) times"
+cmp -s w.tsv w2.tsv || fail "resumed weights differ"
+[ "$(num replayed r2.json)" -eq "$ev" ] || fail "replayed $(num replayed r2.json), want $ev"
+# another setting: refused, naming it
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" \
+    --method cat --optimizer bobyqa --budget 80 --l1 0.5 -o merged --resume
+expect_one_line_error
+expect_err_contains "cannot resume"
+expect_err_contains "l1"
+
+# ---- weights-out | compose --weights - gives the same adapter ----
+"$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --method cat \
+    --budget 12 -o m-adapt --weights-out - >wpipe.tsv 2>err.txt || fail "adapt for the pipe: $(cat err.txt)"
+[ "$(wc -l <wpipe.tsv)" -eq 3 ] || fail "weights-out - printed $(wc -l <wpipe.tsv) lines"
+"$LORAHUB" compose -m cat --weights - -o m-compose hub/m1 hub/m2 hub/m3 <wpipe.tsv >/dev/null ||
+    fail "compose --weights - rejected adapt's weights"
+cmp -s m-adapt/adapter_model.safetensors m-compose/adapter_model.safetensors ||
+    fail "compose with adapt's weights differs from adapt's adapter"
+
+# ---- every misbehaving backend: exit 1, one line naming the command, temp dir removed ----
+misbehave() { # misbehave TEXT backend-args... (then adapt options after --)
+    text=$1; shift
+    bargs=""; while [ $# -gt 0 ] && [ "$1" != -- ]; do bargs="$bargs $1"; shift; done
+    [ $# -gt 0 ] && shift
+    rm -rf bad bad.checkpoint.json
+    expect_exit 1 "$LORAHUB" adapt --modules hub --examples task.jsonl \
+        --backend-cmd "$TB$bargs" --budget 10 -o bad "$@"
+    expect_one_line_error
+    expect_err_contains "exec backend '$TB"
+    expect_err_contains "$text"
+    tmp_empty "$bargs"
+    [ ! -e bad ] || fail "output written after a backend failure ($bargs)"
+}
+misbehave "exited with status 3" --crash-after 2
+misbehave "not JSON" --garbage
+misbehave "NaN" --nan
+misbehave "0 losses for 1 adapter" --wrong-length
+misbehave "cuda out of memory" --error "'cuda out of memory'"
+misbehave "no answer to 'score' within 1 s" --hang -- --backend-timeout 1
+misbehave "no answer to 'hello' within 1 s" --slow-hello -- --backend-timeout 1
+rm -rf bad bad.checkpoint.json
+expect_exit 1 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "/nonexistent/backend" -o bad
+# sh's own complaint comes first (the child's stderr is the user's), ours last
+tail -n 1 "$TMP/err" | grep -q "exec backend '/nonexistent/backend': exited with status 127" ||
+    fail "missing command: $(cat "$TMP/err")"
+tmp_empty "a missing command"
+# NaN counted as the worst score instead
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$TB $TARGET --nan" \
+    --budget 10 --nan-as-worst --report nan.json
+grep -q '"nan_as_worst": 1' nan.json || fail "report: nan_as_worst"
+
+# ---- SIGINT: exit 130, best so far written, temp dir removed, resumable ----
+rm -rf int int.checkpoint.json
+"$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --hang-after 4" \
+    --method cat --budget 30 -o int --report int.json --backend-timeout 60 2>int.err &
+pid=$!
+i=0
+while [ $i -lt 100 ]; do
+    [ -f int.checkpoint.json ] && grep -q '"evaluations": \[' int.checkpoint.json &&
+        [ "$(grep -c '"wx"' int.checkpoint.json)" -ge 4 ] && break
+    sleep 0.1; i=$((i + 1))
+done
+sleep 0.3
+kill -INT $pid
+set +e; wait $pid; rc=$?; set -e
+[ "$rc" -eq 130 ] || { cat int.err >&2; fail "SIGINT exit $rc, want 130"; }
+grep -q "interrupted" int.err || fail "no interrupt message: $(cat int.err)"
+[ -f int/adapter_model.safetensors ] || fail "best-so-far adapter not written"
+grep -q '"stop_reason": "interrupted"' int.json || fail "report: stop_reason"
+[ "$(num evaluations int.json)" -eq 4 ] || fail "interrupted after $(num evaluations int.json) evaluations"
+tmp_empty "SIGINT"
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" \
+    --method cat --budget 30 -o int --report int.json --resume
+[ "$(num replayed int.json)" -eq 4 ] || fail "resume after SIGINT replayed $(num replayed int.json)"
+
+# ---- job files: the example job, a batch, flags overriding keys ----
+( cd "$TOP" && "$LORAHUB" adapt examples/jobs/toy.yaml -o "$TMP/toy" --report "$TMP/toy.yaml" ) \
+    >out.txt 2>err.txt || fail "examples/jobs/toy.yaml: $(cat err.txt)"
+grep -q '^weights:' toy.yaml || fail "YAML report: $(head -n 3 toy.yaml)"
+grep -q '^budget: 20$' toy.yaml || fail "YAML report: budget from the job"
+awk '/^best_loss:/ { exit !($2 < 2) }' toy.yaml || fail "toy backend: no improvement on w = 0"
+cat >j1.yaml <<EOF
+modules: [hub/m1, hub/m2]
+examples: task.jsonl
+backend-cmd: $BCMD
+budget: 7
+report: j1.json
+EOF
+sed -e 's/j1.json/j2.json/' -e 's/budget: 7/budget: 6/' j1.yaml >j2.yaml
+expect_exit 0 "$LORAHUB" adapt j1.yaml j2.yaml --optimizer random
+[ "$(num evaluations j1.json)" -eq 7 ] && [ "$(num evaluations j2.json)" -eq 6 ] || fail "batch budgets"
+grep -q '"optimizer": "random"' j2.json || fail "flag did not override the job"
+expect_exit 2 "$LORAHUB" adapt j1.yaml j2.yaml -o x
+expect_one_line_error
+printf 'modules: hub\nbudgte: 3\n' >typo.yaml
+expect_exit 2 "$LORAHUB" adapt typo.yaml
+expect_one_line_error
+expect_err_contains "unknown key 'budgte'"
+
+# ---- usage ----
+expect_exit 0 "$LORAHUB" adapt --optimizer list
+expect_out_contains "cobyla"
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl -o x
+expect_err_contains "no backend"
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD"
+expect_err_contains "nothing to write"
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --budget 0 -o x
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --optimizer nope -o x
+expect_err_contains "unknown optimizer 'nope'"
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --budget 3 \
+    -v --report v.json
+grep -q "search 3/3" "$TMP/err" || fail "-v printed no progress lines"
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --preset paper \
+    --budget 4 --report p.json
+grep -q '"preset": "paper"' p.json || fail "report: preset paper"
+tmp_empty "the end"
