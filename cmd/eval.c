@@ -42,36 +42,6 @@ static void usage(FILE *f)
                "                    [--json] [-v]\n");
 }
 
-/* The exact-match rule (lorahub-eval(1)): strip ASCII whitespace at both
- * ends, fold ASCII letters to lower case, drop one trailing period. */
-static char *normalize(const char *s)
-{
-    const char *ws = " \t\n\r\f\v";
-    while (*s && strchr(ws, *s))
-        s++;
-    size_t n = strlen(s);
-    while (n && strchr(ws, s[n - 1]))
-        n--;
-    char *o = malloc(n + 1);
-    if (!o)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        o[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
-    if (n && o[n - 1] == '.')
-        n--;
-    o[n] = '\0';
-    return o;
-}
-
-static int exact_match(const char *got, const char *want)
-{
-    char *a = normalize(got), *b = normalize(want);
-    int eq = a && b && !strcmp(a, b);
-    free(a);
-    free(b);
-    return eq;
-}
-
 /* Examples with the ICL demonstrations prepended; skip = examples of ex
  * left out (the demonstrations themselves). */
 static lh_status with_icl(const lh_examples *ex, const lh_examples *demo, long k, size_t skip,
@@ -270,11 +240,11 @@ int cmd_eval(int argc, char **argv)
         if (lh_backend_generate(be, ad, use, (int)max_new, outputs, &err))
             goto fail;
         for (size_t i = 0; i < use->n; i++)
-            correct += (size_t)exact_match(outputs[i], use->output[i]);
+            correct += (size_t)nm_exact_match(outputs[i], use->output[i]);
         if (verbose)
             for (size_t i = 0; i < use->n; i++)
                 fprintf(stderr, "lorahub eval: example %zu: %s: got \"%s\"\n", i + 1,
-                        exact_match(outputs[i], use->output[i]) ? "match" : "miss",
+                        nm_exact_match(outputs[i], use->output[i]) ? "match" : "miss",
                         outputs[i]);
     }
     double acc = use->n ? (double)correct / (double)use->n : 0.0;

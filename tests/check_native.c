@@ -17,8 +17,11 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adapt/backend/backend.h"
 #include "adapt/backend/native/model.h"
+#include "adapt/backend/native/native.h"
 #include "lib/adapter.h"
+#include "lib/examples.h"
 #include "lib/fsutil.h"
 #include "lib/json.h"
 #include "lib/safetensors.h"
@@ -548,6 +551,184 @@ START_TEST(test_sliding_window)
 }
 END_TEST
 
+START_TEST(test_exact_match)
+{
+    ck_assert(nm_exact_match("Paris", "paris"));
+    ck_assert(nm_exact_match("  Paris.\n", "PARIS"));
+    ck_assert(nm_exact_match("paris", "Paris."));
+    ck_assert(nm_exact_match("\tA b\r\n", "a B"));
+    ck_assert(!nm_exact_match("paris..", "paris"));      /* only one period goes */
+    ck_assert(nm_exact_match("Paris..", "paris.."));
+    ck_assert(!nm_exact_match("par is", "paris"));       /* inner spaces stay */
+    ck_assert(!nm_exact_match("Ünïcode", "ünïcode"));    /* ASCII folding only */
+    ck_assert(!nm_exact_match("paris .", "paris"));      /* no strip after the period */
+    ck_assert(nm_exact_match("", " . "));
+    ck_assert(!nm_exact_match(NULL, "x"));
+}
+END_TEST
+
+/* ---- the vtable: text in, same numbers as token ids in ------------------ */
+
+/* Model a's tokenizer.json maps each UTF-8 byte b to id b, <s>=256, </s>=257. */
+static void byte_batch(const lh_examples *ex, int bos, int eos, int32_t *ids, size_t *len,
+                       size_t *from)
+{
+    size_t off = 0;
+    for (size_t i = 0; i < ex->n; i++) {
+        size_t start = off, ni = strlen(ex->input[i]), no = strlen(ex->output[i]);
+        if (bos)
+            ids[off++] = 256;
+        for (size_t k = 0; k < ni; k++)
+            ids[off++] = (unsigned char)ex->input[i][k];
+        for (size_t k = 0; k < no; k++)
+            ids[off++] = (unsigned char)ex->output[i][k];
+        if (eos)
+            ids[off++] = 257;
+        len[i] = off - start;
+        size_t prefix = (size_t)bos + ni;
+        from[i] = prefix ? prefix - 1 : 0;
+    }
+}
+
+static lh_examples *fixture_examples(void)
+{
+    lh_examples *ex = NULL;
+    lh_error err = {0};
+    ck_assert_msg(lh_examples_load(FIX "/examples.jsonl", &ex, &err) == LH_OK, "%s", err.msg);
+    return ex;
+}
+
+START_TEST(test_backend_text)
+{
+    lh_examples *ex = fixture_examples();
+    lh_adapter *a = load_adapter("a-lora");
+    nm_model *m = load_model("a");
+    int32_t ids[1024];
+    size_t len[16], from[16];
+    ck_assert(ex->n <= 16);
+    for (int mode = 0; mode < 3; mode++) {
+        int bos = mode != 1, eos = mode != 2;
+        lh_backend_opts o;
+        lh_backend_opts_default(&o);
+        o.model_path = FIX "/a";
+        o.add_bos = bos;
+        o.add_eos = eos;
+        o.threads = 1;
+        lh_backend *b = NULL;
+        lh_error err = {0};
+        ck_assert_msg(lh_backend_open("native", &o, &b, &err) == LH_OK, "%s", err.msg);
+        const lh_adapter *cands[2] = {NULL, a};
+        double loss[2];
+        ck_assert_msg(lh_backend_score(b, cands, 2, ex, loss, &err) == LH_OK, "%s", err.msg);
+        byte_batch(ex, bos, eos, ids, len, from);
+        nm_batch bt = {ex->n, ids, len, from};
+        double nll[2];
+        size_t nt, counted;
+        ck_assert(nm_score_batch(m, &bt, cands, 2, 0, nll, &nt, &err) == LH_OK);
+        ck_assert(nm_backend_count_tokens(b->ctx, ex, &counted, &err) == LH_OK);
+        ck_assert_uint_eq(counted, nt);
+        for (int i = 0; i < 2; i++)
+            check_close(loss[i], nll[i] / (double)nt, 1e-6, "backend text vs byte ids");
+        if (mode == 0) {
+            char *outs[16] = {0};
+            ck_assert_msg(lh_backend_generate(b, a, ex, 6, outs, &err) == LH_OK, "%s", err.msg);
+            for (size_t i = 0; i < ex->n; i++) {
+                ck_assert(outs[i] != NULL);
+                free(outs[i]);
+            }
+        }
+        lh_backend_close(b);
+    }
+    /* The token-count definition: outputs + EOS; without BOS the first
+     * output token after an empty input is not scored. */
+    size_t out_bytes = 0, empty_inputs = 0;
+    for (size_t i = 0; i < ex->n; i++) {
+        out_bytes += strlen(ex->output[i]);
+        empty_inputs += ex->input[i][0] == '\0';
+    }
+    ck_assert_uint_gt(empty_inputs, 0);
+    byte_batch(ex, 1, 1, ids, len, from);
+    size_t n = 0;
+    for (size_t i = 0; i < ex->n; i++)
+        n += len[i] - 1 - from[i];
+    ck_assert_uint_eq(n, out_bytes + ex->n);
+    byte_batch(ex, 0, 1, ids, len, from);
+    n = 0;
+    for (size_t i = 0; i < ex->n; i++)
+        n += len[i] - 1 - from[i];
+    ck_assert_uint_eq(n, out_bytes + ex->n - empty_inputs);
+    nm_model_free(m);
+    lh_adapter_free(a);
+    lh_examples_free(ex);
+}
+END_TEST
+
+START_TEST(test_backend_refusals)
+{
+    lh_backend_opts o;
+    lh_backend_opts_default(&o);
+    lh_backend *b = NULL;
+    lh_error err = {0};
+    ck_assert(lh_backend_open("native", &o, &b, &err) == LH_ERR_ARG);
+    o.model_path = FIX "/no-such-model";
+    ck_assert(lh_backend_open("native", &o, &b, &err) != LH_OK);
+    ck_assert_msg(strstr(err.msg, "no-such-model") != NULL, "%s", err.msg);
+    /* Model b has no tokenizer.json. */
+    o.model_path = FIX "/b";
+    ck_assert(lh_backend_open("native", &o, &b, &err) != LH_OK);
+    ck_assert_msg(strstr(err.msg, "tokenizer.json") != NULL, "%s", err.msg);
+    ck_assert(b == NULL);
+}
+END_TEST
+
+/* ---- conformance: native vs the PyTorch exec backend -------------------- */
+
+START_TEST(test_conformance_torch)
+{
+    if (system("/usr/bin/python3 -c 'import torch, numpy' >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "check_native: SKIPPED conformance with the PyTorch backend: "
+                        "/usr/bin/python3 cannot import torch\n");
+        return;
+    }
+    char top[4096], cmd[16384], model[4200];
+    ck_assert(getcwd(top, sizeof top) != NULL);
+    snprintf(model, sizeof model, "%s/" FIX "/a", top);
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s/examples/backends/torch_backend.py --base %s",
+             top, model);
+    lh_examples *ex = fixture_examples();
+    lh_adapter *a1 = load_adapter("a-lora"), *a2 = load_adapter("a-lora2");
+    const lh_adapter *cands[3] = {NULL, a1, a2};
+    lh_backend_opts o;
+    lh_backend_opts_default(&o);
+    o.model_path = model;
+    o.command = cmd;
+    o.timeout_s = 120;
+    lh_backend *nat = NULL, *ext = NULL;
+    lh_error err = {0};
+    ck_assert_msg(lh_backend_open("native", &o, &nat, &err) == LH_OK, "%s", err.msg);
+    ck_assert_msg(lh_backend_open("exec", &o, &ext, &err) == LH_OK, "%s", err.msg);
+    double ln[3], lt[3];
+    ck_assert_msg(lh_backend_score(nat, cands, 3, ex, ln, &err) == LH_OK, "%s", err.msg);
+    ck_assert_msg(lh_backend_score(ext, cands, 3, ex, lt, &err) == LH_OK, "%s", err.msg);
+    for (int i = 0; i < 3; i++)
+        check_close(ln[i], lt[i], 1e-4, "native vs torch loss");
+    char *on[16] = {0}, *ot[16] = {0};
+    ck_assert_msg(lh_backend_generate(nat, a1, ex, 8, on, &err) == LH_OK, "%s", err.msg);
+    ck_assert_msg(lh_backend_generate(ext, a1, ex, 8, ot, &err) == LH_OK, "%s", err.msg);
+    for (size_t i = 0; i < ex->n; i++) {
+        ck_assert_msg(!strcmp(on[i], ot[i]), "example %zu: native '%s' vs torch '%s'", i, on[i],
+                      ot[i]);
+        free(on[i]);
+        free(ot[i]);
+    }
+    lh_backend_close(nat);
+    lh_backend_close(ext);
+    lh_adapter_free(a1);
+    lh_adapter_free(a2);
+    lh_examples_free(ex);
+}
+END_TEST
+
 static Suite *native_suite(void)
 {
     Suite *s = suite_create("native");
@@ -568,7 +749,14 @@ static Suite *native_suite(void)
     tcase_add_test(tr, test_bad_checkpoints);
     tcase_add_test(tr, test_bad_adapters);
     tcase_add_test(tr, test_sliding_window);
+    tcase_add_test(tr, test_exact_match);
     suite_add_tcase(s, tr);
+    TCase *tb = tcase_create("backend");
+    tcase_set_timeout(tb, 180);
+    tcase_add_test(tb, test_backend_text);
+    tcase_add_test(tb, test_backend_refusals);
+    tcase_add_test(tb, test_conformance_torch);
+    suite_add_tcase(s, tb);
     return s;
 }
 

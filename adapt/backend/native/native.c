@@ -279,6 +279,36 @@ static lh_status native_generate(void *ctx, const lh_adapter *cand, const lh_exa
     return s;
 }
 
+static char *em_normalize(const char *s)
+{
+    const char *ws = " \t\n\r\f\v";
+    while (*s && strchr(ws, *s))
+        s++;
+    size_t n = strlen(s);
+    while (n && strchr(ws, s[n - 1]))
+        n--;
+    char *o = malloc(n + 1);
+    if (!o)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        o[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
+    if (n && o[n - 1] == '.')
+        n--;
+    o[n] = '\0';
+    return o;
+}
+
+int nm_exact_match(const char *got, const char *want)
+{
+    if (!got || !want)
+        return 0;
+    char *a = em_normalize(got), *b = em_normalize(want);
+    int eq = a && b && !strcmp(a, b);
+    free(a);
+    free(b);
+    return eq;
+}
+
 const lh_backend_i lh_backend_native = {
     .name = "native",
     .open = native_open,
