@@ -1,0 +1,70 @@
+# lorahub eval: the man page's examples (run on the native fixture model),
+# the loss/token definitions through the CLI, ICL, JSON, and bad inputs.
+. "$TOP/tests/cli/lib.sh"
+FIX="$TOP/tests/fixtures/native"
+cd "$TMP"
+ln -s "$FIX/a" tinyllama
+ln -s "$FIX/a-lora" merged
+cp "$FIX/examples.jsonl" task.jsonl
+
+# ---- the EXAMPLES of man/lorahub-eval.1, run as written ----
+sed -n '/^\.Sh EXAMPLES/,/^\.Sh SEE/p' "$TOP/man/lorahub-eval.1" |
+    sed -n '/^\.Bd -literal/,/^\.Ed/p' | grep -v '^\.' |
+    sed -e 's/\\e$/\\/' -e 's/\\e/\\/g' >ex.sh
+lorahub() { "$LORAHUB" "$@"; }
+n=$(grep -c '^lorahub' ex.sh)
+[ "$n" -eq 3 ] || fail "expected 3 examples in the man page, found $n"
+. ./ex.sh >ex.out 2>ex.err || { cat ex.err >&2; fail "a man page example failed"; }
+grep -q '^loss ' ex.out || fail "no loss line: $(cat ex.out)"
+grep -q '"accuracy":' ex.out || fail "no JSON accuracy: $(cat ex.out)"
+
+# ---- loss and token counts ----
+jget() { sed -n "s/.*\"$1\":\([^,}]*\).*/\1/p" "$TMP/out"; }
+expect_exit 0 "$LORAHUB" eval --base tinyllama --examples task.jsonl --json
+base_loss=$(jget loss); tokens=$(jget tokens); n=$(jget n)
+[ "$(jget accuracy)" = null ] || fail "accuracy computed without exact-match: $(cat out)"
+# 5 examples, output bytes 1+6+3+12+11 = 33 (byte-level tokenizer) + 5 EOS
+[ "$tokens" -eq 38 ] || fail "tokens $tokens, want 38"
+[ "$n" -eq 5 ] || fail "n $n, want 5"
+expect_exit 0 "$LORAHUB" eval --base tinyllama --examples task.jsonl --json --no-eos
+[ "$(jget tokens)" -eq 33 ] || fail "--no-eos: tokens $(jget tokens), want 33"
+# without BOS the one empty input leaves its first output token unscored
+expect_exit 0 "$LORAHUB" eval --base tinyllama --examples task.jsonl --json --no-bos
+[ "$(jget tokens)" -eq 37 ] || fail "--no-bos: tokens $(jget tokens), want 37"
+expect_exit 0 "$LORAHUB" eval --base tinyllama --adapter merged --examples task.jsonl --json --threads 1
+ad_loss=$(jget loss)
+[ "$ad_loss" != "$base_loss" ] || fail "the adapter did not change the loss"
+expect_exit 0 "$LORAHUB" eval --base tinyllama --examples task.jsonl
+expect_out_contains "tokens    38"
+expect_out_contains "examples  5"
+
+# ---- exact match and ICL ----
+expect_exit 0 "$LORAHUB" eval --base tinyllama --examples task.jsonl --metric both --max-new-tokens 4 --json -v
+[ "$(jget n)" -eq 5 ] && [ "$(jget loss)" = "$base_loss" ] || fail "both: $(cat out)"
+grep -q 'peak memory (maxrss)' err || fail "-v lacks the peak memory: $(cat err)"
+[ "$(grep -c 'example [0-9]*: \(match\|miss\)' err)" -eq 5 ] || fail "-v lacks per-example lines"
+expect_exit 0 "$LORAHUB" eval --base tinyllama --examples task.jsonl --icl 2 --json
+[ "$(jget n)" -eq 3 ] || fail "--icl 2 from the same file must evaluate 3: $(cat out)"
+head -n 2 task.jsonl >demo.jsonl
+expect_exit 0 "$LORAHUB" eval --base tinyllama --examples task.jsonl --icl 2 --icl-examples demo.jsonl --json
+[ "$(jget n)" -eq 5 ] || fail "--icl-examples must evaluate all 5: $(cat out)"
+[ "$(jget loss)" != "$base_loss" ] || fail "ICL demonstrations did not change the loss"
+
+# ---- bad input: one line on stderr, nothing on stdout ----
+bad() { want=$1 text=$2; shift 2
+    expect_exit "$want" "$LORAHUB" eval "$@"; expect_one_line_error; expect_err_contains "$text"; }
+bad 2 "--base DIR is required" --examples task.jsonl
+bad 2 "--examples FILE is required" --base tinyllama
+bad 2 "--metric" --base tinyllama --examples task.jsonl --metric bleu
+bad 2 "--icl 5" --base tinyllama --examples task.jsonl --icl 5
+bad 2 "--icl 3" --base tinyllama --examples task.jsonl --icl 3 --icl-examples demo.jsonl
+bad 2 "--threads" --base tinyllama --examples task.jsonl --threads 0
+bad 2 "unknown option" --base tinyllama --examples task.jsonl --frobnicate
+bad 1 "nothere" --base nothere --examples task.jsonl
+bad 1 "tokenizer.json" --base "$FIX/b" --examples task.jsonl
+mkdir badcfg && sed 's/"silu"/"gelu"/' "$FIX/a/config.json" >badcfg/config.json
+bad 1 "hidden_act" --base badcfg --examples task.jsonl
+bad 1 "b-lora" --base tinyllama --adapter "$FIX/b-lora" --examples task.jsonl
+printf '{"input":"x"}\n' >broken.jsonl
+bad 1 "broken.jsonl" --base tinyllama --examples broken.jsonl
+exit 0
