@@ -1470,7 +1470,6 @@ static lh_status load_model(lh_tokenizer *t, const lh_json *root, lh_error *err)
         lh_json_as_int64(vocab->items[i], &id);
         const char *k = vocab->keys[i];
         size_t kl = strlen(k);
-        if (kl == 0) return lh_error_set(err, LH_ERR_FORMAT, "%s: vocab has an empty token", t->path);
         if (t->model_str[id])
             return lh_error_set(err, LH_ERR_FORMAT, "%s: vocab id %lld is given to both '%.64s' and '%.64s'",
                                 t->path, id, t->model_str[id], k);
