@@ -223,6 +223,13 @@ START_TEST(merge_order_by_rank)
     expect_ids(t, "abab", (int32_t[]){3, 3}, 2);
     expect_ids(t, "cab", (int32_t[]){2, 3}, 2);
     expect_ids(t, "", NULL, 0);
+    int32_t *ids = NULL;
+    size_t n = 9;
+    lh_error err = {0};
+    ck_assert(lh_tokenizer_encode(t, "", 1, &ids, &n, &err) == LH_OK);
+    ck_assert_uint_eq(n, 0);
+    ck_assert_ptr_nonnull(ids); /* callers may memcpy from it */
+    free(ids);
     lh_tokenizer_free(t);
     /* a+b ranked first: "abc" stops at ab,c since no "ab c" merge */
     snprintf(json, sizeof json, "{\"model\":{\"type\":\"BPE\",%s,\"merges\":[[\"a\",\"b\"],[\"b\",\"c\"],[\"a\",\"bc\"]]}}", v);

@@ -780,6 +780,8 @@ lh_status lh_tokenizer_encode(const lh_tokenizer *t, const char *text, int allow
         for (size_t j = 0; j < a.n; j++)
             if ((rc = bpe_word(t, &sc, pl_str(&a, j), a.v[j].len, &out, err))) goto done;
     }
+    /* Never NULL, even for no ids: callers memcpy from it. */
+    if (!out.v && !out.failed && !(out.v = malloc(sizeof *out.v))) out.failed = 1;
     if (out.failed) { rc = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path); goto done; }
     *ids = out.v;
     *n = out.n;
