@@ -355,6 +355,21 @@ START_TEST(split_regex_whitespace)
 }
 END_TEST
 
+/* An empty match (a lookahead) still cuts the text. */
+START_TEST(split_empty_match)
+{
+    lh_tokenizer *t = must_load("{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(?=b)\"},"
+                                "\"behavior\":\"Isolated\"},\"model\":{\"type\":\"BPE\","
+                                "\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}");
+    expect_ids(t, "abab", (int32_t[]){0, 1, 0, 1}, 4);
+    expect_ids(t, "aa", (int32_t[]){0, 0}, 2);
+    lh_tokenizer_free(t);
+    t = must_load("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"ab\":2},\"merges\":[\"a b\"]}}");
+    expect_ids(t, "abab", (int32_t[]){2, 2}, 2);
+    lh_tokenizer_free(t);
+}
+END_TEST
+
 START_TEST(nfc_limited)
 {
     lh_tokenizer *t = must_load("{\"normalizer\":{\"type\":\"NFC\"},\"model\":{\"type\":\"BPE\","
@@ -520,6 +535,7 @@ static Suite *tokenizer_suite(void)
     tcase_add_test(th, ignore_merges_and_fallback);
     tcase_add_test(th, nfc_limited);
     tcase_add_test(th, split_regex_whitespace);
+    tcase_add_test(th, split_empty_match);
     tcase_add_test(th, bad_text_and_args);
     suite_add_tcase(s, th);
     TCase *tr = tcase_create("refusals");

@@ -58,14 +58,19 @@ def regex_matches(pattern, text):
         return [(0, 0, False)]
     out = []
     prev = 0
-    for m in pattern.finditer(text):
+    pos = 0
+    # Search again after each match; an empty match still cuts the text and
+    # the search moves on one character (as Oniguruma's iterator does).
+    while pos <= len(text):
+        m = pattern.search(text, pos)
+        if m is None:
+            break
         s, e = m.span()
-        if s == e:
-            continue
         if s != prev:
             out.append((prev, s, False))
         out.append((s, e, True))
         prev = e
+        pos = e if e > s else s + 1
     if prev != len(text):
         out.append((prev, len(text), False))
     return out
