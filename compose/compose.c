@@ -4,7 +4,6 @@
  * lh_compose_into is ADAPT's inner loop: for these three methods it only
  * walks the plan's per-target source pointers and runs saxpy-style loops over
  * preallocated buffers; it allocates nothing. */
-#include <cblas.h>
 #include <limits.h>
 #include <math.h>
 #include <stdio.h>
@@ -350,20 +349,32 @@ lh_status lh_compose_alloc_output(const lh_compose_plan *p, lh_adapter **out, lh
     return LH_OK;
 }
 
-/* cblas_saxpy takes an int length: split longer vectors. */
-static void axpy(size_t len, float a, const float *x, float *y)
+/* y[0..len) += a * x. A plain loop rather than cblas_saxpy: it is memory
+ * bound either way, and BLAS threads only add synchronisation (the caller,
+ * ADAPT, may run several composes in parallel). Blocks of 8 so that -O2's
+ * cheap vectorizer turns the body into vector code. */
+static void axpy(size_t len, float a, const float *restrict x, float *restrict y)
 {
-    while (len > 0) {
-        int m = len > (size_t)1 << 30 ? 1 << 30 : (int)len;
-        cblas_saxpy(m, a, x, 1, y, 1);
-        len -= (size_t)m;
-        x += m;
-        y += m;
-    }
+    size_t j = 0;
+    for (; j + 8 <= len; j += 8)
+        for (int u = 0; u < 8; u++)
+            y[j + u] += a * x[j + u];
+    for (; j < len; j++)
+        y[j] += a * x[j];
 }
 
-/* y[0..len) += a * x: short rows of B (len = r), where a BLAS call costs
- * more than the work; the compiler vectorizes this. */
+/* y[0..len) = a * x, the same way. */
+static void scale_copy(size_t len, float a, const float *restrict x, float *restrict y)
+{
+    size_t j = 0;
+    for (; j + 8 <= len; j += 8)
+        for (int u = 0; u < 8; u++)
+            y[j + u] = a * x[j + u];
+    for (; j < len; j++)
+        y[j] = a * x[j];
+}
+
+/* Short rows of B (len = r), where a call costs more than the work. */
 static inline void axpy_short(int len, float a, const float *restrict x, float *restrict y)
 {
     for (int j = 0; j < len; j++)
@@ -406,12 +417,8 @@ static void cat_into(const lh_compose_plan *p, size_t t, const double *c, lh_tar
         const lh_target *s = p->src[t * n + i];
         if (!s)
             continue;
-        const float ci = (float)c[i];
-        const float *restrict x = s->A;
-        float *restrict y = o->A + (size_t)p->offset[t * n + i] * din;
-        size_t len = (size_t)s->r * din;
-        for (size_t j = 0; j < len; j++)
-            y[j] = ci * x[j];
+        scale_copy((size_t)s->r * din, (float)c[i], s->A,
+                   o->A + (size_t)p->offset[t * n + i] * din);
         used = p->offset[t * n + i] + s->r;
     }
     memset(o->A + (size_t)used * din, 0, (size_t)(K - used) * din * sizeof *o->A);
