@@ -95,6 +95,8 @@ typedef struct idbuf {
 
 static int idbuf_push(idbuf *b, const int32_t *ids, size_t n)
 {
+    if (n == 0)
+        return 0;
     if (b->n + n > b->cap) {
         size_t cap = b->cap ? b->cap : 256;
         while (cap < b->n + n)
