@@ -451,8 +451,13 @@ lh_status lh_cmaes_run(const lh_optim_opts *o, const double *x0, double step, lh
     const char *reason = "budget";
     lh_status st = LH_OK;
     for (int run = 0; run <= o->restarts; run++) {
+        /* A population larger than the budget left is only sampled up to
+         * what can be evaluated; capping lambda there draws exactly the
+         * same points (same RNG order) without allocating the rest. */
+        int left = lh_guard_left(g);
+        int lam = lambda <= left ? lambda : (left > 2 ? left : 2);
         cma c;
-        st = cma_alloc(&c, n, lambda, err);
+        st = cma_alloc(&c, n, lam, err);
         if (st != LH_OK)
             return st;
         c.sigma = c.sigma0 = step;

@@ -40,7 +40,22 @@ typedef struct lh_optim_result {
 
 /* Run the named optimizer ("cmaes", "cobyla", "bobyqa", "newuoa",
  * "nelder-mead", "sbplx", "praxis", "esch", "crs2", "isres", "direct",
- * "random"). x_best [n] receives the best point seen. */
+ * "random"). x_best [n] receives the best point seen.
+ *
+ * Details of the implementation (adapt/optimizer.c and friends):
+ * - x0 must lie in the box (LH_ERR_ARG otherwise); the objective only ever
+ *   receives in-box points. "direct" ignores x0.
+ * - Non-finite objective values never crash a run: they rank as worse than
+ *   any finite value. x_best/f_best are the best finite point and value;
+ *   if nothing finite was seen, the first evaluated point and its value.
+ *   Whether NaN is an error is the objective's call (return an error).
+ * - An objective error stops the run at once (no further calls) and is
+ *   returned with the objective's own message in err; res still holds the
+ *   best point of the calls that succeeded and stop_reason "error".
+ * - stop_reason: "budget" when the budget was spent, "error", or the
+ *   optimizer's own reason (cmaes: "tolfun", "tolx", "tolupx",
+ *   "conditioncov", "eigen", "noeffectaxis", "noeffectcoord"; NLopt:
+ *   "converged", "xtol", "ftol", "roundoff", ...). */
 lh_status lh_optimize(const char *name, const lh_optim_opts *o, lh_objective_fn f, void *ctx,
                       double *x_best /* [n] */, lh_optim_result *res, lh_error *err);
 
