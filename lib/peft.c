@@ -719,6 +719,11 @@ static lh_status build(const char *st_path, lh_safetensors *st, const peft_cfg *
         }
         double alpha = ap ? ap->value : cfg->alpha;
         double scale = cfg->rslora ? alpha / sqrt((double)t->r) : alpha / (double)t->r;
+        if (!isfinite((float)scale) || !isfinite((float)alpha)) {
+            status = lh_error_set(err, LH_ERR_FORMAT, "%s: module '%s': lora_alpha %g gives a "
+                                  "scale beyond single precision", cfg->path, t->name, alpha);
+            goto fail;
+        }
         t->alpha = (float)alpha;
         t->scale = (float)scale;
     }
