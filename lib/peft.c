@@ -50,9 +50,19 @@ static pcre2_code *re_compile(const char *pattern, char *why, size_t why_size)
 static int re_match_at_start(const pcre2_code *re, const char *s, long *group1)
 {
     pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
-    if (!md)
+    pcre2_match_context *mc = pcre2_match_context_create(NULL);
+    if (!md || !mc) {
+        pcre2_match_data_free(md);
+        pcre2_match_context_free(mc);
         return -1;
-    int rc = pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, PCRE2_ANCHORED, md, NULL);
+    }
+    /* Module names are short; a config regex that needs more than this is
+     * pathological (catastrophic backtracking), and we say so rather than
+     * spin. */
+    pcre2_set_match_limit(mc, 200000);
+    pcre2_set_depth_limit(mc, 20000);
+    int rc = pcre2_match(re, (PCRE2_SPTR)s, strlen(s), 0, PCRE2_ANCHORED, md, mc);
+    pcre2_match_context_free(mc);
     int res = rc >= 0 ? 1 : rc == PCRE2_ERROR_NOMATCH ? 0 : -1;
     if (res == 1 && group1) {
         PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);

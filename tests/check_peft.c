@@ -260,6 +260,10 @@ START_TEST(test_regex_targets)
     write_text(path_in("a", "adapter_config.json"),
                "{" CFG_BASE ", \"r\": 4, \"target_modules\": \"model.layers.(0\"}");
     expect_fail("a", LH_ERR_FORMAT, "regex");
+    /* catastrophic backtracking is cut off with a clear error */
+    write_text(path_in("a", "adapter_config.json"),
+               "{" CFG_BASE ", \"r\": 4, \"target_modules\": \"((\\\\w|\\\\.)*)*\\\\d\"}");
+    expect_fail("a", LH_ERR_FORMAT, "regex limit");
     /* list: a suffix must follow a '.'; "proj" does not select q_proj */
     write_text(path_in("a", "adapter_config.json"),
                "{" CFG_BASE ", \"r\": 4, \"target_modules\": [\"proj\"]}");
