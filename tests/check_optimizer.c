@@ -22,7 +22,7 @@ static const char *const all_names[] = {
 };
 #define N_NAMES ((int)(sizeof all_names / sizeof all_names[0]))
 
-enum { SPHERE, ELLI, ROSEN, ELLI6 };
+enum { LORAHUB = -1, SPHERE, ELLI, ROSEN, ELLI6 };
 
 /* The objective under test: counts every call and point, records the
  * points it was given, can fail on a chosen call or return NaN in a
@@ -63,6 +63,12 @@ static double problem_value(int kind, int n, const double *x)
     case ELLI6: /* pycma's cma.ff.elli: condition 1e6, optimum 0 */
         for (int i = 0; i < n; i++)
             s += pow(1e6, n > 1 ? (double)i / (n - 1) : 0.0) * x[i] * x[i];
+        break;
+    case LORAHUB: /* LoraHub-like: only weight 2 helps, optimum at 0.5 */
+        for (int i = 0; i < n; i++) {
+            double d = x[i] - (i == 2 ? 0.5 : 0.0);
+            s += d * d;
+        }
         break;
     default: /* Rosenbrock, optimum 1 */
         for (int i = 0; i + 1 < n; i++) {
@@ -464,6 +470,49 @@ START_TEST(test_nan_values_tolerated)
 }
 END_TEST
 
+/* ---- LoraHub's setting ---------------------------------------------- */
+
+/* LoraHub's default run is COBYLA on 20 weights in [-1.5, 1.5] from w = 0
+ * with 40 evaluations and rhobeg 0.5 in weight space; lorahub-reference.md
+ * 2.5 records its evaluation pattern (scipy 1.10.1): evaluation 0 is
+ * w = 0, evaluations 1..20 add +0.5 to one weight each, starting from the
+ * best point so far once a probe improves. Our default step
+ * (upper - lower)/6 = 0.5 must reproduce that. The objective rewards
+ * weight 2 (a probe that improves) so the "from the best" rule shows. */
+START_TEST(test_cobyla_reference_probes)
+{
+    prob p;
+    prob_init(&p, LORAHUB, 20);
+    p.trace_cap = 20 * 40;
+    p.trace = calloc(p.trace_cap, sizeof *p.trace);
+    p.lower = -1.5;
+    p.upper = 1.5;
+    lh_optim_opts o = { .n = 20, .lower = -1.5, .upper = 1.5, .budget = 40, .seed = 42 };
+    double xb[20];
+    lh_optim_result r;
+    ck_assert_int_eq(lh_optimize("cobyla", &o, objective, &p, xb, &r, NULL), LH_OK);
+    ck_assert_int_eq((int)p.points, 40);
+    ck_assert_int_eq((int)p.outside, 0);
+    const double *t = p.trace;
+    for (int i = 0; i < 20; i++)
+        ck_assert(t[i] == 0);
+    double best[20] = { 0 }, fbest = problem_value(LORAHUB, 20, t);
+    for (int j = 1; j <= 20; j++) {
+        const double *x = t + (size_t)j * 20;
+        for (int i = 0; i < 20; i++)
+            ck_assert_msg(x[i] == best[i] + (i == j - 1 ? 0.5 : 0.0),
+                          "evaluation %d, weight %d: %g", j, i, x[i]);
+        double fx = problem_value(LORAHUB, 20, x);
+        if (fx < fbest) {
+            fbest = fx;
+            memcpy(best, x, sizeof best);
+        }
+    }
+    ck_assert(best[2] == 0.5); /* the improving probe was kept */
+    free(p.trace);
+}
+END_TEST
+
 /* ---- CMA-ES specifics ----------------------------------------------- */
 
 /* v agrees with a value printed with d decimals ("0.0020") to within one
@@ -716,6 +765,7 @@ static Suite *optimizer_suite(void)
     tcase_add_loop_test(ctl, test_nan_values_tolerated, 0, N_NAMES);
     tcase_add_test(ctl, test_cmaes_ipop_restarts);
     tcase_add_test(ctl, test_cmaes_flat_objective);
+    tcase_add_test(ctl, test_cobyla_reference_probes);
     suite_add_tcase(s, ctl);
     return s;
 }
