@@ -385,6 +385,7 @@ static lh_status json_prepass(const char *text, size_t n, const char *origin, pr
     char stack[MAX_DEPTH + 1];
     int depth = 0;
     unsigned char last = 0; /* last significant byte outside strings */
+    int in_lit = 0;         /* the previous byte belongs to a literal (1, true, ...) */
     size_t line = 1, i = 0;
     lh_status st;
     memset(p, 0, sizeof *p);
@@ -396,6 +397,20 @@ static lh_status json_prepass(const char *text, size_t n, const char *origin, pr
         i = 3; /* a UTF-8 byte order mark: libyaml would skip it too */
     while (i < n) {
         unsigned char c = s[i];
+        /* a value may only start at the beginning, after '[', '{', ',' or
+         * ':'; otherwise libyaml could glue it to a neighbour (a plain
+         * scalar may hold spaces and quotes) */
+        int value_start = c == '"' || c == '{' || c == '[' ||
+                          (!in_lit && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
+                                       (c >= 'A' && c <= 'Z') || c == '+' || c == '-' || c == '.'));
+        if (value_start && !(last == 0 || last == '[' || last == '{' || last == ',' || last == ':')) {
+            if (c >= 0x21 && c < 0x7f)
+                st = fail(err, origin, line, "unexpected '%c' (a ',' or ':' is missing)", c);
+            else
+                st = fail(err, origin, line, "unexpected character");
+            goto failed;
+        }
+        in_lit = 0;
         switch (c) {
         case '\n':
             line++;
@@ -457,8 +472,10 @@ static lh_status json_prepass(const char *text, size_t n, const char *origin, pr
             break;
         default:
             if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                c == '+' || c == '-' || c == '.')
+                c == '+' || c == '-' || c == '.') {
+                in_lit = 1;
                 break;
+            }
             if (c >= 0x21 && c < 0x7f)
                 st = fail(err, origin, line, "unexpected character '%c'", c);
             else
@@ -832,6 +849,11 @@ static lh_status on_scalar(builder *b, yaml_event_t *ev, lh_error *err)
     if (b->json && quoted && style != YAML_DOUBLE_QUOTED_SCALAR_STYLE)
         return fail(err, b->origin, line, "strings must be double-quoted");
 
+    /* placeholders libyaml never reported as scalars (only possible in a
+     * document that fails anyway) must not shift the ones that follow */
+    while (b->pp && b->next_long_key < b->pp->n_keys &&
+           b->pp->keys[b->next_long_key].char_index < ev->start_mark.index)
+        b->next_long_key++;
     if (b->pp && b->next_long_key < b->pp->n_keys &&
         b->pp->keys[b->next_long_key].char_index == ev->start_mark.index && quoted) {
         const long_key *lk = &b->pp->keys[b->next_long_key++];

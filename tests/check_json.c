@@ -159,12 +159,21 @@ START_TEST(test_not_json)
     bad_json("[1] [2]", "line 1");
     bad_json("{\"a\": 1", "line 1");
     bad_json("{\"a\"}", "invalid literal ''");
-    bad_json("- 1\n- 2", "not JSON");
-    bad_json("--- 1", "not JSON");
+    bad_json("- 1\n- 2", "line 1: unexpected");
+    bad_json("--- 1", "line 1: unexpected");
+    bad_json("---\n[1]", "line 2: unexpected");
     bad_json("[tru]", "invalid literal 'tru'");
     bad_json("[True]", "invalid literal 'True'");
     bad_json("[nan]", "invalid literal 'nan'");
     bad_json("{\"a\": 1,\n\"b\": 2,\n\"c\": bad}", "line 3: invalid literal 'bad'");
+    /* values glued together: libyaml would read some as one plain scalar */
+    bad_json("[1 2]", "unexpected '2' (a ',' or ':' is missing)");
+    bad_json("[1\"a\"]", "unexpected '\"'");
+    bad_json("[\"a\" \"b\"]", "unexpected '\"'");
+    bad_json("[\"a\"1]", "unexpected '1'");
+    bad_json("[true false]", "unexpected 'f'");
+    bad_json("{\"a\": [] {}}", "unexpected '{'");
+    bad_json("{{}}", "object keys must be strings");
 }
 END_TEST
 
