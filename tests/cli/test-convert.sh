@@ -92,3 +92,21 @@ bad missing
 mkdir pk && cp in/adapter_config.json pk/ && printf 'x' >pk/adapter_model.bin
 bad pk
 expect_err_contains "pickle"
+
+# the EXAMPLES of man/lorahub-convert.1, run as written
+mkdir hub
+"$T/gen_peft" hub/code 8 --layers 2 --r 4 --rslora --layer-rank 1=8
+"$T/gen_mos" math.mos.safetensors 10 2 q_proj,v_proj 32:32,32:16 4 2 1
+mkdir code-portable
+sed -n '/^\.Sh EXAMPLES/,/^\.Sh SEE/p' "$TOP/man/lorahub-convert.1" |
+    sed -n 's/^\.Dl \$ //p' | sed -e 's/\\&//g' -e 's/\\e/\\/g' >ex.cmds
+[ "$(wc -l <ex.cmds)" -eq 2 ] || fail "expected 2 examples in lorahub-convert.1"
+lorahub() { "$LORAHUB" "$@"; }
+while IFS= read -r cmd; do
+    eval "$cmd" </dev/null >ex.out 2>ex.err || { cat ex.err >&2; fail "man example failed: $cmd"; }
+done <ex.cmds
+expect_exit 0 "$LORAHUB" inspect --json math-peft code-portable
+expect_out_contains '"dtypes":["BF16"]'
+expect_out_contains '"use_rslora":false'
+grep -q '"use_rslora":true' "$TMP/out" && fail "rslora survived the conversion"
+true

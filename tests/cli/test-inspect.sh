@@ -98,3 +98,20 @@ h2=$(sed -n 2p "$TMP/out" | grep -o '"routing_hash":"[0-9a-f]*"')
 h4=$(sed -n 4p "$TMP/out" | grep -o '"routing_hash":"[0-9a-f]*"')
 [ "$h1" = "$h2" ] || fail "--same-routing-as changed the routing"
 [ "$h1" != "$h4" ] || fail "another routing seed gave the same routing"
+
+# the EXAMPLES of man/lorahub-inspect.1, run as written (jq ones need jq)
+mkdir hub
+"$T/gen_peft" hub/math 7 --layers 2 --r 4
+"$T/gen_peft" hub/code 8 --layers 2 --r 8
+sed -n '/^\.Sh EXAMPLES/,/^\.Sh SEE/p' "$TOP/man/lorahub-inspect.1" |
+    sed -n 's/^\.Dl \$ //p' | sed -e 's/\\&//g' -e 's/\\e/\\/g' >ex.cmds
+[ "$(wc -l <ex.cmds)" -eq 2 ] || fail "expected 2 examples in lorahub-inspect.1"
+lorahub() { "$LORAHUB" "$@"; }
+while IFS= read -r cmd; do
+    case $cmd in *jq*) command -v jq >/dev/null || continue ;; esac
+    eval "$cmd" </dev/null >ex.out 2>ex.err || { cat ex.err >&2; fail "man example failed: $cmd"; }
+    case $cmd in
+    *jq*) printf 'hub/code\t8\nhub/math\t4\n' | cmp -s - ex.out || fail "jq example gave: $(cat ex.out)" ;;
+    *) grep -q 'model.layers.1.self_attn.v_proj  r 4' ex.out || fail "-v example lacks the targets" ;;
+    esac
+done <ex.cmds
