@@ -282,7 +282,7 @@ static const char *cma_eigen(cma *c)
 /* One CMA-ES run from genotype mean m0 until a stop. Returns LH_OK with
  * *reason set, or an error (objective error: g->status). */
 static lh_status cma_run(cma *c, const lh_optim_opts *o, lh_rng *rng, lh_optim_guard *g,
-                         const char **reason, lh_error *err)
+                         const char **reason)
 {
     int n = c->n, lambda = c->p.lambda, mu = c->p.mu;
     const lh_cmaes_params *p = &c->p;
@@ -438,7 +438,6 @@ static lh_status cma_run(cma *c, const lh_optim_opts *o, lh_rng *rng, lh_optim_g
                 return LH_OK;
             }
     }
-    (void)err;
 }
 
 lh_status lh_cmaes_run(const lh_optim_opts *o, const double *x0, double step, lh_optim_guard *g,
@@ -466,7 +465,7 @@ lh_status lh_cmaes_run(const lh_optim_opts *o, const double *x0, double step, lh
             double xi = run == 0 ? x0[i] : o->lower + (o->upper - o->lower) * lh_rng_uniform(&rng);
             c.m[i] = lh_cmaes_bound_unmap(o->lower, o->upper, xi);
         }
-        st = cma_run(&c, o, &rng, g, &reason, err);
+        st = cma_run(&c, o, &rng, g, &reason);
         cma_free(&c);
         if (st != LH_OK || lh_guard_left(g) <= 0)
             break;
