@@ -21,6 +21,7 @@
 #include "adapt/backend/native/model.h"
 #include "adapt/backend/native/native.h"
 #include "lib/adapter.h"
+#include "lib/dtype.h"
 #include "lib/examples.h"
 #include "lib/fsutil.h"
 #include "lib/json.h"
@@ -485,6 +486,61 @@ START_TEST(test_bad_checkpoints)
 }
 END_TEST
 
+/* BF16 checkpoints: every weight arrives as the BF16 rounding of the F32 one. */
+START_TEST(test_bf16_checkpoint)
+{
+    char tmpl[] = "/tmp/check_native.XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    ck_assert(dir != NULL);
+    lh_error err = {0};
+    char *cfg = NULL;
+    size_t cfg_len;
+    ck_assert(lh_read_file(FIX "/a/config.json", &cfg, &cfg_len, &err) == LH_OK);
+    char *p = lh_path_join(dir, "config.json");
+    ck_assert(lh_write_file_atomic(p, cfg, cfg_len, &err) == LH_OK);
+    free(p);
+    free(cfg);
+    lh_safetensors *st = NULL;
+    ck_assert(lh_st_open(FIX "/a/model.safetensors", &st, &err) == LH_OK);
+    lh_st_entry *en = calloc(st->n_tensors, sizeof *en);
+    void **bufs = calloc(st->n_tensors, sizeof *bufs);
+    for (size_t i = 0; i < st->n_tensors; i++) {
+        const lh_st_tensor *t = &st->tensors[i];
+        float *f = malloc(t->numel * sizeof *f);
+        ck_assert(lh_st_read_f32(st, t, f, &err) == LH_OK);
+        bufs[i] = malloc(t->numel * 2);
+        ck_assert(lh_convert_from_f32(LH_BF16, f, bufs[i], t->numel) == 0);
+        free(f);
+        en[i].name = t->name;
+        en[i].dtype = LH_BF16;
+        en[i].ndim = t->ndim;
+        memcpy(en[i].shape, t->shape, sizeof t->shape);
+        en[i].data = bufs[i];
+    }
+    p = lh_path_join(dir, "model.safetensors");
+    ck_assert_msg(lh_st_write(p, en, st->n_tensors, NULL, NULL, 0, &err) == LH_OK, "%s", err.msg);
+    free(p);
+    nm_model *m16 = NULL, *m32 = load_model("a");
+    ck_assert_msg(nm_model_load(dir, &m16, &err) == LH_OK, "%s", err.msg);
+    ck_assert_uint_eq(m16->blob_floats, m32->blob_floats);
+    size_t differ = 0;
+    for (size_t i = 0; i < m32->blob_floats; i++) {
+        float want = lh_bf16_to_f32(lh_f32_to_bf16(m32->blob[i]));
+        ck_assert(m16->blob[i] == want);
+        differ += m16->blob[i] != m32->blob[i];
+    }
+    ck_assert_uint_gt(differ, m32->blob_floats / 2); /* the rounding did happen */
+    for (size_t i = 0; i < st->n_tensors; i++)
+        free(bufs[i]);
+    free(bufs);
+    free(en);
+    lh_st_free(st);
+    nm_model_free(m16);
+    nm_model_free(m32);
+    lh_rmtree(dir);
+}
+END_TEST
+
 START_TEST(test_bad_adapters)
 {
     nm_model *m = load_model("a");
@@ -748,6 +804,7 @@ static Suite *native_suite(void)
     tcase_add_test(tr, test_rope_freqs);
     tcase_add_test(tr, test_bad_checkpoints);
     tcase_add_test(tr, test_bad_adapters);
+    tcase_add_test(tr, test_bf16_checkpoint);
     tcase_add_test(tr, test_sliding_window);
     tcase_add_test(tr, test_exact_match);
     suite_add_tcase(s, tr);
