@@ -368,6 +368,26 @@ START_TEST(test_budget_batches)
 }
 END_TEST
 
+START_TEST(test_x_best_may_alias_x0)
+{
+    /* A caller keeping one weight vector passes it as both x0 and x_best:
+     * the start point is copied before the run writes x_best. */
+    for (int i = 0; i < N_NAMES; i++) {
+        prob p, q;
+        prob_init(&p, SPHERE, 4);
+        prob_init(&q, SPHERE, 4);
+        double w[4] = { 1, -1, 0.5, 0 }, x0[4] = { 1, -1, 0.5, 0 }, xb[4];
+        lh_optim_opts o = box_opts(4, 60, 1);
+        lh_optim_result r1, r2;
+        o.x0 = w;
+        ck_assert_int_eq(lh_optimize(all_names[i], &o, objective, &p, w, &r1, NULL), LH_OK);
+        o.x0 = x0;
+        ck_assert_int_eq(lh_optimize(all_names[i], &o, objective, &q, xb, &r2, NULL), LH_OK);
+        ck_assert_msg(!memcmp(w, xb, sizeof xb) && r1.f_best == r2.f_best, "%s", all_names[i]);
+    }
+}
+END_TEST
+
 /* ---- reproducibility ------------------------------------------------ */
 
 static void run_traced(const char *name, uint64_t seed, prob *p, lh_optim_result *r, double *xb)
@@ -760,6 +780,7 @@ static Suite *optimizer_suite(void)
     tcase_set_timeout(ctl, 60);
     tcase_add_test(ctl, test_budget_never_exceeded);
     tcase_add_test(ctl, test_budget_batches);
+    tcase_add_test(ctl, test_x_best_may_alias_x0);
     tcase_add_loop_test(ctl, test_same_seed_same_trajectory, 0, N_NAMES);
     tcase_add_loop_test(ctl, test_objective_error_stops_run, 0, N_NAMES);
     tcase_add_loop_test(ctl, test_nan_values_tolerated, 0, N_NAMES);
