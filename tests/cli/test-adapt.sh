@@ -171,4 +171,35 @@ grep -q "search 3/3" "$TMP/err" || fail "-v printed no progress lines"
 expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --preset paper \
     --budget 4 --report p.json
 grep -q '"preset": "paper"' p.json || fail "report: preset paper"
+
+# ---- module selection: preselect, best-single, uniform ----
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --log $TMP/sel.log" \
+    --method cat --preselect 2 --budget 8 --report sel.json --weights-out sel.tsv
+grep -q '"single_loss"' sel.json || fail "report: no single_loss"
+[ "$(num preselect_evaluations sel.json)" -eq 3 ] || fail "preselect_evaluations"
+[ "$(wc -l <sel.tsv)" -eq 2 ] || fail "preselect 2 kept $(wc -l <sel.tsv) modules"
+# the three singles went in one request, before the search
+[ "$(head -n 1 sel.log)" -eq 3 ] || fail "singles not batched: $(head -n 1 sel.log)"
+# m2 alone is the worst (its target weight is -0.3): it is the one dropped
+grep -q 'hub/m2' sel.tsv && fail "preselect kept the worst module"
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" \
+    --method cat --select best-single -o best --weights-out best.tsv --report best.json
+[ "$(cut -f 2 best.tsv)" = 1 ] && [ "$(wc -l <best.tsv)" -eq 1 ] || fail "best-single: $(cat best.tsv)"
+grep -q '"select": "best-single"' best.json || fail "report: select"
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" \
+    --method cat --select uniform --weights-out uni.tsv
+awk -F'\t' '{ if ($2 + 0 != 1 / 3) exit 1 }' uni.tsv || fail "uniform: $(cat uni.tsv)"
+
+# ---- the native backend on the small reference model of tests/fixtures/native ----
+NF="$TOP/tests/fixtures/native"
+if [ -d "$NF/a" ]; then
+    expect_exit 0 "$LORAHUB" adapt --base "$NF/a" --modules "$NF/a-lora,$NF/a-lora2" \
+        --examples "$NF/examples.jsonl" --optimizer cmaes --budget 12 --report nat.json -o nat
+    [ "$(num evaluations nat.json)" -eq 12 ] || fail "native: evaluations"
+    grep -q '"backend": "native"' nat.json || fail "native: backend"
+    # a population scored in one batch vs the chosen point alone: equal up to
+    # float summation order
+    awk -v a="$(num best_loss nat.json)" -v b="$(num rescored_loss nat.json)" \
+        'BEGIN { d = a - b; exit !(d < 1e-5 * a && -d < 1e-5 * a) }' || fail "native: re-score differs"
+fi
 tmp_empty "the end"
