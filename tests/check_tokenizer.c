@@ -104,7 +104,7 @@ static size_t check_fixture(const char *expected_path)
 START_TEST(fixtures_match_reference)
 {
     static const char *const required[] = { "llama3-style", "gpt2-style", "llama2-style",
-                                            "metaspace-style", "tiny-unk" };
+                                            "metaspace-style", "tiny-unk", "qwen2-style" };
     size_t total = 0;
     for (size_t i = 0; i < sizeof required / sizeof required[0]; i++) {
         char p[512];
@@ -128,7 +128,7 @@ START_TEST(fixtures_match_reference)
         total += check_fixture(p);
     }
     closedir(d);
-    ck_assert_uint_ge(total, 5 * 20);
+    ck_assert_uint_ge(total, 6 * 20);
 }
 END_TEST
 

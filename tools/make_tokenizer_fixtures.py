@@ -29,6 +29,9 @@ OUT = os.path.join(TOP, "tests", "fixtures", "tokenizers")
 LLAMA3_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}"
                   r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
+QWEN2_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+                 r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+
 CORPUS = """\
 The quick brown fox jumps over the lazy dog. The dog did not mind; it was asleep.
 A LoRA module adds a low-rank update to the weights of a frozen model, and the
@@ -73,6 +76,9 @@ STRINGS = [
     "Hello<|endoftext|>world<|endoftext|><|endoftext|>",
     "<s><s></s> <unk>",
     "don't DON'T ſ 'S 'sup 123456789 ٣٤٥ ①②",
+    # not in NFC: combining marks, reordering, singletons, Hangul jamo
+    "cafe\u0301 e\u0301\u0327 \u212b \u1100\u1161\u11a8 \uf900 Tie\u0302\u0301ng Vie\u0323\u0302t",
+    "नमस्ते क़ ख़ूब สวัสดี่ مُحَمَّد",
 ]
 
 
@@ -306,6 +312,30 @@ def tiny_unk():
     }, ["<pad>", "<unk>"]
 
 
+def qwen2_style():
+    merges = learn_merges(byte_level_words(QWEN2_PATTERN), 300)
+    vocab = byte_level_vocab(merges)
+    names = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+    n = len(vocab)
+    return {
+        "version": "1.0",
+        "added_tokens": [added(s, n + i) for i, s in enumerate(names)],
+        "normalizer": {"type": "NFC"},
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Split", "pattern": {"Regex": QWEN2_PATTERN}, "behavior": "Isolated",
+             "invert": False},
+            {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+             "use_regex": False}]},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": False,
+                    "use_regex": False},
+        "model": {"type": "BPE", "dropout": None, "unk_token": None,
+                  "continuing_subword_prefix": "", "end_of_word_suffix": "",
+                  "fuse_unk": False, "byte_fallback": False, "ignore_merges": False,
+                  "vocab": vocab, "merges": [[a, b] for a, b in merges]},
+    }, names
+
+
 def write_fixture(name, spec, specials, tok_path=None):
     if tok_path is None:
         tok_path = os.path.join(OUT, name + ".tokenizer.json")
@@ -336,6 +366,7 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     for name, fn in [("llama3-style", llama3_style), ("gpt2-style", gpt2_style),
                      ("llama2-style", llama2_style), ("metaspace-style", metaspace_style),
+                     ("qwen2-style", qwen2_style),
                      ("tiny-unk", tiny_unk)]:
         spec, specials = fn()
         write_fixture(name, spec, specials)
