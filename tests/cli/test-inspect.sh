@@ -115,3 +115,53 @@ while IFS= read -r cmd; do
     *) grep -q 'model.layers.1.self_attn.v_proj  r 4' ex.out || fail "-v example lacks the targets" ;;
     esac
 done <ex.cmds
+
+# PEFT's pattern rules, checked against Python's own re (the reference's
+# engine): alpha_pattern keys in several orders (first match wins, with
+# re.match(rf"(.*\.)?({key})$", name)), and target_modules as a regex string
+# (re.fullmatch) deciding which configs load at all.
+if command -v /usr/bin/python3 >/dev/null; then
+"$T/gen_peft" pat 11 --layers 3 --types q_proj:16:16,v_proj:16:8,down_proj:32:16 --r 4 --alpha 8
+/usr/bin/python3 - "$LORAHUB" <<'PY' || fail "pattern rules differ from Python's re"
+import itertools, json, re, subprocess, sys
+lorahub = sys.argv[1]
+cfg = json.load(open("pat/adapter_config.json"))
+keys = ["q_proj", r"layers\.1\..*", r"self_attn\.(q|v)_proj", "proj", r"layers.[02].mlp.down_proj",
+        ".*v_proj", r"(?:model\.)?layers\.0\.self_attn\.q_proj", "q_proj|down_proj", "_proj"]
+def run():
+    json.dump(cfg, open("pat/adapter_config.json", "w"))
+    p = subprocess.run([lorahub, "inspect", "--json", "pat"], capture_output=True, text=True)
+    return p.returncode, p.stdout, p.stderr
+names = None
+checked = 0
+for n, perm in enumerate(itertools.permutations(keys, 4)):
+    if n % 97:
+        continue
+    cfg["alpha_pattern"] = {k: float(i + 1) for i, k in enumerate(perm)}
+    cfg["target_modules"] = ["q_proj", "v_proj", "down_proj"]
+    rc, out, err = run()
+    assert rc == 0, err
+    got = json.loads(out)
+    for t in got["targets"]:
+        want = cfg["lora_alpha"]
+        for k, v in cfg["alpha_pattern"].items():
+            if re.match(rf"(.*\.)?({k})$", t["name"]):
+                want = v
+                break
+        assert t["alpha"] == want, (perm, t["name"], t["alpha"], want)
+        assert abs(t["scale"] - want / t["r"]) < 1e-6
+        checked += 1
+    names = [t["name"] for t in got["targets"]]
+cfg["alpha_pattern"] = {}
+for rx in [r"model\.layers\.\d+\.(self_attn|mlp)\.\w+", r".*_proj", r".*(q|v)_proj",
+           r"model\.layers\.[0-2]\..*", "q_proj", r".*\.(q_proj|v_proj|down_proj)", r".*layers\.[01]\..*"]:
+    cfg["target_modules"] = rx
+    rc, out, err = run()
+    want_ok = all(re.fullmatch(rx, n) for n in names)
+    assert (rc == 0) == want_ok, (rx, rc, err)
+    if not want_ok:
+        assert out == "" and err.count("\n") == 1 and "target_modules" in err, err
+    checked += 1
+print(checked, "decisions agree", file=sys.stderr)
+PY
+fi
