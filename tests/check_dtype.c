@@ -242,6 +242,41 @@ START_TEST(test_bulk_convert)
 }
 END_TEST
 
+START_TEST(test_bulk_matches_scalar)
+{
+    /* the bulk loops use branch-free forms: they must agree bit for bit with
+     * the scalar conversions, on every half and on many floats */
+    enum { N = 1 << 16 };
+    static uint16_t h[N], h2[N];
+    static float f[N];
+    for (uint32_t i = 0; i < N; i++)
+        h[i] = (uint16_t)i;
+    ck_assert_int_eq(lh_convert_to_f32(LH_F16, h, f, N), 0);
+    for (uint32_t i = 0; i < N; i++)
+        LOOP_EQ(f32_bits(f[i]), f32_bits(lh_f16_to_f32((uint16_t)i)));
+    ck_assert_int_eq(lh_convert_from_f32(LH_F16, f, h2, N), 0);
+    for (uint32_t i = 0; i < N; i++)
+        LOOP_EQ(h2[i], lh_f32_to_f16(f[i]));
+    uint64_t s = 0x0123456789abcdefull;
+    for (int round = 0; round < 64; round++) {
+        for (uint32_t i = 0; i < N; i++) {
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+            /* half of them near the half range, where the cases are */
+            uint32_t u = (uint32_t)s;
+            if (i & 1)
+                u = (u & 0x80000000u) | (0x33000000u + (u % 0x15000000u));
+            f[i] = bits_f32(u);
+        }
+        ck_assert_int_eq(lh_convert_from_f32(LH_F16, f, h2, N), 0);
+        ck_assert_int_eq(lh_convert_from_f32(LH_BF16, f, h, N), 0);
+        for (uint32_t i = 0; i < N; i++) {
+            LOOP_EQ(h2[i], lh_f32_to_f16(f[i]));
+            LOOP_EQ(h[i], lh_f32_to_bf16(f[i]));
+        }
+    }
+}
+END_TEST
+
 static Suite *dtype_suite(void)
 {
     Suite *s = suite_create("dtype");
@@ -254,6 +289,7 @@ static Suite *dtype_suite(void)
     tcase_add_test(tc, test_f16_rounding_vs_reference);
     tcase_add_test(tc, test_bf16_rounding_vs_reference);
     tcase_add_test(tc, test_bulk_convert);
+    tcase_add_test(tc, test_bulk_matches_scalar);
     suite_add_tcase(s, tc);
     return s;
 }
