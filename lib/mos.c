@@ -433,6 +433,13 @@ lh_status lh_mos_load(const char *path, lh_mos **out, lh_error *err)
             goto done;
         }
         sh->n_shards = (int)pa->shape[0];
+        long long ns;
+        j = lh_json_get(t, "n_shards");
+        if (j && (!lh_json_as_int64(j, &ns) || ns != sh->n_shards)) {
+            s = lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config types['%s'].n_shards does not "
+                             "match the %d rows of '%s'", path, sh->name, sh->n_shards, tn);
+            goto done;
+        }
         int64_t need = (int64_t)num_layers * p * l + (int64_t)(r - p) * l;
         if (sh->n_shards < need) {
             s = lh_error_set(err, LH_ERR_FORMAT, "%s: type '%s' has %d shards, fewer than the %lld "

@@ -357,6 +357,11 @@ START_TEST(test_loader_checks)
                "\"q_proj\":{\"d_in\":32,\"d_out\":16,\"module\":\"m.{i}.q\"},\"v_proj\":"
                "{\"d_in\":16,\"d_out\":8,\"module\":\"m.{i}.v\"}}}";
     expect_load_fail(m, &t, "mos.q_proj.pool_A' should be [14, 16]");
+    t.config = "{\"format\":\"mos\",\"version\":1,\"num_layers\":2,\"r\":4,\"l\":2,"
+               "\"private_rank\":1,\"lora_alpha\":8,\"types\":{"
+               "\"q_proj\":{\"d_in\":16,\"d_out\":16,\"n_shards\":15,\"module\":\"m.{i}.q\"},"
+               "\"v_proj\":{\"d_in\":16,\"d_out\":8,\"module\":\"m.{i}.v\"}}}";
+    expect_load_fail(m, &t, "n_shards does not match the 14 rows");
     t.config = "{\"format\":\"mos\",\"version\":1,\"num_layers\":1000000,\"r\":4,\"l\":2,"
                "\"private_rank\":1,\"lora_alpha\":8,\"types\":{"
                "\"q_proj\":{\"d_in\":16,\"d_out\":16,\"module\":\"m.{i}.q\"},\"v_proj\":"
