@@ -790,7 +790,7 @@ static lh_status close_container(builder *b, lh_error *err)
     frame *f = &b->frames[b->depth - 1];
     lh_json *j = f->node;
     size_t n = b->n_kids - f->base;
-    child *kids = b->kids + f->base;
+    child *kids = n ? b->kids + f->base : NULL; /* b->kids is NULL until a first child */
     if (n > UINT32_MAX - 1)
         return fail(err, b->origin, 0, "too many items");
     if (j->type == LH_JSON_OBJECT) {
