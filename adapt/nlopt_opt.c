@@ -10,7 +10,11 @@
  * Initial step: opts->step, default (upper - lower)/6. For LoraHub's box
  * [-1.5, 1.5] that is 0.5 in weight space, which is exactly the rhobeg the
  * reference's COBYLA (nevergrad -> scipy, rhobeg 1.0 in units of
- * sigma = 0.5) used, so `cobyla` reproduces its first n coordinate probes.
+ * sigma = 0.5) used, so `cobyla` reproduces its first n coordinate probes
+ * (tests/check_optimizer.c checks the pattern). A step above half the box
+ * is clamped there (BOBYQA refuses larger ones). Local methods also stop
+ * once steps fall below 1e-12 of the box width (xtol_abs) instead of
+ * spinning in roundoff until the budget.
  *
  * Reproducibility: nlopt_srand(seed) seeds NLopt's generator before each
  * run. That generator is global (per thread) NLopt state, so the seed is
@@ -41,11 +45,16 @@ static const struct {
     nlopt_algorithm alg;
     int min_n;
 } algs[] = {
-    { "cobyla", NLOPT_LN_COBYLA, 1 },       { "bobyqa", NLOPT_LN_BOBYQA, 1 },
-    { "newuoa", NLOPT_LN_NEWUOA, 2 }, { "nelder-mead", NLOPT_LN_NELDERMEAD, 1 },
-    { "sbplx", NLOPT_LN_SBPLX, 1 },         { "praxis", NLOPT_LN_PRAXIS, 1 },
-    { "esch", NLOPT_GN_ESCH, 1 },           { "crs2", NLOPT_GN_CRS2_LM, 1 },
-    { "isres", NLOPT_GN_ISRES, 1 },         { "direct", NLOPT_GN_DIRECT_L, 1 },
+    { "cobyla", NLOPT_LN_COBYLA, 1 },
+    { "bobyqa", NLOPT_LN_BOBYQA, 1 },
+    { "newuoa", NLOPT_LN_NEWUOA, 2 }, /* on the box via the boundary map, see above */
+    { "nelder-mead", NLOPT_LN_NELDERMEAD, 1 },
+    { "sbplx", NLOPT_LN_SBPLX, 1 },
+    { "praxis", NLOPT_LN_PRAXIS, 1 },
+    { "esch", NLOPT_GN_ESCH, 1 },
+    { "crs2", NLOPT_GN_CRS2_LM, 1 },
+    { "isres", NLOPT_GN_ISRES, 1 },
+    { "direct", NLOPT_GN_DIRECT_L, 1 },
 };
 
 typedef struct nl_ctx {
