@@ -225,27 +225,43 @@ typedef struct long_key {
 typedef struct prep {
     unsigned char *text; /* rewritten input */
     size_t len, cap;
-    size_t chars;        /* characters written so far (UTF-8 lead bytes) */
+    size_t chars;        /* characters in text[0..counted) */
+    size_t counted;
     long_key *keys;
     size_t n_keys, cap_keys;
 } prep;
 
-static int prep_put(prep *p, const void *s, size_t n)
+static int prep_grow(prep *p, size_t n)
 {
-    if (p->cap - p->len < n) {
-        size_t cap = p->cap * 2 + n;
-        unsigned char *t = realloc(p->text, cap);
-        if (!t)
-            return 0;
-        p->text = t;
-        p->cap = cap;
-    }
-    const unsigned char *b = s;
-    for (size_t i = 0; i < n; i++)
-        p->chars += (b[i] & 0xc0) != 0x80;
+    size_t cap = p->cap * 2 + n;
+    unsigned char *t = realloc(p->text, cap);
+    if (!t)
+        return 0;
+    p->text = t;
+    p->cap = cap;
+    return 1;
+}
+
+static inline int prep_put(prep *p, const void *s, size_t n)
+{
+    if (p->cap - p->len < n && !prep_grow(p, n))
+        return 0;
     memcpy(p->text + p->len, s, n);
     p->len += n;
     return 1;
+}
+
+/* Characters (UTF-8 lead bytes) in text[0..len): counted lazily, only when a
+ * long key needs its libyaml character index; len never decreases between
+ * calls (placeholders come in order). */
+static size_t prep_chars_at(prep *p, size_t len)
+{
+    size_t c = p->chars;
+    for (size_t i = p->counted; i < len; i++)
+        c += (p->text[i] & 0xc0) != 0x80;
+    p->chars = c;
+    p->counted = len;
+    return c;
 }
 
 static void prep_release(prep *p)
@@ -268,7 +284,7 @@ static size_t skip_ws(const unsigned char *s, size_t n, size_t i)
 static size_t prep_string(prep *p, const unsigned char *s, size_t n, size_t q, size_t line,
                           const char *origin, lh_error *err, lh_status *st)
 {
-    size_t start_len = p->len, start_chars = p->chars;
+    size_t start_len = p->len;
     size_t i = q + 1;
     *st = LH_ERR_NOMEM;
     if (!prep_put(p, "\"", 1))
@@ -360,7 +376,7 @@ static size_t prep_string(prep *p, const unsigned char *s, size_t n, size_t q, s
     size_t after = skip_ws(s, n, i);
     if (body > LONG_KEY_BYTES && after < n && s[after] == ':') {
         p->len = start_len;
-        p->chars = start_chars;
+        size_t start_chars = prep_chars_at(p, start_len);
         if (p->n_keys == p->cap_keys) {
             size_t cap = p->cap_keys ? p->cap_keys * 2 : 8;
             long_key *t = realloc(p->keys, cap * sizeof *t);
