@@ -35,19 +35,15 @@ lh_status lh_compose_mos(const lh_mos *const *mods, size_t n, const double *w, l
         lh_mos_type *t = &m->types[ti];
         size_t na = (size_t)t->n_shards * (size_t)(t->d_in / m->l);
         size_t nb = (size_t)t->n_shards * (size_t)(t->d_out / m->l);
-        /* Accumulate in double, then round once, so the result does not
-         * depend on the order of the modules beyond float precision. */
-        for (size_t q = 0; q < na; q++) {
-            double acc = 0;
-            for (size_t i = 0; i < n; i++)
-                acc += w[i] * mods[i]->types[ti].pool_A[q];
-            t->pool_A[q] = (float)acc;
-        }
-        for (size_t q = 0; q < nb; q++) {
-            double acc = 0;
-            for (size_t i = 0; i < n; i++)
-                acc += w[i] * (mods[i]->lora_alpha / mods[i]->r) * mods[i]->types[ti].pool_B[q];
-            t->pool_B[q] = (float)acc;
+        /* One vectorizable pass per module over whole pools; the pools
+         * of the output start at zero. */
+        for (size_t i = 0; i < n; i++) {
+            const lh_mos_type *src = &mods[i]->types[ti];
+            float wa = (float)w[i], wb = (float)(w[i] * (mods[i]->lora_alpha / mods[i]->r));
+            for (size_t q = 0; q < na; q++)
+                t->pool_A[q] += wa * src->pool_A[q];
+            for (size_t q = 0; q < nb; q++)
+                t->pool_B[q] += wb * src->pool_B[q];
         }
     }
     *out = m;

@@ -614,6 +614,11 @@ lh_status lh_mos_materialize(const lh_mos *m, lh_adapter **out, lh_error *err)
     }
     int r = m->r, l = m->l;
     float scale = (float)(m->lora_alpha / r);
+    const float **src_b = malloc((size_t)r * sizeof *src_b); /* [r] shard rows of one slot */
+    if (!src_b) {
+        st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", mos_origin(m));
+        goto done;
+    }
     for (size_t ti = 0; ti < m->n_types; ti++) {
         const lh_mos_type *t = &m->types[ti];
         int s_in = t->d_in / l, s_out = t->d_out / l;
@@ -627,14 +632,23 @@ lh_status lh_mos_materialize(const lh_mos *m, lh_adapter **out, lh_error *err)
                     float *dst = tg->A + (size_t)j * t->d_in + (size_t)k * s_in;
                     for (int q = 0; q < s_in; q++)
                         dst[q] = src[q] * rs[j];
-                    const float *sb = t->pool_B + (size_t)ib[j * l + k] * s_out;
-                    for (int q = 0; q < s_out; q++)
-                        tg->B[((size_t)k * s_out + q) * r + j] = sb[q];
                 }
+            /* B row by row (contiguous writes); the r source shards of one
+             * slot k stay in cache while q walks along them. */
+            for (int k = 0; k < l; k++) {
+                for (int j = 0; j < r; j++)
+                    src_b[j] = t->pool_B + (size_t)ib[j * l + k] * s_out;
+                for (int q = 0; q < s_out; q++) {
+                    float *row = tg->B + ((size_t)k * s_out + q) * r;
+                    for (int j = 0; j < r; j++)
+                        row[j] = src_b[j][q];
+                }
+            }
             tg->scale = scale;
             tg->alpha = (float)m->lora_alpha;
         }
     }
+    free(src_b);
     a->format = LH_FORMAT_MOS;
     a->r = m->r;
     a->lora_alpha = m->lora_alpha;
