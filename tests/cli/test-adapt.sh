@@ -172,6 +172,23 @@ expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd
     --budget 4 --report p.json
 grep -q '"preset": "paper"' p.json || fail "report: preset paper"
 
+# ---- module lists and the seeded pick ----
+mkdir lists
+printf '# two of them\n../hub/m3\n\n../hub/m1\n' >lists/mods.txt
+expect_exit 0 "$LORAHUB" adapt --modules lists/mods.txt --examples task.jsonl --backend-cmd "$BCMD" \
+    --budget 3 --weights-out l.tsv
+[ "$(cut -f 1 l.tsv | tr '\n' ' ')" = "lists/../hub/m3 lists/../hub/m1 " ] || fail "list file: $(cat l.tsv)"
+for s in 1 2 3 4 5 6 7 8 9 10 11 12; do
+    expect_exit 0 "$LORAHUB" adapt --modules hub --pick 2 --seed $s --examples task.jsonl \
+        --backend-cmd "$BCMD" --budget 3 --weights-out p$s.tsv
+    [ "$(wc -l <p$s.tsv)" -eq 2 ] || fail "pick 2 gave $(wc -l <p$s.tsv) modules"
+    cut -f 1 p$s.tsv | sort -c || fail "picked modules not sorted by name"
+done
+expect_exit 0 "$LORAHUB" adapt --modules hub --pick 2 --seed 1 --examples task.jsonl \
+    --backend-cmd "$BCMD" --budget 3 --weights-out p1b.tsv
+[ "$(cut -f 1 p1.tsv)" = "$(cut -f 1 p1b.tsv)" ] || fail "the same seed drew other modules"
+[ "$(cat p*.tsv | cut -f 1 | sort -u | wc -l)" -eq 3 ] || fail "twelve seeds never drew some module"
+
 # ---- module selection: preselect, best-single, uniform ----
 expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --log $TMP/sel.log" \
     --method cat --preselect 2 --budget 8 --report sel.json --weights-out sel.tsv
