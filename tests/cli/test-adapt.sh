@@ -172,6 +172,14 @@ expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd
     --budget 4 --report p.json
 grep -q '"preset": "paper"' p.json || fail "report: preset paper"
 
+# ---- the shell backend of lorahub-backend(7), run as written ----
+sed -n '/^The smallest backend in the shell/,/^\.Ed/p' "$TOP/man/lorahub-backend.7" |
+    sed -n '/^\.Bd/,/^\.Ed/p' | sed -e '1d' -e '$d' -e 's/\\e/\\/g' >sh_backend.sh
+head -n 1 sh_backend.sh | grep -q '^#!/bin/sh' || fail "no shell backend in lorahub-backend.7: $(head -n 2 sh_backend.sh)"
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "sh $TMP/sh_backend.sh" \
+    --optimizer cmaes --budget 8 --report shb.json
+[ "$(num best_loss shb.json)" = 1 ] || fail "shell backend: best_loss $(num best_loss shb.json)"
+
 # ---- module lists and the seeded pick ----
 mkdir lists
 printf '# two of them\n../hub/m3\n\n../hub/m1\n' >lists/mods.txt
