@@ -430,9 +430,10 @@ static lh_status score_group(const nm_model *m, const nm_batch *b, const nm_seqs
                 for (size_t v = 0; v < V; v++)
                     if (lg[v] > mxl)
                         mxl = lg[v];
+                /* Terms are in (0, 1]: float exp, double sum. */
                 double z = 0.0;
                 for (size_t v = 0; v < V; v++)
-                    z += exp((double)(lg[v] - mxl));
+                    z += (double)expf(lg[v] - mxl);
                 sum += (double)mxl + log(z) - (double)lg[sc[k0 + k].target];
             }
         }
