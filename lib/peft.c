@@ -880,20 +880,34 @@ static void append_pattern_obj(lh_sb *sb, const pat_entry *p, size_t n)
     lh_sb_append(sb, "  }");
 }
 
+static int cmp_int(const void *a, const void *b)
+{
+    int x = *(const int *)a, y = *(const int *)b;
+    return (x > y) - (x < y);
+}
+
+/* The rank most targets have (ties: the larger), or 0 on allocation failure. */
 static int most_common_rank(const lh_adapter *a)
 {
+    int *r = malloc(a->n_targets * sizeof *r);
+    if (!r)
+        return 0;
+    for (size_t i = 0; i < a->n_targets; i++)
+        r[i] = a->targets[i].r;
+    qsort(r, a->n_targets, sizeof *r, cmp_int);
     int best = 0;
     size_t best_n = 0;
-    for (size_t i = 0; i < a->n_targets; i++) {
-        int r = a->targets[i].r;
-        size_t c = 0;
-        for (size_t j = 0; j < a->n_targets; j++)
-            c += a->targets[j].r == r;
-        if (c > best_n || (c == best_n && r > best)) {
-            best = r;
-            best_n = c;
+    for (size_t i = 0; i < a->n_targets;) {
+        size_t j = i;
+        while (j < a->n_targets && r[j] == r[i])
+            j++;
+        if (j - i >= best_n) { /* ascending order: ">=" prefers the larger on ties */
+            best = r[i];
+            best_n = j - i;
         }
+        i = j;
     }
+    free(r);
     return best;
 }
 
@@ -1022,6 +1036,10 @@ lh_status lh_peft_save(const lh_adapter *a, const char *dir, const lh_peft_save_
         goto done;
     }
     int r = most_common_rank(a);
+    if (!r) {
+        st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", dir);
+        goto done;
+    }
     uint8_t *p = blob;
     for (size_t i = 0; i < n; i++) {
         const lh_target *t = &a->targets[i];

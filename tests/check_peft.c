@@ -605,6 +605,44 @@ START_TEST(test_save_refuses_nonfinite)
 }
 END_TEST
 
+/* Equal counts of two ranks: the config takes the larger, the others get
+ * rank_pattern/alpha_pattern entries, and the saved files load back. */
+START_TEST(test_save_rank_tie)
+{
+    lh_target_shape sh[] = {
+        {"m.0.q", 2, 8, 8}, {"m.1.q", 4, 8, 8}, {"m.0.v", 2, 8, 4}, {"m.1.v", 4, 8, 4},
+    };
+    lh_adapter *a = NULL, *b = NULL;
+    lh_error err = {0};
+    ck_assert_int_eq(lh_adapter_create(sh, 4, &a, &err), LH_OK);
+    for (size_t k = 0; k < a->n_targets; k++)
+        for (int q = 0; q < a->targets[k].r * 8; q++)
+            a->targets[k].A[q] = val((unsigned)k, (size_t)q);
+    lh_peft_save_opts o = {.dtype = LH_F32};
+    ck_assert_msg(lh_peft_save(a, path_in("tie", NULL), &o, &err) == LH_OK, "%s", err.msg);
+    lh_json *cfg = NULL;
+    ck_assert_int_eq(lh_json_parse_file(path_in("tie", "adapter_config.json"), &cfg, &err), LH_OK);
+    long long r;
+    ck_assert(lh_json_as_int64(lh_json_get(cfg, "r"), &r));
+    ck_assert_int_eq(r, 4);
+    const lh_json *rp = lh_json_get(cfg, "rank_pattern");
+    ck_assert_uint_eq(rp->len, 2);
+    ck_assert_str_eq(rp->keys[0], "m\\.0\\.q");
+    ck_assert_str_eq(rp->keys[1], "m\\.0\\.v");
+    const lh_json *tm = lh_json_get(cfg, "target_modules");
+    ck_assert_uint_eq(tm->len, 2);
+    ck_assert_str_eq(tm->items[0]->string, "q");
+    ck_assert_str_eq(tm->items[1]->string, "v");
+    lh_json_free(cfg);
+    ck_assert_msg(load_sub("tie", &b, &err) == LH_OK, "%s", err.msg);
+    ck_assert_int_eq(need(b, "m.0.v")->r, 2);
+    ck_assert_float_eq(need(b, "m.0.v")->scale, 1.0f);
+    ck_assert_float_eq(need(b, "m.1.q")->A[5], val(2, 5)); /* sorted: third */
+    lh_adapter_free(b);
+    lh_adapter_free(a);
+}
+END_TEST
+
 /* ---- lh_adapter_create and the dispatcher ------------------------------ */
 
 START_TEST(test_create)
@@ -690,6 +728,7 @@ static Suite *peft_suite(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_save_round_trip);
     tcase_add_test(tc, test_save_refuses_nonfinite);
+    tcase_add_test(tc, test_save_rank_tie);
     suite_add_tcase(s, tc);
     tc = tcase_create("adapter");
     tcase_add_checked_fixture(tc, setup, teardown);
