@@ -968,6 +968,13 @@ lh_status lh_search_run(const lh_search_opts *o, const lh_adapter *const *mods, 
     lh_error_clear(&run_err);
     lh_status run_st = LH_OK;
     if (o->preselect > 0 || o->select == LH_SELECT_BEST_SINGLE) {
+        /* Modules that cannot be composed together fail here, before any
+         * backend time is spent on them one by one. */
+        lh_compose_plan *all = NULL;
+        st = lh_compose_plan_new(mods, n, &o->merge, &all, err);
+        lh_compose_plan_free(all);
+        if (st != LH_OK)
+            goto fail;
         run_st = single_losses(&s, mods, n, &run_err);
         if (run_st == LH_OK) {
             size_t k = o->select == LH_SELECT_BEST_SINGLE ? 1

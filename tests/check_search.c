@@ -535,6 +535,27 @@ START_TEST(test_bad_options)
 }
 END_TEST
 
+START_TEST(test_incompatible_modules)
+{
+    /* the same target with another shape: another base model */
+    lh_target_shape sh[1] = {{TNAMES[0], RANK, DIN + 1, DOUT}};
+    lh_adapter *odd;
+    lh_error err;
+    ck_assert_int_eq(lh_adapter_create(sh, 1, &odd, &err), LH_OK);
+    odd->name = strdup("odd");
+    const lh_adapter *mods[2] = {fx.mods[0], odd};
+    lh_search_opts o;
+    opts_cat(&o, "cobyla", 5);
+    lh_search_result r;
+    for (int pre = 0; pre < 2; pre++) {
+        o.preselect = pre;
+        ck_assert_int_eq(lh_search_run(&o, mods, 2, &fx.ex, &fx.b, &r, &err), LH_ERR_SHAPE);
+        ck_assert_int_eq(fx.f.calls, 0);
+    }
+    lh_adapter_free(odd);
+}
+END_TEST
+
 static Suite *search_suite(void)
 {
     Suite *s = suite_create("search");
@@ -552,6 +573,7 @@ static Suite *search_suite(void)
     tcase_add_test(tc, test_select_modes);
     tcase_add_test(tc, test_report_formats);
     tcase_add_test(tc, test_bad_options);
+    tcase_add_test(tc, test_incompatible_modules);
     suite_add_tcase(s, tc);
     return s;
 }
