@@ -454,6 +454,15 @@ static lh_status regex_spans(const lh_tokenizer *t, scratch *sc, pcre2_code *re,
     size_t prev = 0, off = 0;
     while (off <= n) {
         int rc = pcre2_match(re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK, sc->md, sc->mctx);
+        if (rc == PCRE2_ERROR_JIT_STACKLIMIT && !sc->jit) {
+            /* Rare: made only when the default 32 KiB machine stack is too
+             * small, since mapping a JIT stack costs more than most calls. */
+            sc->jit = pcre2_jit_stack_create(32 * 1024, 8 * 1024 * 1024, NULL);
+            if (sc->jit) {
+                pcre2_jit_stack_assign(sc->mctx, NULL, sc->jit);
+                continue;
+            }
+        }
         if (rc == PCRE2_ERROR_NOMATCH) break;
         if (rc < 0) {
             PCRE2_UCHAR msg[256];
@@ -774,6 +783,62 @@ static void pair_push(const lh_tokenizer *t, scratch *sc, size_t *hn, int32_t po
     if (m) heap_push(sc, hn, (struct heap_e){ m->rank, pos, m->new_id });
 }
 
+/* Words of at most SMALL_WORD symbols: the same rule (lowest rank first,
+ * leftmost on ties) by scanning a small array of pair ranks, cheaper than a
+ * heap for the short pre-tokens that make up most text. */
+#define SMALL_WORD 24
+
+static void bpe_small(const lh_tokenizer *t, scratch *sc, size_t ns)
+{
+    int32_t rank[SMALL_WORD], nid[SMALL_WORD]; /* [ns] pair (i, next(i)) */
+    for (size_t i = 0; i < ns; i++) {
+        const merge_slot *m = i + 1 < ns ? merge_find(t, sc->sym_id[i], sc->sym_id[i + 1]) : NULL;
+        rank[i] = m ? m->rank : INT32_MAX;
+        nid[i] = m ? m->new_id : -1;
+    }
+    for (;;) {
+        int32_t best = -1;
+        for (int32_t i = 0; i >= 0; i = sc->sym_next[i])
+            if (rank[i] != INT32_MAX && (best < 0 || rank[i] < rank[best])) best = i;
+        if (best < 0) break;
+        int32_t nx = sc->sym_next[best], nn = sc->sym_next[nx];
+        sc->sym_id[best] = nid[best];
+        sc->sym_next[best] = nn;
+        if (nn >= 0) sc->sym_prev[nn] = best;
+        int32_t pv = sc->sym_prev[best];
+        const merge_slot *m;
+        if (pv >= 0) {
+            m = merge_find(t, sc->sym_id[pv], sc->sym_id[best]);
+            rank[pv] = m ? m->rank : INT32_MAX;
+            nid[pv] = m ? m->new_id : -1;
+        }
+        m = nn >= 0 ? merge_find(t, sc->sym_id[best], sc->sym_id[nn]) : NULL;
+        rank[best] = m ? m->rank : INT32_MAX;
+        nid[best] = m ? m->new_id : -1;
+    }
+}
+
+static void bpe_heap(const lh_tokenizer *t, scratch *sc, size_t ns)
+{
+    size_t hn = 0;
+    for (size_t i = 0; i + 1 < ns; i++) pair_push(t, sc, &hn, (int32_t)i);
+    while (hn) {
+        struct heap_e e = heap_pop(sc, &hn);
+        if (sc->sym_id[e.pos] < 0) continue;          /* consumed by an earlier merge */
+        int32_t nx = sc->sym_next[e.pos];
+        if (nx < 0) continue;
+        const merge_slot *m = merge_find(t, sc->sym_id[e.pos], sc->sym_id[nx]);
+        if (!m || m->new_id != e.new_id || m->rank != e.rank) continue; /* stale */
+        sc->sym_id[e.pos] = e.new_id;
+        sc->sym_id[nx] = -1;
+        int32_t nn = sc->sym_next[nx];
+        sc->sym_next[e.pos] = nn;
+        if (nn >= 0) sc->sym_prev[nn] = e.pos;
+        if (sc->sym_prev[e.pos] >= 0) pair_push(t, sc, &hn, sc->sym_prev[e.pos]);
+        pair_push(t, sc, &hn, e.pos);
+    }
+}
+
 static lh_status bpe_word(const lh_tokenizer *t, scratch *sc, const char *s, size_t n, idvec *out,
                           lh_error *err)
 {
@@ -823,22 +888,10 @@ static lh_status bpe_word(const lh_tokenizer *t, scratch *sc, const char *s, siz
         sc->sym_prev[i] = (int32_t)i - 1;
         sc->sym_next[i] = i + 1 < ns ? (int32_t)i + 1 : -1;
     }
-    size_t hn = 0;
-    for (size_t i = 0; i + 1 < ns; i++) pair_push(t, sc, &hn, (int32_t)i);
-    while (hn) {
-        struct heap_e e = heap_pop(sc, &hn);
-        if (sc->sym_id[e.pos] < 0) continue;          /* consumed by an earlier merge */
-        int32_t nx = sc->sym_next[e.pos];
-        if (nx < 0) continue;
-        const merge_slot *m = merge_find(t, sc->sym_id[e.pos], sc->sym_id[nx]);
-        if (!m || m->new_id != e.new_id || m->rank != e.rank) continue; /* stale */
-        sc->sym_id[e.pos] = e.new_id;
-        sc->sym_id[nx] = -1;
-        int32_t nn = sc->sym_next[nx];
-        sc->sym_next[e.pos] = nn;
-        if (nn >= 0) sc->sym_prev[nn] = e.pos;
-        if (sc->sym_prev[e.pos] >= 0) pair_push(t, sc, &hn, sc->sym_prev[e.pos]);
-        pair_push(t, sc, &hn, e.pos);
+    if (ns <= SMALL_WORD) {
+        bpe_small(t, sc, ns);
+    } else {
+        bpe_heap(t, sc, ns);
     }
     for (int32_t i = ns ? 0 : -1; i >= 0; i = sc->sym_next[i]) iv_push(out, sc->sym_id[i]);
     if (out->failed) return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
@@ -869,10 +922,6 @@ lh_status lh_tokenizer_encode(const lh_tokenizer *t, const char *text, int allow
     sc.md = pcre2_match_data_create(1, NULL);
     sc.mctx = pcre2_match_context_create(NULL);
     if (!sc.md || !sc.mctx) { rc = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path); goto done; }
-    if (t->need_regex) {
-        sc.jit = pcre2_jit_stack_create(32 * 1024, 4 * 1024 * 1024, NULL);
-        if (sc.jit) pcre2_jit_stack_assign(sc.mctx, NULL, sc.jit);
-    }
     /* A pathological regex must fail, not hang. */
     pcre2_set_match_limit(sc.mctx, 10000000);
 
