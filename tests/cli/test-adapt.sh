@@ -155,6 +155,18 @@ expect_exit 2 "$LORAHUB" adapt typo.yaml
 expect_one_line_error
 expect_err_contains "unknown key 'budgte'"
 
+# ---- every option is a job key documented in lorahub-job(5), and back ----
+sed -n '/^\.Ss Keys/,/^\.El/s/^\.It Cm \([a-z0-9-]*\)$/\1/p' "$TOP/man/lorahub-job.5" >keys.txt
+[ "$(wc -l <keys.txt)" -ge 20 ] || fail "lorahub-job.5 lists $(wc -l <keys.txt) keys"
+sed -n '/^\.Sh SYNOPSIS/,/^\.Sh DESCRIPTION/s/^\.Op Fl -\([a-z0-9-]*\).*/\1/p' "$TOP/man/lorahub-adapt.1" >opts.txt
+for o in $(cat opts.txt); do grep -qx -- "$o" keys.txt || fail "option --$o is not in lorahub-job(5)"; done
+for k in $(cat keys.txt); do
+    printf '%s: "zzz"\n' "$k" >k.yaml
+    set +e; "$LORAHUB" adapt k.yaml >/dev/null 2>k.err; set -e
+    grep -q "unknown key" k.err && fail "lorahub-job(5) documents '$k', adapt does not know it"
+    grep -q -- "Fl -$k" "$TOP/man/lorahub-adapt.1" || fail "key '$k' is not an option in lorahub-adapt(1)"
+done
+
 # ---- usage ----
 expect_exit 0 "$LORAHUB" adapt --optimizer list
 expect_out_contains "cobyla"
