@@ -374,6 +374,37 @@ END_TEST
  * (U+212B ANGSTROM SIGN -> U+00C5), canonical reordering (cedilla, class
  * 202, before acute, class 230, then e+cedilla composes to U+0229) and
  * Hangul jamo composing to a syllable. */
+/* A regex that recurses once per character: 100k characters need more than
+ * PCRE2's default JIT stack (a bigger one is made on demand); 2M exceed
+ * even that and must fail cleanly, naming the file. */
+START_TEST(regex_stack_limits)
+{
+    lh_tokenizer *t = NULL;
+    lh_error err = {0};
+    char path[256];
+    ck_assert(load_inline("{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"(?:a|b)*c|(a|b(?=a))+\"},"
+                          "\"behavior\":\"Isolated\"},\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1},\"merges\":[]}}",
+                          &t, &err, path, sizeof path) == LH_OK);
+    size_t big = 2000000;
+    char *s = malloc(big + 1);
+    for (size_t i = 0; i < big; i++) s[i] = "ab"[i % 2];
+    s[100000] = 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    ck_assert_msg(lh_tokenizer_encode(t, s, 1, &ids, &n, &err) == LH_OK, "%s", err.msg);
+    ck_assert_uint_eq(n, 100000);
+    ck_assert_int_eq(ids[0], 0);
+    ck_assert_int_eq(ids[99999], 1);
+    free(ids);
+    s[100000] = 'a';
+    s[big] = 0;
+    ck_assert_int_eq(lh_tokenizer_encode(t, s, 1, &ids, &n, &err), LH_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(err.msg, path) && strstr(err.msg, "regex"), "%s", err.msg);
+    free(s);
+    lh_tokenizer_free(t);
+}
+END_TEST
+
 START_TEST(nfc_normalizer)
 {
     lh_tokenizer *t = must_load("{\"normalizer\":{\"type\":\"NFC\"},\"model\":{\"type\":\"BPE\","
@@ -528,6 +559,7 @@ static Suite *tokenizer_suite(void)
     tcase_add_test(tc, token_lookups);
     tcase_add_test(tc, bytelevel_roundtrip_all_bytes);
     tcase_add_test(tc, long_word);
+    tcase_add_test(tc, regex_stack_limits);
     suite_add_tcase(s, tc);
     TCase *th = tcase_create("hand");
     tcase_set_timeout(th, 20);
