@@ -8,16 +8,21 @@
  *      normalized=true are cut out, compared in their normalized form;
  *   3. the pre-tokenizer chain splits each piece into words;
  *   4. BPE turns each word into ids, merges applied lowest rank first
- *      (leftmost on ties) from a heap, so long words stay O(n log n).
+ *      (leftmost on ties): short words by scanning their pair ranks, long
+ *      ones from a heap, so long words stay O(n log n).
  * Decoding maps ids to token strings and runs the decoder chain.
  *
- * Simplifications (documented in the man pages too): the post_processor is
- * ignored (the caller adds BOS/EOS); NFC is accepted only when the text is
- * provably already NFC (see nfc_inert); offsets are not tracked, except
- * whether a piece starts the original text (Metaspace prepend_scheme
- * "first"); a piece cut after a prepended normalizer character is not
- * considered to start the text. tools/tokenizer_reference.py is the
- * independent Python model of the same rules used to build the fixtures. */
+ * Where this differs from the library, on purpose or by necessity: the
+ * post_processor is ignored (the caller adds BOS/EOS); offsets are not
+ * tracked, except whether a piece starts the original text (Metaspace
+ * prepend_scheme "first"; a piece cut right after a prepended normalizer
+ * character does not count as starting it); regexes run on PCRE2, with \s
+ * and \S spelled out as Unicode White_Space (Oniguruma's set), and PCRE2's
+ * Unicode tables (14.0 for 10.42) and the NFC tables (nfc_tables.h, 14.0)
+ * may lag the library's for characters assigned later; ids unknown to the
+ * tokenizer are dropped by decode, as the library does.
+ * tools/tokenizer_reference.py is the independent Python model of the same
+ * rules used to build the fixtures. */
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
