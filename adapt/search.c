@@ -314,6 +314,16 @@ static lh_status build_settings(const lh_search_opts *o, const lh_adapter *const
     return LH_OK;
 }
 
+/* A C99 hex float (or "nan"/"inf") written by append_hex; 0 if malformed. */
+static int parse_hex(const char *s, double *out)
+{
+    char *end;
+    if (!*s)
+        return 0;
+    *out = strtod(s, &end);
+    return *end == '\0';
+}
+
 /* ---- the search context --------------------------------------------- */
 
 typedef struct record {
@@ -467,11 +477,10 @@ static lh_status load_checkpoint(search *s, size_t n_all, lh_error *err)
     }
     for (size_t i = 0; i < single->len; i++) {
         const char *hx;
-        if (!lh_json_as_string(single->items[i], &hx)) {
+        if (!lh_json_as_string(single->items[i], &hx) || !parse_hex(hx, &s->ck_single[i])) {
             lh_json_free(j);
             return lh_error_set(err, LH_ERR_FORMAT, "%s: single[%zu] is not a hex float", path, i);
         }
-        s->ck_single[i] = strtod(hx, NULL);
     }
     s->n_ck_single = single->len;
     for (size_t e = 0; e < s->n_ck; e++) {
@@ -488,14 +497,17 @@ static lh_status load_checkpoint(search *s, size_t n_all, lh_error *err)
         }
         for (size_t i = 0; i < wx->len; i++) {
             const char *hx;
-            if (!lh_json_as_string(wx->items[i], &hx)) {
+            if (!lh_json_as_string(wx->items[i], &hx) || !parse_hex(hx, &s->ck_w[e * n_all + i])) {
                 lh_json_free(j);
                 return lh_error_set(err, LH_ERR_FORMAT, "%s: evaluation %zu: wx[%zu] is not a hex float",
                                     path, e + 1, i);
             }
-            s->ck_w[e * n_all + i] = strtod(hx, NULL);
         }
-        s->ck_loss[e] = strtod(lx, NULL);
+        if (!parse_hex(lx, &s->ck_loss[e])) {
+            lh_json_free(j);
+            return lh_error_set(err, LH_ERR_FORMAT, "%s: evaluation %zu: lossx is not a hex float",
+                                path, e + 1);
+        }
         lh_json_as_number(lh_json_get(r, "ms"), &ms);
         s->ck_ms[e] = ms;
     }

@@ -168,6 +168,7 @@ START_TEST(test_failures_name_command)
         {"--error 'disk on fire'", 30, LH_ERR_BACKEND, "disk on fire"},
         {"--nan --nan", 30, LH_ERR_NUMERIC, "is NaN"},
         {"--hang", 0.5, LH_ERR_TIMEOUT, "no answer to 'score' within 0.5 s"},
+        {"--double", 30, LH_ERR_BACKEND, "more than one line"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         lh_backend *b;

@@ -309,6 +309,13 @@ static lh_status request(exec_ctx *c, const char *req, size_t req_len, const cha
                      ex);
     }
     consume_line(c, len);
+    if (c->rlen > 0) {
+        /* A second line already waiting would be read as the answer to the
+         * next request: the conversation is out of step. */
+        lh_json_free(j);
+        c->broken = 1;
+        return xfail(c, err, LH_ERR_BACKEND, "answered '%s' with more than one line", op);
+    }
     int ok;
     if (!lh_json_as_bool(lh_json_get(j, "ok"), &ok)) {
         lh_json_free(j);

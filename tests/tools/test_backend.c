@@ -20,6 +20,7 @@
  *   --error MSG       answer score requests with {"ok":false,"error":MSG}
  *   --slow-hello      sleep 30 s before answering hello
  *   --log FILE        append one line per score request: its candidate count
+ *   --double          answer score requests twice
  *   --generate        answer generate with the inputs upper-cased */
 #include <ctype.h>
 #include <math.h>
@@ -128,6 +129,7 @@ static void reply(const char *s)
 int main(int argc, char **argv)
 {
     long crash_after = -1, hang_after = -1;
+    int twice = 0;
     int hang = 0, garbage = 0, nan_mode = 0, wrong_length = 0, slow_hello = 0, gen = 0;
     const char *error_msg = NULL, *log_path = NULL;
     for (int i = 1; i < argc; i++) {
@@ -171,6 +173,8 @@ int main(int argc, char **argv)
             slow_hello = 1;
         } else if (!strcmp(a, "--log") && i + 1 < argc) {
             log_path = argv[++i];
+        } else if (!strcmp(a, "--double")) {
+            twice = 1;
         } else if (!strcmp(a, "--generate")) {
             gen = 1;
         } else {
@@ -256,6 +260,12 @@ int main(int argc, char **argv)
                         lh_sb_append_json_number(&out, l);
                 }
                 lh_sb_append(&out, "]}");
+                if (twice) { /* both lines in one write, so they arrive together */
+                    char *copy = strdup(out.buf);
+                    lh_sb_append(&out, "\n");
+                    lh_sb_append(&out, copy);
+                    free(copy);
+                }
                 reply(out.buf);
             }
         } else if (!strcmp(op, "generate") && gen) {
