@@ -1012,7 +1012,10 @@ lh_status lh_search_run(const lh_search_opts *o, const lh_adapter *const *mods, 
     st = lh_compose_plan_new(s.sub, s.nk, &o->merge, &s.plan, err);
     if (st == LH_OK)
         st = open_trace(&s, err);
-    if (st == LH_OK && run_st == LH_OK)
+    /* Record the single-module losses at once; a resumed run rewrites the
+     * checkpoint only once it goes past what the file holds, so a failed
+     * or interrupted replay never loses recorded evaluations. */
+    if (st == LH_OK && run_st == LH_OK && !o->resume)
         st = write_checkpoint(&s, err);
     if (st != LH_OK) {
         free(w);

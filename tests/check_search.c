@@ -344,6 +344,17 @@ START_TEST(test_resume_refuses_other_point)
                                    &err), LH_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, "evaluation 1"));
     ck_assert_int_eq(fx.f.calls, 0);
+    /* a damaged number is a malformed checkpoint, not a silent 0 */
+    ck_assert_int_eq(lh_read_file(ck, &text, &len, &err), LH_OK);
+    p = strstr(text, "\"0x1p-9\"");
+    ck_assert_ptr_nonnull(p);
+    memcpy(p + 1, "0x1q-9", 6);
+    ck_assert_int_eq(lh_write_file_atomic(ck, text, len, &err), LH_OK);
+    free(text);
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+                                   &err), LH_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "not a hex float"));
+    ck_assert_int_eq(fx.f.calls, 0);
     free(ck);
 }
 END_TEST
