@@ -286,13 +286,31 @@ static void bench_io(int quick)
     for (int k = 0; k < 3; k++) {
         double t0 = now();
         memcpy(dst, src, sz);
+        __asm__ volatile("" : : "r"(dst) : "memory");
         double dt = now() - t0;
         best = dt < best ? dt : best;
     }
     double memcpy_gbs = (double)sz / best / 1e9;
+    /* The pipeline writes into memory it has just allocated; on this
+     * machine (a VM) the first touch of a page costs far more than the copy,
+     * so also measure memcpy into a freshly allocated destination. */
+    double best_fresh = 1e30;
+    for (int k = 0; k < 3; k++) {
+        double t0 = now();
+        char *d = malloc(sz);
+        if (!d)
+            break;
+        memcpy(d, src, sz);
+        __asm__ volatile("" : : "r"(d) : "memory"); /* keep the copy */
+        double dt = now() - t0;
+        free(d);
+        best_fresh = dt < best_fresh ? dt : best_fresh;
+    }
+    double fresh_gbs = (double)sz / best_fresh / 1e9;
     free(src);
     free(dst);
-    printf("memcpy: %.2f GB/s (%.0f MB, best of 3)\n", memcpy_gbs, (double)sz / 1e6);
+    printf("memcpy: %.2f GB/s between touched buffers, %.2f GB/s into a fresh malloc "
+           "(%.0f MB, best of 3)\n", memcpy_gbs, fresh_gbs, (double)sz / 1e6);
     const lh_merge_method ms[2] = {LH_MERGE_LORAHUB, LH_MERGE_CAT};
     for (int k = 0; k < 2; k++) {
         char *out = lh_path_join(dir, "out");
@@ -301,9 +319,11 @@ static void bench_io(int quick)
         double dt = end_to_end(paths, n, ms[k], out, &bytes, parts);
         double gbs = (double)bytes / dt / 1e9;
         printf("compose %s: %d modules, %.0f MB in, %.0f MB out, end to end %.3f s: %.2f GB/s = "
-               "%.0f%% of memcpy (goal >= 50%%); load %.3f s, compose %.3f s, save %.3f s\n",
+               "%.0f%% of memcpy (goal >= 50%%), %.0f%% of memcpy into fresh memory; load %.3f s, "
+               "compose %.3f s, save %.3f s\n",
                lh_merge_method_name(ms[k]), n, (double)in / 1e6, (double)(bytes - in) / 1e6, dt,
-               gbs, 100.0 * gbs / memcpy_gbs, parts[0], parts[1], parts[2]);
+               gbs, 100.0 * gbs / memcpy_gbs, 100.0 * gbs / fresh_gbs, parts[0], parts[1],
+               parts[2]);
         lh_rmtree(out);
         free(out);
     }
