@@ -73,6 +73,7 @@ STRINGS = [
     "odd spaces: a\u0085b\u2028c\u000bd\u001ce\u200bf\u1680g\u2009h",
     "a <mask> b <mask>c [SEP]  z [SEP]",
     "x tokenizer y xtokenizer tokenizer_ tokenizer. tokenizers",
+    "tokenizer\u0301 tokenizer\u24b6 \u0301tokenizer tokenizer\u00b2 tokenizer\u200d 2tokenizer",
     "Hello<|endoftext|>world<|endoftext|><|endoftext|>",
     "<s><s></s> <unk>",
     "don't DON'T ſ 'S 'sup 123456789 ٣٤٥ ①②",

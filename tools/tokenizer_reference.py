@@ -413,7 +413,7 @@ class Decoder:
 
 
 # What \w and \s mean in the Rust regex crate the library uses here.
-WORD = regex.compile(r"\w")
+WORD = regex.compile(r"[\p{Alphabetic}\p{M}\p{Nd}\p{Pc}\p{Join_Control}]")
 SPACE = regex.compile(r"\p{White_Space}")
 
 

@@ -355,7 +355,7 @@ struct lh_tokenizer {
     int has_decoder;
     dec_step *dec; size_t n_dec;      /* [n_dec] */
     int need_regex;
-    pcre2_code *word_re;              /* \w, for single_word added tokens */
+    pcre2_code *word_re;              /* WORD_CLASS, for single_word added tokens */
     char byte_char[256][3];           /* GPT-2 byte -> UTF-8 of its printable stand-in */
     unsigned char byte_char_len[256];
     int16_t char_byte[324];           /* inverse, by code point; -1 if none */
@@ -1224,6 +1224,10 @@ static lh_status one_char(const lh_tokenizer *t, const char *s, size_t n, const 
     return LH_OK;
 }
 
+/* \w as the Rust regex crate defines it (UTS #18 Annex C), for single_word
+ * added tokens; PCRE2's own \w leaves out marks. */
+static const char WORD_CLASS[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}]";
+
 /* Unicode White_Space, written as the body of a character class. */
 static const char WS_CLASS[] = "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}"
                                "\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
@@ -1766,7 +1770,7 @@ static lh_status load_model(lh_tokenizer *t, const lh_json *root, lh_error *err)
         t->added_of[id] = (int32_t)t->n_added;
         t->n_added++;
         if (ad->single_word && !t->word_re)
-            if ((rc = compile_re(t, "\\w", 2, &t->word_re, "word", err))) return rc;
+            if ((rc = compile_re(t, WORD_CLASS, sizeof WORD_CLASS - 1, &t->word_re, "word", err))) return rc;
     }
     return LH_OK;
 }
