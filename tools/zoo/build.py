@@ -56,10 +56,11 @@ MODULE_VARIANTS = {
     "atbash": dict(r=8, alpha=8, use_rslora=True),
     "capitalize": dict(r=8, alpha=32),
 }
-MODULE_TRAIN = dict(steps=900, batch=32, lr=3e-3)
+MODULE_TRAIN = dict(steps=700, batch=32, lr=3e-3)
 MOS_TASKS = ["reverse", "caesar1", "plural"]
 MOS = dict(r=8, l=2, R=4, p=1, alpha=16, routing_seed=SEED + 7)
 BASE_NAME = "lorahub-zoo-base"
+LIMIT_TEST = None  # --limit-test: smoke-testing the build only
 
 
 def log(msg):
@@ -119,12 +120,31 @@ class Zoo:
             with open(self.results_path) as f:
                 self.results = json.load(f)
 
-    def save_results(self):
-        tmp = self.results_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.results, f, indent=1, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, self.results_path)
+    def save_results(self, section=None, key=None):
+        """Writes results.json. With section/key, merges only results[section][key]
+        into the file on disk under a lock (parallel module workers share it)."""
+        import fcntl
+        with open(self.results_path + ".lock", "w") as lk:
+            fcntl.flock(lk, fcntl.LOCK_EX)
+            if section is not None:
+                disk = {}
+                if os.path.exists(self.results_path):
+                    with open(self.results_path) as f:
+                        disk = json.load(f)
+                if key is None:
+                    disk[section] = self.results[section]
+                else:
+                    disk.setdefault(section, {})[key] = self.results[section][key]
+                self.results = disk
+            tmp = self.results_path + ".tmp%d" % os.getpid()
+            with open(tmp, "w") as f:
+                json.dump(self.results, f, indent=1, sort_keys=True)
+                f.write("\n")
+            os.replace(tmp, self.results_path)
+
+    def reload_results(self):
+        with open(self.results_path) as f:
+            self.results = json.load(f)
 
     def p(self, *parts):
         return os.path.join(self.out, *parts)
@@ -214,11 +234,26 @@ class Zoo:
 
     # -- LoRA modules ----------------------------------------------------------
 
-    def stage_modules(self, only=None):
+    def stage_modules(self, only=None, jobs=1):
+        names = [t.name for t in T.family("upstream") if not only or t.name in only]
+        if jobs > 1:
+            # independent workers, one thread each: every module has its own
+            # seed, so the result does not depend on the split
+            import subprocess
+            procs = []
+            for k in range(jobs):
+                part = names[k::jobs]
+                if part:
+                    procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "--out", self.out,
+                                                   "--stage", "modules", "--only", ",".join(part),
+                                                   "--module-steps", str(MODULE_TRAIN["steps"])]))
+            if any(p.wait() != 0 for p in procs):
+                raise RuntimeError("a module worker failed")
+            self.reload_results()
+            return
         tok = self.tokenizer()
         enc = TR.Encoded(tok)
         model = self.load_base()
-        res = self.results.setdefault("modules", {})
         for t in T.family("upstream"):
             if only and t.name not in only:
                 continue
@@ -231,22 +266,21 @@ class Zoo:
             val = read_jsonl(self.p("tasks", t.name, "val.jsonl"))
             test = read_jsonl(self.p("tasks", t.name, "test.jsonl"))
             log("module %s (r=%d alpha=%g rslora=%s)" % (t.name, v["r"], v["alpha"], v["use_rslora"]))
-            base_acc = TR.accuracy(model, enc, test)
+            base_acc = TR.accuracy(model, enc, test[:50])
             steps, secs = TR.train_adapter(model, enc, t, params, lambda: model.set_lora(ad),
                                            MODULE_TRAIN["steps"], MODULE_TRAIN["batch"], MODULE_TRAIN["lr"],
                                            seed, self.exclude(t.name), log, val=val)
             model.set_lora(ad)
-            acc = TR.accuracy(model, enc, test)
-            strict = TR.accuracy(model, enc, test, strict=True)
+            acc, strict = TR.accuracy(model, enc, test, strict=True)
             model.clear_lora()
             d = self.p("modules", t.name)
             if os.path.isdir(d):
                 shutil.rmtree(d)
             lt.save_peft(d, ad, pc)
-            res[t.name] = {"r": v["r"], "lora_alpha": v["alpha"], "use_rslora": v["use_rslora"], "seed": seed,
+            self.results.setdefault("modules", {})[t.name] = {"r": v["r"], "lora_alpha": v["alpha"], "use_rslora": v["use_rslora"], "seed": seed,
                            "steps": steps, "seconds": round(secs, 1), "test_acc": acc, "test_acc_strict": strict,
                            "base_test_acc": base_acc, "lr": MODULE_TRAIN["lr"], "batch": MODULE_TRAIN["batch"]}
-            self.save_results()
+            self.save_results("modules", t.name)
             log("module %s: %d steps, %.0f s, test acc %.2f (strict %.2f; base %.2f)" %
                 (t.name, steps, secs, acc, strict, base_acc))
 
@@ -257,7 +291,6 @@ class Zoo:
         enc = TR.Encoded(tok)
         model = self.load_base()
         rt = TR.MoSRouting(model, MOS["r"], MOS["l"], MOS["R"], MOS["p"], MOS["routing_seed"])
-        res = self.results.setdefault("mos", {})
         os.makedirs(self.p("mos"), exist_ok=True)
         for name in MOS_TASKS:
             t = T.BY_NAME[name]
@@ -276,12 +309,12 @@ class Zoo:
             path = self.p("mos", name + ".safetensors")
             mm.save(path, BASE_NAME)
             check_mos_file(path, mm.materialize())
-            res[name] = {"steps": steps, "seconds": round(secs, 1), "test_acc": acc, "seed": seed,
+            self.results.setdefault("mos", {})[name] = {"steps": steps, "seconds": round(secs, 1), "test_acc": acc, "seed": seed,
                          "trainable_parameters": sum(p.numel() for p in mm.params())}
-            self.save_results()
+            self.save_results("mos", name)
             log("MoS %s: %d steps, %.0f s, test acc %.2f" % (name, steps, secs, acc))
         self.results["mos_settings"] = dict(MOS, N=rt.N, P0=rt.P0)
-        self.save_results()
+        self.save_results("mos_settings")
 
     # -- sanity numbers on unseen tasks ----------------------------------------
 
@@ -294,10 +327,9 @@ class Zoo:
             d = self.p("modules", t.name)
             if os.path.isdir(d):
                 modules[t.name] = lt.load_peft(d)[0]
-        res = self.results.setdefault("unseen", {})
         t0 = time.time()
         for t in T.family("unseen"):
-            test = read_jsonl(self.p("tasks", t.name, "test.jsonl"))
+            test = read_jsonl(self.p("tasks", t.name, "test.jsonl"))[:LIMIT_TEST]
             model.clear_lora()
             r = {"zero_shot": TR.accuracy(model, enc, test), "kind": t.kind}
             # best single module by few-shot loss, for each few-shot seed
@@ -317,16 +349,19 @@ class Zoo:
             r["fewshot_best_module"] = picks
             r["fewshot_best_module_acc"] = accs
             r["fewshot_best_module_mean"] = sum(accs) / len(accs)
-            # oracle: every module on the first 25 test examples, the winner on all 100
-            sub = test[:25]
-            quick = {}
+            # oracle (cheap): the 3 modules with the lowest loss over all 25 few-shot
+            # examples, each on the whole test set; the best of them
+            allshots = [e for k in range(1, N_FEWSHOT_SEEDS + 1)
+                        for e in read_jsonl(self.p("tasks", t.name, "fewshot-%d.jsonl" % k))]
+            tot = {}
             for name, ad in modules.items():
                 model.set_lora(ad)
-                quick[name] = TR.accuracy(model, enc, sub)
-            ob = max(quick, key=quick.get)
-            if ob not in cache:
-                model.set_lora(modules[ob])
-                cache[ob] = TR.accuracy(model, enc, test)
+                tot[name] = TR.fewshot_loss(model, enc, allshots)
+            for name in sorted(tot, key=tot.get)[:3]:
+                if name not in cache:
+                    model.set_lora(modules[name])
+                    cache[name] = TR.accuracy(model, enc, test)
+            ob = max(cache, key=cache.get)
             r["oracle_module"] = ob
             r["oracle_module_acc"] = cache[ob]
             # the two skills of a blend summed (cat, weights 1): what composition could reach
@@ -346,11 +381,10 @@ class Zoo:
                 r["cat_pair"] = list(pair)
                 r["cat_pair_acc"] = TR.accuracy(model, enc, test)
             model.clear_lora()
-            res[t.name] = r
-            self.save_results()
+            self.results.setdefault("unseen", {})[t.name] = r
+            self.save_results("unseen", t.name)
             log("unseen %s: %s" % (t.name, r))
-        self.results.setdefault("timings", {})["eval"] = round(time.time() - t0, 1)
-        self.save_results()
+
 
     def stage_readme(self):
         RD.write(self, T)
@@ -362,10 +396,19 @@ def main():
     ap.add_argument("--stage", default="all", choices=["all", "data", "base", "modules", "mos", "eval", "readme"])
     ap.add_argument("--only", default="", help="comma-separated upstream tasks (modules stage)")
     ap.add_argument("--pretrain-steps", type=int, default=None)
+    ap.add_argument("--module-steps", type=int, default=None, help="max steps per module (default %d)"
+                    % MODULE_TRAIN["steps"])
+    ap.add_argument("--limit-test", type=int, default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--jobs", type=int, default=1, help="parallel module workers (one thread each)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     if args.pretrain_steps:
         PRETRAIN["steps"] = args.pretrain_steps
+    if args.limit_test:
+        global LIMIT_TEST
+        LIMIT_TEST = args.limit_test
+    if args.module_steps:
+        MODULE_TRAIN["steps"] = args.module_steps
     if args.stage == "all" and os.path.isdir(args.out):
         for sub in ("base", "modules", "mos", "tasks", "results.json", "README.md"):
             path = os.path.join(args.out, sub)
@@ -381,14 +424,16 @@ def main():
     for s in stages:
         ts = time.time()
         if s == "modules":
-            zoo.stage_modules(only)
+            zoo.stage_modules(only, args.jobs)
         else:
             getattr(zoo, "stage_" + s)()
+        if s == "modules" and only:
+            continue  # a worker or partial run: its modules are already merged into results.json
         zoo.results.setdefault("timings", {})["stage_" + s] = round(time.time() - ts, 1)
-        zoo.save_results()
+        zoo.save_results("timings", "stage_" + s)
     if args.stage == "all":
         zoo.results["timings"]["total"] = round(time.time() - t0, 1)
-        zoo.save_results()
+        zoo.save_results("timings", "total")
         zoo.stage_readme()
     log("done in %.0f s" % (time.time() - t0))
 

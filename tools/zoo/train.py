@@ -83,7 +83,7 @@ def freeze(model):
 
 
 def train_adapter(model, enc, task, params, set_fn, steps, batch, lr, seed, exclude, log,
-                  val=None, check_every=150, target=0.97, warmup=30):
+                  val=None, check_every=100, target=0.96, warmup=30):
     """Trains the tensors in params (set_fn() installs the current adapter on
     the model before each forward). Stops early once greedy accuracy on val
     reaches target. Returns (steps run, seconds)."""
@@ -130,14 +130,13 @@ def generate(model, enc, examples, max_new=None, chunk=64):
 
 
 def accuracy(model, enc, examples, strict=False):
-    """Greedy exact match (normalized: strip, case-fold, no trailing period;
-    strict: exact string after strip)."""
+    """Greedy exact match (normalized: strip, case-fold, no trailing period);
+    with strict, returns (normalized, strict) where strict = exact string after strip."""
     outs = generate(model, enc, examples)
+    norm = sum(T.normalize(o) == T.normalize(e["output"]) for o, e in zip(outs, examples)) / len(examples)
     if strict:
-        ok = sum(o.strip() == e["output"].strip() for o, e in zip(outs, examples))
-    else:
-        ok = sum(T.normalize(o) == T.normalize(e["output"]) for o, e in zip(outs, examples))
-    return ok / len(examples)
+        return norm, sum(o.strip() == e["output"].strip() for o, e in zip(outs, examples)) / len(examples)
+    return norm
 
 
 @torch.no_grad()
