@@ -354,7 +354,6 @@ struct lh_tokenizer {
     pre_step *pre; size_t n_pre;      /* [n_pre] */
     int has_decoder;
     dec_step *dec; size_t n_dec;      /* [n_dec] */
-    int need_regex;
     pcre2_code *word_re;              /* WORD_CLASS, for single_word added tokens */
     char byte_char[256][3];           /* GPT-2 byte -> UTF-8 of its printable stand-in */
     unsigned char byte_char_len[256];
@@ -1312,7 +1311,6 @@ static lh_status compile_re(lh_tokenizer *t, const char *pat, size_t n, pcre2_co
     }
     pcre2_jit_compile(re, PCRE2_JIT_COMPLETE); /* optional: the interpreter is the fallback */
     *out = re;
-    t->need_regex = 1;
     return LH_OK;
 }
 
