@@ -70,6 +70,7 @@ STRINGS = [
     "    ",
     "\n\n\n",
     "Ж ж ζ λ ∑ ∫ → ™ © ½",
+    "x\u00b2y \u24b6b c\u203fd e\u0301f g\u200dh i\u2160j",
     "odd spaces: a\u0085b\u2028c\u000bd\u001ce\u200bf\u1680g\u2009h",
     "a <mask> b <mask>c [SEP]  z [SEP]",
     "x tokenizer y xtokenizer tokenizer_ tokenizer. tokenizers",
@@ -288,8 +289,8 @@ def metaspace_style():
 
 def tiny_unk():
     """Characters outside a-z, digits and some punctuation become <unk>;
-    exercises Split(invert, Removed), Digits (Contiguous), Punctuation
-    (MergedWithPrevious), no byte fallback and no decoder."""
+    exercises Split(invert, Removed), Split with \\w, Digits (Contiguous),
+    Punctuation (MergedWithPrevious), no byte fallback and no decoder."""
     vocab = {"<unk>": 0, "<pad>": 1}
     for c in "abcdefghijklmnopqrstuvwxyz0123456789.,!?;:'":
         vocab[c] = len(vocab)
@@ -303,6 +304,8 @@ def tiny_unk():
         "normalizer": None,
         "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
             {"type": "Split", "pattern": {"Regex": r"\S+"}, "behavior": "Removed", "invert": True},
+            {"type": "Split", "pattern": {"Regex": r"\w+|[^\w\s]+"}, "behavior": "Isolated",
+             "invert": False},
             {"type": "Digits", "individual_digits": False},
             {"type": "Punctuation", "behavior": "MergedWithPrevious"}]},
         "post_processor": None,

@@ -27,6 +27,46 @@ GPT2_PATTERN = (r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+"
                 r"|\s+(?!\S)|\s+")
 
 
+# Oniguruma (which runs the library's Split regexes) reads \w as Letter,
+# Mark, Number or Connector_Punctuation; the regex module's \w differs (No,
+# Other_Alphabetic, Join_Control), so patterns are rewritten before use.
+# Its \s already is Unicode White_Space, as in Oniguruma.
+ONIG_WORD = r"\p{L}\p{M}\p{N}\p{Pc}"
+
+
+def onig_pattern(p):
+    out = []
+    i = 0
+    in_class = False
+    while i < len(p):
+        c = p[i]
+        if c == "\\" and i + 1 < len(p):
+            d = p[i + 1]
+            if d == "w":
+                out.append(ONIG_WORD if in_class else "[" + ONIG_WORD + "]")
+            elif d == "W" and not in_class:
+                out.append("[^" + ONIG_WORD + "]")
+            else:
+                out.append(p[i:i + 2])
+            i += 2
+            continue
+        if not in_class and c == "[":
+            j = i + 1
+            if j < len(p) and p[j] == "^":
+                j += 1
+            if j < len(p) and p[j] == "]":
+                j += 1
+            out.append(p[i:j])
+            in_class = True
+            i = j
+            continue
+        if in_class and c == "]":
+            in_class = False
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
 class Unsupported(Exception):
     pass
 
@@ -193,7 +233,7 @@ class PreTokenizer:
         elif t == "Split":
             pat = spec["pattern"]
             if "Regex" in pat:
-                matcher = ("regex", regex.compile(pat["Regex"]))
+                matcher = ("regex", regex.compile(onig_pattern(pat["Regex"])))
             else:
                 matcher = ("string", pat["String"])
             self.steps.append(("split", matcher, spec["behavior"], spec.get("invert", False)))

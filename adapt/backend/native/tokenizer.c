@@ -1231,9 +1231,13 @@ static const char WORD_CLASS[] = "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_C
 static const char WS_CLASS[] = "\\t\\n\\x0B\\f\\r\\x20\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}"
                                "\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}";
 
-/* PCRE2's \s differs from White_Space (what Oniguruma and the Rust regex
- * crate use) in a few places, e.g. U+180E; spell \s and \S out so the
- * splits agree with the library. \S inside a class is left alone. */
+/* Oniguruma's \w: Letter, Mark, Number, Connector_Punctuation. */
+static const char ONIG_WORD[] = "\\p{L}\\p{M}\\p{N}\\p{Pc}";
+
+/* PCRE2's \s differs from White_Space (what Oniguruma, which runs the
+ * library's Split regexes, uses) in a few places, e.g. U+180E, and its \w
+ * leaves out marks; spell \s \S \w \W out so the splits agree with the
+ * library. \S and \W inside a class are left alone. */
 static void rewrite_space(const char *p, size_t n, lh_sb *out)
 {
     int in_class = 0;
@@ -1241,16 +1245,16 @@ static void rewrite_space(const char *p, size_t n, lh_sb *out)
         char c = p[i];
         if (c == '\\' && i + 1 < n) {
             char d = p[i + 1];
-            if (d == 's') {
+            if (d == 's' || d == 'w') {
                 if (!in_class) lh_sb_append(out, "[");
-                lh_sb_append(out, WS_CLASS);
+                lh_sb_append(out, d == 's' ? WS_CLASS : ONIG_WORD);
                 if (!in_class) lh_sb_append(out, "]");
                 i += 2;
                 continue;
             }
-            if (d == 'S' && !in_class) {
+            if ((d == 'S' || d == 'W') && !in_class) {
                 lh_sb_append(out, "[^");
-                lh_sb_append(out, WS_CLASS);
+                lh_sb_append(out, d == 'S' ? WS_CLASS : ONIG_WORD);
                 lh_sb_append(out, "]");
                 i += 2;
                 continue;
