@@ -102,6 +102,8 @@ void lh_st_free(lh_safetensors *st)
     free(st->meta_values);
     if (st->mapped && st->base)
         munmap((void *)st->base, st->size);
+    if (st->fd >= 0)
+        close(st->fd);
     free(st->path);
     free(st);
 }
@@ -292,6 +294,7 @@ lh_status lh_st_parse(const void *buf, size_t size, const char *origin, lh_safet
         return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", o);
     }
     st->path = strdup(o);
+    st->fd = -1;
     st->base = base;
     st->size = size;
     if (!st->path)
@@ -401,14 +404,15 @@ lh_status lh_st_open(const char *path, lh_safetensors **out, lh_error *err)
             return lh_error_errno(err, LH_ERR_IO, e, "cannot map '%s'", path);
         }
     }
-    close(fd);
     lh_status rc = lh_st_parse(map, size, path, out, err);
     if (rc) {
         if (map)
             munmap(map, size);
+        close(fd);
         return rc;
     }
     (*out)->mapped = map != NULL;
+    (*out)->fd = fd;
     return LH_OK;
 }
 
@@ -432,6 +436,30 @@ const char *lh_st_meta(const lh_safetensors *st, const char *key)
     return NULL;
 }
 
+/* pread exactly len bytes at off; a short read means the file shrank after
+ * it was opened (touching the mapping would have raised SIGBUS instead). */
+static lh_status read_at(const lh_safetensors *st, const lh_st_tensor *t, void *dst, size_t len,
+                         off_t off, lh_error *err)
+{
+    char nb[300];
+    char *p = dst;
+    while (len) {
+        ssize_t r = pread(st->fd, p, len, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return lh_error_errno(err, LH_ERR_IO, errno, "%s: cannot read tensor '%s'", st->path,
+                                  shown(t->name, nb, sizeof nb));
+        if (r == 0)
+            return lh_error_set(err, LH_ERR_IO, "%s: file shrank while reading tensor '%s'",
+                                st->path, shown(t->name, nb, sizeof nb));
+        p += r;
+        off += r;
+        len -= (size_t)r;
+    }
+    return LH_OK;
+}
+
 lh_status lh_st_read_f32(const lh_safetensors *st, const lh_st_tensor *t, float *dst,
                          lh_error *err)
 {
@@ -446,6 +474,31 @@ lh_status lh_st_read_f32(const lh_safetensors *st, const lh_st_tensor *t, float 
     if (t->numel > SIZE_MAX / sizeof(float))
         return lh_error_set(err, LH_ERR_NOMEM, "%s: tensor '%s' is too large", o,
                             shown(t->name, nb, sizeof nb));
+    size_t bytes = (size_t)(t->end - t->begin);
+    if (st && st->fd >= 0 && bytes) {
+        /* the tensor's place in the file: data points into the mapping */
+        off_t off = (off_t)((const uint8_t *)t->data - st->base);
+        if (t->dtype == LH_F32)
+            return read_at(st, t, dst, bytes, off, err);
+        size_t esize = lh_dtype_bits(t->dtype) / 8;
+        size_t chunk = (256u << 10) / esize * esize; /* bounce buffer, stays in cache */
+        if (chunk > bytes)
+            chunk = bytes;
+        void *buf = malloc(chunk);
+        if (!buf)
+            return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", o);
+        for (size_t done = 0; done < bytes; done += chunk) {
+            size_t k = bytes - done < chunk ? bytes - done : chunk;
+            lh_status rc = read_at(st, t, buf, k, off + (off_t)done, err);
+            if (rc) {
+                free(buf);
+                return rc;
+            }
+            lh_convert_to_f32(t->dtype, buf, dst + done / esize, k / esize);
+        }
+        free(buf);
+        return LH_OK;
+    }
     lh_convert_to_f32(t->dtype, t->data, dst, (size_t)t->numel);
     return LH_OK;
 }

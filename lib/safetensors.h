@@ -38,6 +38,8 @@ typedef struct lh_safetensors {
     const uint8_t *base;   /* the whole file (mapping or caller's buffer) */
     size_t size;           /* file size in bytes */
     int mapped;            /* base is our mmap (munmap on free) */
+    int fd;                /* the open file (lh_st_open), else -1: lh_st_read_f32
+                              uses pread(), which beats faulting the mapping in */
     size_t n_tensors;
     lh_st_tensor *tensors; /* [n_tensors], in header (file) order */
     size_t n_meta;
@@ -58,7 +60,9 @@ const lh_st_tensor *lh_st_find(const lh_safetensors *st, const char *name);
 const char *lh_st_meta(const lh_safetensors *st, const char *key);
 
 /* Copy a float tensor's data to dst as F32 (exact conversion). Errors if the
- * dtype is not F16/BF16/F32/F64. */
+ * dtype is not F16/BF16/F32/F64. Reads with pread() when the file is open
+ * (several times faster than touching the mapping on a VM; see
+ * docs/performance.md), so dst is the only memory it touches. */
 lh_status lh_st_read_f32(const lh_safetensors *st, const lh_st_tensor *t,
                          float *dst /* [t->numel] */, lh_error *err);
 /* Zero-copy view when the tensor is F32 and 4-byte aligned in memory, else

@@ -303,6 +303,55 @@ START_TEST(test_roundtrip_dtypes)
 }
 END_TEST
 
+START_TEST(test_read_large_and_shrunk)
+{
+    /* tensors larger than lh_st_read_f32's bounce buffer, read in chunks */
+    enum { N = 300007 };
+    float *src = malloc(N * sizeof *src), *back = malloc(N * sizeof *back);
+    uint16_t *bf = malloc(N * sizeof *bf);
+    double *f64 = malloc(N * sizeof *f64);
+    for (int i = 0; i < N; i++) {
+        src[i] = (float)i * 0.001f - 7.0f;
+        f64[i] = src[i];
+    }
+    lh_convert_from_f32(LH_BF16, src, bf, N);
+    lh_st_entry e[] = {
+        { .name = "bf", .dtype = LH_BF16, .ndim = 1, .shape = { N }, .data = bf },
+        { .name = "d", .dtype = LH_F64, .ndim = 1, .shape = { N }, .data = f64 },
+        { .name = "f", .dtype = LH_F32, .ndim = 1, .shape = { N }, .data = src },
+    };
+    char dir[] = "/tmp/lh-st-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char *path = lh_path_join(dir, "big.safetensors");
+    lh_error err = { 0 };
+    ck_assert_int_eq(lh_st_write(path, e, 3, NULL, NULL, 0, &err), LH_OK);
+    lh_safetensors *st;
+    ck_assert_int_eq(lh_st_open(path, &st, &err), LH_OK);
+    ck_assert_int_ge(st->fd, 0);
+    for (int k = 0; k < 3; k++) {
+        memset(back, 0xff, N * sizeof *back);
+        ck_assert_int_eq(lh_st_read_f32(st, lh_st_find(st, e[k].name), back, &err), LH_OK);
+        int bad = 0;
+        for (int i = 0; i < N; i++) {
+            float want = k == 0 ? lh_bf16_to_f32(bf[i]) : src[i];
+            bad += memcmp(&back[i], &want, 4) != 0;
+        }
+        ck_assert_int_eq(bad, 0);
+    }
+    /* the file shrinks under us: an error, not a SIGBUS */
+    ck_assert_int_eq(truncate(path, 1000), 0);
+    ck_assert_int_eq(lh_st_read_f32(st, lh_st_find(st, "f"), back, &err), LH_ERR_IO);
+    ck_assert(strstr(err.msg, "file shrank while reading tensor 'f'") && strstr(err.msg, path));
+    lh_st_free(st);
+    lh_rmtree(dir);
+    free(path);
+    free(src);
+    free(back);
+    free(bf);
+    free(f64);
+}
+END_TEST
+
 START_TEST(test_unaligned_view)
 {
     /* a buffer that puts F32 data at an odd address: no view, but reads work */
@@ -315,6 +364,7 @@ START_TEST(test_unaligned_view)
     lh_safetensors *st;
     lh_error err = { 0 };
     ck_assert_int_eq(lh_st_parse(odd + 1, size, "odd", &st, &err), LH_OK);
+    ck_assert_int_eq(st->fd, -1); /* a buffer: reads come from memory */
     const lh_st_tensor *t = lh_st_find(st, "w");
     ck_assert_ptr_null(lh_st_f32_view(t));
     float back[2];
@@ -551,6 +601,7 @@ static Suite *safetensors_suite(void)
     tcase_add_test(w, test_writer_refusals);
     tcase_add_test(w, test_roundtrip_dtypes);
     tcase_add_test(w, test_unaligned_view);
+    tcase_add_test(w, test_read_large_and_shrunk);
     suite_add_tcase(s, w);
     TCase *r = tcase_create("reader");
     tcase_set_timeout(r, 30);
