@@ -27,7 +27,8 @@ static void usage(FILE *f)
     fprintf(f, "usage: lorahub compose [-m METHOD] [-w W1,W2,...] [--weights FILE] [--rank K]\n"
                "                       [--density D] [--majority-sign total|frequency] "
                "[--seed S]\n"
-               "                       [--clamp Q] [--dtype f32|f16|bf16] [--json] [--force]\n"
+               "                       [--clamp Q] [--peft] [--dtype f32|f16|bf16] [--json] "
+               "[--force]\n"
                "                       -o OUTDIR MODULE...\n");
 }
 
@@ -294,7 +295,7 @@ static int method_is_ties(lh_merge_method m)
 }
 
 enum { OPT_WEIGHTS = 256, OPT_RANK, OPT_DENSITY, OPT_SIGN, OPT_SEED, OPT_CLAMP, OPT_DTYPE,
-       OPT_JSON, OPT_FORCE };
+       OPT_JSON, OPT_FORCE, OPT_PEFT };
 
 int cmd_compose(int argc, char **argv)
 {
@@ -309,6 +310,7 @@ int cmd_compose(int argc, char **argv)
         {"dtype", required_argument, NULL, OPT_DTYPE},
         {"json", no_argument, NULL, OPT_JSON},
         {"force", no_argument, NULL, OPT_FORCE},
+        {"peft", no_argument, NULL, OPT_PEFT},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -383,6 +385,7 @@ int cmd_compose(int argc, char **argv)
             break;
         case OPT_JSON: as_json = 1; break;
         case OPT_FORCE: force = 1; break;
+        case OPT_PEFT: mo.peft_parity = 1; break;
         case 'h': usage(stdout); return LH_EXIT_OK;
         case ':':
             return cmd_usage_error(CMD, "option '%s' needs a value", argv[optind - 1]);
@@ -404,6 +407,8 @@ int cmd_compose(int argc, char **argv)
         return cmd_usage_error(CMD, "--seed applies to the dare methods, not %s", mname);
     if (set_clamp && !method_is_svd(mo.method))
         return cmd_usage_error(CMD, "--clamp applies to the svd methods, not %s", mname);
+    if (mo.peft_parity && mo.method == LH_MERGE_LORAHUB)
+        return cmd_usage_error(CMD, "--peft: lorahub is not a PEFT method");
     if (!outdir)
         return cmd_usage_error(CMD, "no output directory (-o OUTDIR)");
     if (optind >= argc)

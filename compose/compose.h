@@ -47,9 +47,11 @@ typedef struct lh_merge_opts {
     lh_majority_sign majority_sign;
     uint64_t seed;            /* DARE's Bernoulli mask */
     double clamp_quantile;    /* svd forms: 0 = off, else in (0,1] */
+    int peft_parity;          /* 1 = PEFT's quirks: svd forms scale twice (w s^2 B A),
+                                 TIES elects the sign on unweighted tensors */
 } lh_merge_opts;
 
-/* Defaults: lorahub, rank 0, density 1, total, seed 0, no clamp. */
+/* Defaults: lorahub, rank 0, density 1, total, seed 0, no clamp, exact math. */
 void lh_merge_opts_default(lh_merge_opts *o);
 const char *lh_merge_method_name(lh_merge_method m);
 /* Parse "lorahub", "cat", "dare-ties-svd", ... Returns 0 on success. */

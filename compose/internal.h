@@ -72,9 +72,12 @@ void lhc_prune_random_init(lhc_prune *st, uint64_t stream, double density);
 /* The sparsify-and-merge step on one chunk of len elements. y[i] (NULL =
  * module absent or zero weight) holds module i's already-weighted values for
  * this chunk and is pruned in place; dst [len] receives the merge. method is
- * one of the factor-space enum values (ties, dare-*, magnitude-prune). */
+ * one of the factor-space enum values (ties, dare-*, magnitude-prune).
+ * unweight [n] (NULL = elect on y itself) maps y_i back to the unweighted
+ * tensor for PEFT's sign election (y_i * unweight[i]). */
 void lhc_sparse_chunk(lh_merge_method method, lh_majority_sign sign, double density, size_t n,
-                      float *const *y, lhc_prune *st, size_t len, float *dst);
+                      float *const *y, lhc_prune *st, const double *unweight, size_t len,
+                      float *dst);
 
 /* Per-target workers (compose/svd.c, compose/sparse.c). Each writes target t
  * of out (A [K, d_in], B [d_out, K], K = p->rank), zero padding included. */

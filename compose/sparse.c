@@ -97,7 +97,8 @@ static int method_is_ties(lh_merge_method m)
 }
 
 void lhc_sparse_chunk(lh_merge_method method, lh_majority_sign sign, double density, size_t n,
-                      float *const *y, lhc_prune *st, size_t len, float *dst)
+                      float *const *y, lhc_prune *st, const double *unweight, size_t len,
+                      float *dst)
 {
     const int random = method_is_random(method);
     const float inv = (float)(1.0 / density);
@@ -141,7 +142,7 @@ void lhc_sparse_chunk(lh_merge_method method, lh_majority_sign sign, double dens
         for (size_t i = 0; i < n; i++) {
             if (!y[i])
                 continue;
-            float v = y[i][j];
+            double v = unweight ? y[i][j] * unweight[i] : y[i][j];
             if (sign == LH_SIGN_TOTAL)
                 tot += v;
             else
@@ -153,9 +154,9 @@ void lhc_sparse_chunk(lh_merge_method method, lh_majority_sign sign, double dens
         for (size_t i = 0; i < n; i++) {
             if (!y[i])
                 continue;
-            float v = y[i][j];
+            double v = unweight ? y[i][j] * unweight[i] : y[i][j];
             if (up ? v > 0 : v < 0) {
-                sum += v;
+                sum += y[i][j];
                 cnt++;
             }
         }
@@ -175,10 +176,12 @@ lh_status lhc_sparse_factored(lh_compose_plan *p, size_t t, const double *w, lh_
     float *ws = malloc((n + 1) * big * sizeof *ws); /* [n+1, big]: y_i, then the merge */
     float **y = calloc(n, sizeof *y);               /* [n] */
     lhc_prune *pr = calloc(n, sizeof *pr);          /* [n] */
-    if (!ws || !y || !pr) {
+    double *unw = calloc(n, sizeof *unw);           /* [n] 1/coefficient, for PEFT parity */
+    if (!ws || !y || !pr || !unw) {
         free(ws);
         free(y);
         free(pr);
+        free(unw);
         return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory merging target '%s'",
                             lh_merge_method_name(op->method), o->name);
     }
@@ -195,6 +198,7 @@ lh_status lhc_sparse_factored(lh_compose_plan *p, size_t t, const double *w, lh_
             double coef = sqrt(fabs(c));
             if (side == 0 && c < 0)
                 coef = -coef;
+            unw[i] = 1.0 / coef;
             float *v = ws + i * big;
             const float *x = side == 0 ? s->A : s->B;
             for (size_t j = 0; j < len; j++)
@@ -209,7 +213,8 @@ lh_status lhc_sparse_factored(lh_compose_plan *p, size_t t, const double *w, lh_
                 lhc_prune_magnitude_init(&pr[i], v, len, op->density);
         }
         float *m = ws + n * big;
-        lhc_sparse_chunk(op->method, op->majority_sign, op->density, n, y, pr, len, m);
+        lhc_sparse_chunk(op->method, op->majority_sign, op->density, n, y, pr,
+                         op->peft_parity ? unw : NULL, len, m);
         if (side == 0) {
             memcpy(o->A, m, na * sizeof *m);
         } else {
@@ -220,6 +225,7 @@ lh_status lhc_sparse_factored(lh_compose_plan *p, size_t t, const double *w, lh_
     free(ws);
     free(y);
     free(pr);
+    free(unw);
     return LH_OK;
 }
 
@@ -271,8 +277,9 @@ lh_status lhc_sparse_dense_svd(lh_compose_plan *p, size_t t, const double *w, lh
     float **yb = calloc(n, sizeof *yb);                             /* [n] */
     lhc_prune *pr = calloc(n, sizeof *pr);                          /* [n] */
     float *cs = malloc(n * sizeof *cs);                             /* [n] c_i */
+    double *unw = calloc(n, sizeof *unw);                           /* [n] PEFT parity */
     lh_status st = LH_OK;
-    if (!merged || (need_pass1 && !full) || !blk || !y || !yb || !pr || !cs) {
+    if (!merged || (need_pass1 && !full) || !blk || !y || !yb || !pr || !cs || !unw) {
         st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory for the %dx%d delta of '%s'",
                           lh_merge_method_name(op->method), dout, din, o->name);
         goto done;
@@ -281,9 +288,15 @@ lh_status lhc_sparse_dense_svd(lh_compose_plan *p, size_t t, const double *w, lh
     for (size_t i = 0; i < n; i++) {
         const lh_target *s = p->src[t * n + i];
         double c = s ? w[i] * (double)s->scale : 0.0;
-        cs[i] = (float)c;
         if (c == 0.0)
             continue;
+        /* PEFT weights s_i B_i A_i (which has the scale) by w_i s_i, and
+         * elects the sign on s_i B_i A_i before weighting */
+        if (op->peft_parity) {
+            unw[i] = 1.0 / c;
+            c *= (double)s->scale;
+        }
+        cs[i] = (float)c;
         any = 1;
         yb[i] = blk + i * (size_t)rows * din;
         if (method_is_random(fm)) {
@@ -309,7 +322,8 @@ lh_status lhc_sparse_dense_svd(lh_compose_plan *p, size_t t, const double *w, lh
                 delta_rows(p->src[t * n + i], cs[i], r0, r1, y[i]);
         }
         lhc_sparse_chunk(fm, op->majority_sign, op->density, n, y, pr,
-                         (size_t)(r1 - r0) * din, merged + (size_t)r0 * din);
+                         op->peft_parity ? unw : NULL, (size_t)(r1 - r0) * din,
+                         merged + (size_t)r0 * din);
     }
     free(full);
     full = NULL;
@@ -322,5 +336,6 @@ done:
     free(yb);
     free(pr);
     free(cs);
+    free(unw);
     return st;
 }

@@ -118,6 +118,8 @@ lh_status lhc_svd_factored(lh_compose_plan *p, size_t t, const double *w, lh_tar
     const int K = p->rank, din = o->d_in, dout = o->d_out;
     memset(o->A, 0, (size_t)K * din * sizeof *o->A);
     memset(o->B, 0, (size_t)dout * K * sizeof *o->B);
+    /* PEFT parity: PEFT's svd weights s_i B_i A_i by w_i s_i (scale twice) */
+    const int twice = p->o.peft_parity;
     int R = 0;
     for (size_t i = 0; i < n; i++) {
         const lh_target *s = p->src[t * n + i];
@@ -153,7 +155,7 @@ lh_status lhc_svd_factored(lh_compose_plan *p, size_t t, const double *w, lh_tar
         double c = s ? w[i] * (double)s->scale : 0.0;
         if (c == 0.0)
             continue;
-        const float cf = (float)c;
+        const float cf = (float)(twice ? c * (double)s->scale : c);
         for (int j = 0; j < s->r; j++) {
             float *col = Bs + (size_t)(off + j) * dout;
             for (int row = 0; row < dout; row++)

@@ -514,7 +514,50 @@ START_TEST(test_ties_hand)
     const float An[4] = {3, 0, 3, 0};
     expect_factors(out, An, Bt);
     lh_adapter_free(out);
+    /* PEFT parity: the election on the unweighted pruned tensors, as worked
+     * out above: [(3 - 2)/2, 0, 2/1, 0]; B: unweighted B_1' = [2, 0],
+     * B_2' = [0, 1.5] agree everywhere, so B is unchanged. */
+    o.peft_parity = 1;
+    out = compose_ok(m, 2, wn, &o);
+    const float Ap[4] = {0.5f, 0, 2, 0};
+    expect_factors(out, Ap, Bt);
+    lh_adapter_free(out);
     free_all(m, 2);
+}
+END_TEST
+
+/* PEFT parity in the svd forms: the scale enters twice, sum w_i s_i^2 B_i A_i. */
+START_TEST(test_peft_parity_svd)
+{
+    lh_adapter *m[3];
+    mixed_modules(m);
+    const double w[3] = {0.9, -0.6, 1.4};
+    const lh_merge_method ms[] = {LH_MERGE_SVD, LH_MERGE_MAGNITUDE_PRUNE_SVD};
+    for (size_t k = 0; k < 2; k++) {
+        lh_merge_opts o = opts_of(ms[k]);
+        o.peft_parity = 1;
+        o.rank = 3;
+        lh_adapter *out = compose_ok(m, 3, w, &o);
+        for (size_t t = 0; t < out->n_targets; t++) {
+            const lh_target *ot = &out->targets[t];
+            double *ref = calloc((size_t)ot->d_out * ot->d_in, sizeof *ref);
+            for (int i = 0; i < 3; i++) {
+                const lh_target *s = lh_adapter_find(m[i], ot->name);
+                if (!s)
+                    continue;
+                const double wi[1] = {w[i] * s->scale}; /* w s, times the s in ref_sum */
+                lh_adapter *one[1] = {m[i]};
+                double *d = ref_sum(one, 1, wi, ot->name, ot->d_out, ot->d_in);
+                for (int j = 0; j < ot->d_out * ot->d_in; j++)
+                    ref[j] += d[j];
+                free(d);
+            }
+            check_svd_target(ot, ref, 3);
+            free(ref);
+        }
+        lh_adapter_free(out);
+    }
+    free_all(m, 3);
 }
 END_TEST
 
@@ -801,6 +844,7 @@ static Suite *compose_suite(void)
     tcase_add_test(tc, test_ties_hand);
     tcase_add_test(tc, test_dare);
     tcase_add_test(tc, test_sparse_svd_forms);
+    tcase_add_test(tc, test_peft_parity_svd);
     tcase_add_test(tc, test_shape_mismatch);
     tcase_add_test(tc, test_names);
     tcase_add_test(tc, test_plan_reuse);

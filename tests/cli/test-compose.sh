@@ -53,6 +53,10 @@ expect_exit 0 "$LORAHUB" compose -m dare-ties --density 0.5 --seed 9 --majority-
     -w 0.5,0.5 -o dt2 hub/task1 hub/task2
 cmp -s dt/adapter_model.safetensors dt2/adapter_model.safetensors || fail "same seed, different output"
 expect_exit 0 "$LORAHUB" compose -m magnitude-prune-svd --density 0.3 --rank 2 --dtype f16 -o mp hub/task1 hub/task2
+# --peft: the svd forms scale twice (task2 has scale 4: a different result)
+expect_exit 0 "$LORAHUB" compose -m svd --peft -w 1,1 -o peft hub/task1 hub/task2
+expect_exit 0 "$LORAHUB" compose -m svd -w 1,1 -o exact hub/task1 hub/task2
+cmp -s peft/adapter_model.safetensors exact/adapter_model.safetensors && fail "--peft changed nothing"
 expect_exit 0 "$LORAHUB" compose -o one hub/task1
 expect_out_contains "composed 1 module with lorahub into one: rank 4"
 # weights as a JSON list, as TSV, and as a mapping keyed by path, from stdin
@@ -102,6 +106,7 @@ bad 2 "--density '0'" -m ties --density 0 -o x hub/task1
 bad 2 "--seed applies to the dare methods" -m ties --seed 1 -o x hub/task1
 bad 2 "--majority-sign 'most'" -m ties --majority-sign most -o x hub/task1
 bad 2 "--dtype 'f64'" --dtype f64 -o x hub/task1
+bad 2 "--peft: lorahub is not a PEFT method" --peft -o x hub/task1
 bad 2 "no output directory" hub/task1
 bad 2 "no modules given" -o x
 bad 2 "unknown option '--frobnicate'" --frobnicate -o x hub/task1
