@@ -7,6 +7,17 @@
 #include "mos.h"
 #include "peft.h"
 
+/* Names and values quoted from a file may hold control characters (a JSON
+ * "\n" escape); the message must stay one line. */
+static lh_status one_line(lh_status st, lh_error *err)
+{
+    if (st != LH_OK && err)
+        for (char *c = err->msg; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
+    return st;
+}
+
 /* Last path component without trailing slashes ("a/b/" -> "b"). */
 static char *base_name(const char *path)
 {
@@ -37,7 +48,7 @@ static lh_status set_names(lh_adapter *a, const char *path, lh_error *err)
     return LH_OK;
 }
 
-lh_status lh_adapter_load(const char *path, lh_adapter **out, lh_error *err)
+static lh_status load_impl(const char *path, lh_adapter **out, lh_error *err)
 {
     *out = NULL;
     lh_adapter *a = NULL;
@@ -84,8 +95,13 @@ lh_status lh_adapter_load(const char *path, lh_adapter **out, lh_error *err)
         st = set_names(a, path, err);
     if (st != LH_OK) {
         lh_adapter_free(a);
-        return st;
+        return one_line(st, err);
     }
     *out = a;
     return LH_OK;
+}
+
+lh_status lh_adapter_load(const char *path, lh_adapter **out, lh_error *err)
+{
+    return one_line(load_impl(path, out, err), err);
 }

@@ -21,6 +21,17 @@
 #include "sha256.h"
 #include "strbuf.h"
 
+/* Names and values quoted from a file may hold control characters (a JSON
+ * "\n" escape); the message must stay one line. */
+static lh_status one_line(lh_status st, lh_error *err)
+{
+    if (st != LH_OK && err)
+        for (char *c = err->msg; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
+    return st;
+}
+
 static const char *mos_origin(const lh_mos *m) { return m->path ? m->path : "mos"; }
 
 static int valid_type_name(const char *s)
@@ -330,7 +341,7 @@ static char *base_name(const char *path)
     return strdup(s ? s + 1 : path);
 }
 
-lh_status lh_mos_load(const char *path, lh_mos **out, lh_error *err)
+static lh_status mos_load_impl(const char *path, lh_mos **out, lh_error *err)
 {
     *out = NULL;
     lh_safetensors *st = NULL;
@@ -556,7 +567,7 @@ done:
     lh_st_free(st);
     if (s != LH_OK) {
         lh_mos_free(m);
-        return s;
+        return one_line(s, err);
     }
     *out = m;
     return LH_OK;
@@ -840,4 +851,9 @@ done:
     free(e);
     free(cfg);
     return st;
+}
+
+lh_status lh_mos_load(const char *path, lh_mos **out, lh_error *err)
+{
+    return one_line(mos_load_impl(path, out, err), err);
 }

@@ -312,6 +312,9 @@ START_TEST(test_missing_files)
     expect_fail("c", LH_ERR_FORMAT, "peft_type");
     write_text(path_in("c", "adapter_config.json"), "{\"peft_type\": \"IA3\"}");
     expect_fail("c", LH_ERR_UNSUPPORTED, "IA3");
+    /* a value with a newline in it still gives a one-line message */
+    write_text(path_in("c", "adapter_config.json"), "{\"peft_type\": \"IA3\\nX\"}");
+    expect_fail("c", LH_ERR_UNSUPPORTED, "IA3?X");
     write_text(path_in("c", "adapter_config.json"), "{\"peft_type\": \"LORA\", \"r\": 0}");
     expect_fail("c", LH_ERR_FORMAT, "'r'");
     write_text(path_in("c", "adapter_config.json"), "{\"peft_type\": \"LORA\", \"r\": 4}");
