@@ -566,6 +566,10 @@ static int run_job(const cfg *c, const char *job_name, int quiet, int verbose)
         }
         free(p);
     }
+    if (st == LH_OK && !c->v[K_PICK].set && ms->n < ms->n_available && !quiet)
+        fprintf(stderr, "lorahub adapt: %s: using %zu of %zu modules, drawn with seed %llu "
+                        "(--pick 0 uses all)\n",
+                job_name, ms->n, ms->n_available, (unsigned long long)so.seed);
     if (st == LH_OK)
         st = lh_examples_load(c->v[K_EXAMPLES].s, &ex, &err);
     lh_backend_opts bo;

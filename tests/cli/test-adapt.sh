@@ -208,6 +208,17 @@ expect_exit 0 "$LORAHUB" adapt --modules hub --pick 2 --seed 1 --examples task.j
     --backend-cmd "$BCMD" --budget 3 --weights-out p1b.tsv
 [ "$(cut -f 1 p1.tsv)" = "$(cut -f 1 p1b.tsv)" ] || fail "the same seed drew other modules"
 [ "$(cat p*.tsv | cut -f 1 | sort -u | wc -l)" -eq 3 ] || fail "twelve seeds never drew some module"
+# more than 20 modules: the reference's 20 are drawn unless --pick says otherwise
+mkdir big
+i=1; while [ $i -le 22 ]; do "$GEN" big/b$i $i --layers 1 --types q_proj:8:8 --r 1; i=$((i + 1)); done
+expect_exit 0 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB" --budget 2 \
+    --weights-out big.tsv
+[ "$(wc -l <big.tsv)" -eq 20 ] || fail "default pick: $(wc -l <big.tsv) modules"
+expect_err_contains "using 20 of 22 modules, drawn with seed 42"
+expect_exit 0 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB" --budget 2 \
+    --pick 0 --weights-out big0.tsv
+[ "$(wc -l <big0.tsv)" -eq 22 ] || fail "--pick 0: $(wc -l <big0.tsv) modules"
+[ ! -s "$TMP/err" ] || fail "--pick 0 printed: $(cat "$TMP/err")"
 
 # ---- module selection: preselect, best-single, uniform ----
 expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --log $TMP/sel.log" \
