@@ -56,6 +56,11 @@ MODULE_VARIANTS = {
     "atbash": dict(r=8, alpha=8, use_rslora=True),
     "capitalize": dict(r=8, alpha=32),
 }
+# Upstream tasks with test files but no module: their answers are capital
+# letters, which the base never saw in pretraining, and LoRA could not learn
+# to emit those tokens in the module budget (loss stuck at ~4.4 nats).
+SKIP_MODULES = {"uppercase": "answers in capitals, never seen by the base",
+                "capitalize": "answers in capitals, never seen by the base"}
 MODULE_TRAIN = dict(steps=700, batch=32, lr=3e-3)
 MOS_TASKS = ["reverse", "caesar1", "plural"]
 MOS = dict(r=8, l=2, R=4, p=1, alpha=16, routing_seed=SEED + 7)
@@ -175,7 +180,7 @@ class Zoo:
         # tokenizer: trained on pretraining and upstream text only
         texts = []
         for t in T.TASKS:
-            if t.family == "unseen":
+            if t.family == "unseen" or not t.tok:
                 continue
             for e in T.sample(t, 200, task_seed(t.name, 4), distinct=False):
                 texts.append(e["input"])
@@ -235,7 +240,7 @@ class Zoo:
     # -- LoRA modules ----------------------------------------------------------
 
     def stage_modules(self, only=None, jobs=1):
-        names = [t.name for t in T.family("upstream") if not only or t.name in only]
+        names = [t.name for t in T.family("upstream") if (not only or t.name in only) and t.name not in SKIP_MODULES]
         if jobs > 1:
             # independent workers, one thread each: every module has its own
             # seed, so the result does not depend on the split
@@ -255,7 +260,7 @@ class Zoo:
         enc = TR.Encoded(tok)
         model = self.load_base()
         for t in T.family("upstream"):
-            if only and t.name not in only:
+            if (only and t.name not in only) or t.name in SKIP_MODULES:
                 continue
             v = dict(r=8, alpha=16, use_rslora=False)
             v.update(MODULE_VARIANTS.get(t.name, {}))
@@ -387,6 +392,7 @@ class Zoo:
 
 
     def stage_readme(self):
+        self.skip = SKIP_MODULES
         RD.write(self, T)
 
 
