@@ -167,9 +167,7 @@ class Zoo:
             write_jsonl(os.path.join(d, "test.jsonl"), test)
             ex = {e["input"] for e in test}
             if t.family == "upstream":
-                val = T.sample(t, N_VAL, task_seed(t.name, 2), exclude=ex)
-                write_jsonl(os.path.join(d, "val.jsonl"), val)
-                ex |= {e["input"] for e in val}
+                ex |= {e["input"] for e in self.val_set(t.name, test)}
                 write_jsonl(os.path.join(d, "fewshot.jsonl"), T.sample(t, N_SHOT, task_seed(t.name, 3), exclude=ex))
             else:
                 for k in range(1, N_FEWSHOT_SEEDS + 1):
@@ -195,17 +193,20 @@ class Zoo:
         self.save_results()
         log("data + tokenizer: %d merges, vocab %d (%.0f s)" % (len(merges), tok.vocab_size, time.time() - t0))
 
+    def val_set(self, name, test=None):
+        """The validation examples that stop a module's training: regenerated
+        from their seed (not stored, to keep the zoo small)."""
+        if test is None:
+            test = read_jsonl(self.p("tasks", name, "test.jsonl"))
+        return T.sample(T.BY_NAME[name], N_VAL, task_seed(name, 2), exclude={e["input"] for e in test})
+
     def tokenizer(self):
         return Tokenizer.load(self.p("base", "tokenizer.json"))
 
     def exclude(self, name):
         """Inputs a trainer must not see for task name: its test and val sets."""
-        ex = set()
-        for f in ("test.jsonl", "val.jsonl"):
-            path = self.p("tasks", name, f)
-            if os.path.exists(path):
-                ex |= {e["input"] for e in read_jsonl(path)}
-        return ex
+        test = read_jsonl(self.p("tasks", name, "test.jsonl"))
+        return {e["input"] for e in test} | {e["input"] for e in self.val_set(name, test)}
 
     # -- base model ----------------------------------------------------------
 
@@ -268,7 +269,7 @@ class Zoo:
             ad, pc = lt.new_lora(model, v["r"], seed=seed, alpha=v["alpha"], use_rslora=v["use_rslora"])
             pc["base_model_name_or_path"] = BASE_NAME
             params = [x for a in ad.values() for x in a[:2]]
-            val = read_jsonl(self.p("tasks", t.name, "val.jsonl"))
+            val = self.val_set(t.name)
             test = read_jsonl(self.p("tasks", t.name, "test.jsonl"))
             log("module %s (r=%d alpha=%g rslora=%s)" % (t.name, v["r"], v["alpha"], v["use_rslora"]))
             base_acc = TR.accuracy(model, enc, test[:50])
@@ -301,7 +302,7 @@ class Zoo:
             t = T.BY_NAME[name]
             seed = task_seed(name, 7)
             mm = TR.MoSModule(rt, MOS["alpha"], seed)
-            val = read_jsonl(self.p("tasks", name, "val.jsonl"))
+            val = self.val_set(name)
             test = read_jsonl(self.p("tasks", name, "test.jsonl"))
             log("MoS %s" % name)
             steps, secs = TR.train_adapter(model, enc, t, mm.params(), lambda: model.set_lora(mm.materialize()),
