@@ -1194,14 +1194,15 @@ static void em_map_end(emit *e)
     e->depth = 0;
 }
 
-lh_status lh_search_write_report(const char *path, const lh_search_opts *o,
-                                 const lh_adapter *const *mods, size_t n,
-                                 const lh_search_result *res, const char *const *extra_kv,
-                                 lh_error *err)
+lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
+                                const lh_adapter *const *mods, size_t n,
+                                const lh_search_result *res, const char *const *extra_kv,
+                                char **out, lh_error *err)
 {
+    *out = NULL;
     lh_sb sb;
     lh_sb_init(&sb);
-    emit e = {&sb, ends_with(path, ".yaml") || ends_with(path, ".yml"), 0, {0, 0}};
+    emit e = {&sb, yaml, 0, {0, 0}};
     if (!e.yaml)
         lh_sb_append(&sb, "{");
     em_map_begin(&e, "weights");
@@ -1249,11 +1250,26 @@ lh_status lh_search_write_report(const char *path, const lh_search_opts *o,
         em_str(&e, extra_kv[i], extra_kv[i + 1]);
     lh_sb_append(&sb, e.yaml ? "\n" : "\n}\n");
     free(in_kept);
-    lh_status st;
-    if (!in_kept || lh_sb_failed(&sb))
-        st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
-    else
-        st = lh_write_file_atomic(path, sb.buf, sb.len, err);
-    lh_sb_release(&sb);
+    if (!in_kept || lh_sb_failed(&sb)) {
+        lh_sb_release(&sb);
+        return lh_error_set(err, LH_ERR_NOMEM, "report: out of memory");
+    }
+    *out = lh_sb_detach(&sb);
+    return LH_OK;
+}
+
+lh_status lh_search_write_report(const char *path, const lh_search_opts *o,
+                                 const lh_adapter *const *mods, size_t n,
+                                 const lh_search_result *res, const char *const *extra_kv,
+                                 lh_error *err)
+{
+    char *text;
+    lh_status st = lh_search_report_text(ends_with(path, ".yaml") || ends_with(path, ".yml"), o,
+                                         mods, n, res, extra_kv, &text, err);
+    if (st == LH_OK)
+        st = lh_write_file_atomic(path, text, strlen(text), err);
+    if (st == LH_ERR_NOMEM)
+        lh_error_prefix(err, path);
+    free(text);
     return st;
 }

@@ -136,5 +136,10 @@ lh_status lh_search_write_report(const char *path, const lh_search_opts *o,
                                  const lh_adapter *const *mods, size_t n,
                                  const lh_search_result *res, const char *const *extra_kv,
                                  lh_error *err);
+/* The same report as text (malloc'd), YAML when yaml is non-zero. */
+lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
+                                const lh_adapter *const *mods, size_t n,
+                                const lh_search_result *res, const char *const *extra_kv,
+                                char **out, lh_error *err);
 
 #endif

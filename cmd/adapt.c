@@ -324,7 +324,7 @@ static void usage(FILE *f)
             "                     [--budget N] [--bound B] [--l1 C] [--seed S]\n"
             "                     [--backend native|exec] [--backend-cmd CMD] [--backend-timeout SEC]\n"
             "                     [--nan-as-worst] [--resume] [--checkpoint FILE] [-o OUTDIR]\n"
-            "                     [--report FILE] [--trace FILE] [--weights-out FILE|-]\n"
+            "                     [--report FILE|-] [--trace FILE] [--weights-out FILE|-]\n"
             "                     [--preselect K] [--select search|best-single|uniform]\n"
             "                     [--preset paper] [--force] [-q] [-v]\n");
 }
@@ -524,6 +524,8 @@ static int run_job(const cfg *c, const char *job_name, int quiet, int verbose)
         rc = check_absent(report, "report", so.force);
     if (!rc)
         rc = check_absent(weights_out, "weights file", so.force);
+    if (!rc && report && weights_out && !strcmp(report, "-") && !strcmp(weights_out, "-"))
+        rc = cmd_usage_error(CMD, "--report - and --weights-out - both want standard output");
     if (rc) {
         free(ckpt_default);
         return rc;
@@ -617,8 +619,17 @@ static int run_job(const cfg *c, const char *job_name, int quiet, int verbose)
         const char *extra[] = {"preset", paper ? "paper" : "none", "backend", backend,
                                "examples", c->v[K_EXAMPLES].s, "job", job_name,
                                "output", output ? output : "", NULL};
-        st = lh_search_write_report(report, &so, (const lh_adapter *const *)ms->mods, ms->n, &res,
-                                    extra, &err);
+        if (!strcmp(report, "-")) {
+            char *text = NULL;
+            st = lh_search_report_text(0, &so, (const lh_adapter *const *)ms->mods, ms->n, &res,
+                                       extra, &text, &err);
+            if (st == LH_OK)
+                fputs(text, stdout);
+            free(text);
+        } else {
+            st = lh_search_write_report(report, &so, (const lh_adapter *const *)ms->mods, ms->n,
+                                        &res, extra, &err);
+        }
         if (st != LH_OK) {
             rc = cmd_fail(CMD, &err);
             goto out;

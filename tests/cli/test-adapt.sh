@@ -135,6 +135,16 @@ expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd
 ( cd "$TOP" && "$LORAHUB" adapt examples/jobs/toy.yaml -o "$TMP/toy" --report "$TMP/toy.yaml" ) \
     >out.txt 2>err.txt || fail "examples/jobs/toy.yaml: $(cat err.txt)"
 grep -q '^weights:' toy.yaml || fail "YAML report: $(head -n 3 toy.yaml)"
+# both report formats are what other parsers read (not only ours)
+if /usr/bin/python3 -c 'import yaml' 2>/dev/null; then
+    /usr/bin/python3 -c 'import sys, yaml; r = yaml.safe_load(open(sys.argv[1])); assert r["budget"] == 20 and len(r["weights"]) == 4' toy.yaml ||
+        fail "toy.yaml is not the YAML report it should be"
+fi
+"$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --budget 3 --report - >rep.out ||
+    fail "--report -"
+/usr/bin/python3 -c 'import sys, json; r = json.load(sys.stdin); assert r["evaluations"] == 3 and set(r["weights"]) == {"m1", "m2", "m3"}' <rep.out ||
+    fail "--report - is not the JSON report: $(head -c 300 rep.out)"
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --report - --weights-out -
 grep -q '^budget: 20$' toy.yaml || fail "YAML report: budget from the job"
 awk '/^best_loss:/ { exit !($2 < 2) }' toy.yaml || fail "toy backend: no improvement on w = 0"
 cat >j1.yaml <<EOF
