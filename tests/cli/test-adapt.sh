@@ -259,5 +259,22 @@ if [ -d "$NF/a" ]; then
     # float summation order
     awk -v a="$(num best_loss nat.json)" -v b="$(num rescored_loss nat.json)" \
         'BEGIN { d = a - b; exit !(d < 1e-5 * a && -d < 1e-5 * a) }' || fail "native: re-score differs"
+    # Conformance: the same search through the exec bridge with the PyTorch
+    # reference (examples/backends/torch_backend.py) sees the same losses.
+    # COBYLA's first three points are fixed (0, then +0.5 per module), so
+    # those losses must agree; later points follow from them.
+    if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+        for b in native torch; do
+            if [ $b = native ]; then set -- --base "$NF/a"; else
+                set -- --backend-cmd "/usr/bin/python3 $TOP/examples/backends/torch_backend.py --base $NF/a"; fi
+            expect_exit 0 "$LORAHUB" adapt "$@" --modules "$NF/a-lora,$NF/a-lora2" \
+                --examples "$NF/examples.jsonl" --budget 5 --trace conf-$b.tsv --weights-out conf-$b.w
+        done
+        paste conf-native.tsv conf-torch.tsv | awk -F'\t' 'NR > 1 && NR <= 4 {
+            d = $2 - $8; if (d < 0) d = -d; if (d > 1e-5 * $2) { print "eval " $1 ": " $2 " vs " $8; bad = 1 } }
+            END { exit bad }' || fail "native and torch backends disagree"
+        paste conf-native.w conf-torch.w | awk -F'\t' '{ d = $2 - $4; if (d < -1e-3 || d > 1e-3) bad = 1 }
+            END { exit bad }' || fail "native and torch searches ended apart: $(paste conf-native.w conf-torch.w)"
+    fi
 fi
 tmp_empty "the end"
