@@ -236,7 +236,7 @@ int main(int argc, char **argv)
         len[s] = SEQ;
         from[s] = SEQ / 2 - 1;
     }
-    nm_batch b = {NSEQ, ids, len, from};
+    nm_batch b = {NSEQ, ids, len, from, NULL};
     size_t n_head = NSEQ * (SEQ / 2);
     const lh_adapter *base[1] = {NULL};
     score_arg sa = {m, &b, base, 1, 1};
@@ -279,7 +279,7 @@ int main(int argc, char **argv)
     for (size_t k = 0; k < sizeof cand_T / sizeof cand_T[0]; k++) {
         size_t lenc[2] = {cand_T[k] / 2, cand_T[k] / 2};
         size_t fromc[2] = {cand_T[k] / 4, cand_T[k] / 4};
-        nm_batch bc = {2, ids, lenc, fromc};
+        nm_batch bc = {2, ids, lenc, fromc, NULL};
         score_arg sb = {m, &bc, cp, NC, 1}, sn = {m, &bc, cp, NC, 0};
         double t_b, t_n;
         compare(reps, time_score, &sb, time_score, &sn, &t_b, &t_n);

@@ -106,7 +106,7 @@ static void logits_case(const char *tag)
         float *want = exp_tensor(name, &nl);
         ck_assert_uint_eq(nl, n * (size_t)m->c.vocab);
         int32_t *ids = to_ids(fid, n);
-        nm_batch b = {1, ids, &n, NULL};
+        nm_batch b = {1, ids, &n, NULL, NULL};
         float *got = malloc(nl * sizeof *got);
         ck_assert_msg(nm_forward_logits(m, &b, a, got, &err) == LH_OK, "%s", err.msg);
         double worst = 0;
@@ -175,7 +175,7 @@ static void loss_case(const char *tag, const char *l1, const char *l2)
     lh_adapter *a1 = load_adapter(l1), *a2 = l2 ? load_adapter(l2) : NULL;
     exset e;
     load_examples(tag, &e);
-    nm_batch b = {e.n, e.ids, e.len, e.from};
+    nm_batch b = {e.n, e.ids, e.len, e.from, NULL};
     const lh_adapter *cands[3] = {NULL, a1, a2};
     char name[64];
     size_t nw;
@@ -201,7 +201,7 @@ static void loss_case(const char *tag, const char *l1, const char *l2)
     double sum[3] = {0, 0, 0};
     size_t off = 0;
     for (size_t k = 0; k < e.n; k++) {
-        nm_batch one = {1, e.ids + off, &e.len[k], &e.from[k]};
+        nm_batch one = {1, e.ids + off, &e.len[k], &e.from[k], NULL};
         double nll[3];
         size_t nt;
         ck_assert_msg(nm_score_batch(m, &one, cands, 3, 1, nll, &nt, &err) == LH_OK, "%s",
@@ -234,7 +234,7 @@ START_TEST(test_many_candidates)
     lh_adapter *a1 = load_adapter("a-lora"), *a2 = load_adapter("a-lora2");
     exset e;
     load_examples("a", &e);
-    nm_batch b = {e.n, e.ids, e.len, e.from};
+    nm_batch b = {e.n, e.ids, e.len, e.from, NULL};
     const lh_adapter *cands[7] = {a2, a1, NULL, a2, a1, a2, NULL};
     double nb[7], nl[7];
     size_t nt;
@@ -244,6 +244,10 @@ START_TEST(test_many_candidates)
     for (int i = 0; i < 7; i++)
         check_close(nb[i], nl[i], 1e-5, "batched vs loop");
     check_close(nb[0], nb[3], 1e-6, "same adapter twice");
+    /* A raised stop flag ends scoring with LH_ERR_INTERRUPTED. */
+    volatile sig_atomic_t stop = 1;
+    b.stop = &stop;
+    ck_assert_int_eq(nm_score_batch(m, &b, cands, 7, 1, nb, &nt, &err), LH_ERR_INTERRUPTED);
     check_close(nb[2], nb[6], 1e-6, "base twice");
     free(e.ids);
     lh_adapter_free(a1);
@@ -283,7 +287,7 @@ static void gen_case(const char *tag)
     memcpy(all, prompt, np * sizeof *all);
     memcpy(all + np, out, n_out * sizeof *all);
     float *logits = malloc(T * (size_t)m->c.vocab * sizeof *logits);
-    nm_batch b = {1, all, &T, NULL};
+    nm_batch b = {1, all, &T, NULL, NULL};
     ck_assert(nm_forward_logits(m, &b, a, logits, &err) == LH_OK);
     for (size_t i = np - 1; i < T; i++) {
         const float *row = logits + i * (size_t)m->c.vocab;
@@ -595,7 +599,7 @@ START_TEST(test_sliding_window)
     int32_t ids[5] = {1, 2, 3, 4, 0};
     float logits[5 * 5];
     size_t len = 4;
-    nm_batch b = {1, ids, &len, NULL};
+    nm_batch b = {1, ids, &len, NULL, NULL};
     ck_assert(nm_forward_logits(m, &b, NULL, logits, &err) == LH_OK);
     len = 5;
     ck_assert(nm_forward_logits(m, &b, NULL, logits, &err) == LH_ERR_UNSUPPORTED);
@@ -677,7 +681,7 @@ START_TEST(test_backend_text)
         double loss[2];
         ck_assert_msg(lh_backend_score(b, cands, 2, ex, loss, &err) == LH_OK, "%s", err.msg);
         byte_batch(ex, bos, eos, ids, len, from);
-        nm_batch bt = {ex->n, ids, len, from};
+        nm_batch bt = {ex->n, ids, len, from, NULL};
         double nll[2];
         size_t nt, counted;
         ck_assert(nm_score_batch(m, &bt, cands, 2, 0, nll, &nt, &err) == LH_OK);

@@ -385,7 +385,7 @@ typedef struct scored {
 
 /* Score candidates [c0, c0+nc) with stacked activations. */
 static lh_status score_group(const nm_model *m, const nm_batch *b, const nm_seqs *sq, size_t T,
-                             size_t mx, const nm_lora *loras, int nc, int max_rank,
+                             size_t mx, const nm_lora *loras, int c0, int nc, int max_rank,
                              const scored *sc, size_t n_sc, double *nll, lh_error *err)
 {
     const nm_config *c = &m->c;
@@ -415,8 +415,13 @@ static lh_status score_group(const nm_model *m, const nm_batch *b, const nm_seqs
         nm_layer(m, &w, (size_t)l, T, 1, lp, sq, NULL);
     for (int i = 1; i < nc; i++)
         memcpy(w.x + (size_t)i * T * D, w.x, T * D * sizeof(float));
-    for (int l = first; l < c->n_layers; l++)
+    for (int l = first; l < c->n_layers; l++) {
+        if (b->stop && *b->stop) {
+            s = lh_error_set(err, LH_ERR_INTERRUPTED, "interrupted");
+            goto out;
+        }
         nm_layer(m, &w, (size_t)l, T, nc, lp, sq, NULL);
+    }
     for (int i = 0; i < nc; i++) {
         double sum = 0.0;
         for (size_t k0 = 0; k0 < n_sc; k0 += NM_HEAD_CHUNK) {
@@ -438,7 +443,8 @@ static lh_status score_group(const nm_model *m, const nm_batch *b, const nm_seqs
             }
         }
         if (!isfinite(sum)) {
-            s = lh_error_set(err, LH_ERR_NUMERIC, "the loss of candidate %d is not finite", i);
+            s = lh_error_set(err, LH_ERR_NUMERIC, "the loss of candidate %d is not finite",
+                             c0 + i + 1);
             goto out;
         }
         nll[i] = sum;
@@ -501,7 +507,7 @@ lh_status nm_score_batch(const nm_model *m, const nm_batch *b, const lh_adapter 
     int group = batched ? (int)(cap < 1 ? 1 : cap > (size_t)n ? (size_t)n : cap) : 1;
     for (int i = 0; i < n && !s; i += group) {
         int nc = n - i < group ? n - i : group;
-        s = score_group(m, b, &sq, T, mx, loras + i, nc, max_rank, sc, n_sc, nll + i, err);
+        s = score_group(m, b, &sq, T, mx, loras + i, i, nc, max_rank, sc, n_sc, nll + i, err);
     }
     *n_tokens = n_sc;
 out:

@@ -10,6 +10,7 @@
 #ifndef LH_NATIVE_MODEL_H
 #define LH_NATIVE_MODEL_H
 
+#include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "../../../lib/adapter.h"
@@ -111,6 +112,9 @@ typedef struct nm_batch {
     const int32_t *ids;        /* [T] */
     const size_t *len;         /* [n_seq] */
     const size_t *score_from;  /* [n_seq]; may be NULL when only logits are wanted */
+    /* Optional: scoring stops with LH_ERR_INTERRUPTED between layers once
+     * *stop is non-zero (a SIGINT handler's flag). */
+    const volatile sig_atomic_t *stop;
 } nm_batch;
 
 /* Full logits [T, vocab] for one adapter (NULL = base). */

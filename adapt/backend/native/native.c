@@ -179,6 +179,7 @@ static lh_status build_batch(const nm_backend *b, const lh_examples *ex, nm_batc
     bt->ids = buf.v;
     bt->len = len;
     bt->score_from = from;
+    bt->stop = b->interrupt;
     *ids_out = buf.v;
     *len_out = len;
     *from_out = from;
