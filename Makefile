@@ -108,6 +108,11 @@ demo: deps
 demo-run: $(PROG)
 	@O=$(O) LORAHUB=$(abspath $(PROG)) sh examples/demo.sh
 
+# docs/results.md and docs/results.json from the bundled zoo (tools/table.sh; about 30 min on 2 cores).
+table: deps
+	@$(MAKE) --no-print-directory $(PROG)
+	@O=$(O) LORAHUB=$(abspath $(PROG)) sh tools/table.sh
+
 bench: deps
 	@$(MAKE) --no-print-directory bench-run
 

@@ -1,0 +1,45 @@
+# lorahub adapt on the bundled zoo (examples/zoo): a short search must find
+# weights whose objective beats w = 0 (the first evaluation of COBYLA), and the
+# adapter it writes, scored again by lorahub eval on the same examples, must
+# give the loss the report states (rescored_loss) to 1e-4 relative.
+. "$TOP/tests/cli/lib.sh"
+ZOO="$TOP/examples/zoo"
+TASK=caesar1_reworded
+[ -f "$ZOO/base/config.json" ] || fail "$ZOO/base is missing: the bundled zoo is part of the tree"
+FEW="$ZOO/tasks/$TASK/fewshot.jsonl"
+[ -f "$FEW" ] || fail "$FEW is missing"
+export OPENBLAS_NUM_THREADS=1
+cd "$TMP"
+
+expect_exit 0 "$LORAHUB" adapt -q --base "$ZOO/base" --modules "$ZOO/modules" --examples "$FEW" \
+    --budget 10 --optimizer cobyla -o merged --report report.json --trace trace.tsv
+num() { sed -n "s/^ *\"$1\": *\([-0-9.eE+]*\).*/\1/p" report.json; }
+[ "$(num evaluations)" = 10 ] || fail "evaluations $(num evaluations), want 10"
+rows=$(($(wc -l <trace.tsv) - 1))
+[ "$rows" -eq 10 ] || fail "trace has $rows evaluations, want 10"
+
+# evaluation 1 is w = 0: every weight column (4 .. NF-1) is zero
+awk -F '\t' 'NR == 2 { for (i = 4; i < NF; i++) if ($i + 0 != 0) exit 1 }' trace.tsv ||
+    fail "the first evaluation is not w = 0: $(sed -n 2p trace.tsv)"
+obj0=$(awk -F '\t' 'NR == 2 { print $3 }' trace.tsv)
+best=$(num best_objective)
+# the best row of the trace is the reported one
+tbest=$(awk -F '\t' 'NR > 1 && (m == "" || $3 < m) { m = $3 } END { print m }' trace.tsv)
+awk -v a="$best" -v b="$tbest" 'BEGIN { exit !(a == b) }' ||
+    fail "best_objective $best is not the trace's minimum $tbest"
+awk -v b="$best" -v z="$obj0" 'BEGIN { exit !(b < z - 1e-3) }' ||
+    fail "the search did not beat w = 0: best objective $best, w = 0 gives $obj0"
+
+# the written adapter reproduces the rescored loss
+[ -f merged/adapter_config.json ] && [ -f merged/adapter_model.safetensors ] ||
+    fail "no PEFT directory written"
+res=$(num rescored_loss)
+expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --adapter merged --examples "$FEW" --json --threads 1
+eloss=$(sed -n 's/.*"loss":\([-0-9.eE+]*\).*/\1/p' out)
+awk -v a="$eloss" -v b="$res" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= 1e-4 * b) }' ||
+    fail "lorahub eval gives loss $eloss for the written adapter, the report says $res"
+# and it is not the base model's loss
+expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --examples "$FEW" --json --threads 1
+base=$(sed -n 's/.*"loss":\([-0-9.eE+]*\).*/\1/p' out)
+awk -v a="$eloss" -v b="$base" 'BEGIN { exit !(a < b) }' || fail "adapter loss $eloss not below base $base"
+echo "ok: w=0 objective $obj0 -> $best; rescored $res, eval $eloss"
