@@ -463,6 +463,11 @@ static lh_status exec_open(const lh_backend_opts *o, void **out, lh_error *err)
         setpgid(0, 0);
         if (dup2(to_child[0], 0) < 0 || dup2(from_child[1], 1) < 0)
             _exit(126);
+#if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
+        /* Descriptors lorahub opened without O_CLOEXEC (module files,
+         * outputs) are none of the child's business. */
+        close_range(3, ~0U, 0);
+#endif
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
