@@ -15,7 +15,8 @@
 #   ZOO       the zoo (default examples/zoo)        OUT     output dir (default docs)
 #   SEEDS     seeds per task (default 5)            JOBS    parallel runs (default 2, at most 2)
 #   SLOW_SEEDS  seeds for the budget-200 methods (default 3, to keep make table near 30 min)
-#   AGGREGATE_ONLY=1  rebuild the outputs from the runs already in WORK
+#   AGGREGATE_ONLY=1  rebuild the outputs from the runs already in WORK (also from an
+#             interrupted run: runs go seed by seed, so the first seeds are complete first)
 #   TASKS     space-separated task names (default: every unseen task)
 #   METHODS   space-separated method names (default: all, see method_args)
 #   TEST_N    test examples scored (default 100)
@@ -125,9 +126,17 @@ n_modules=$(find -L "$ZOO/modules" -mindepth 2 -maxdepth 2 -name adapter_config.
 
 t0=$(date +%s)
 if [ "${AGGREGATE_ONLY:-0}" = 1 ]; then
-    [ -f "$WORK/meta.tsv" ] || { echo "tools/table.sh: no finished run in $WORK" >&2; exit 1; }
-    elapsed=$(sed -n 's/^elapsed\t//p' "$WORK/meta.tsv")
-    load=$(sed -n 's/^load\t//p' "$WORK/meta.tsv")
+    [ -f "$WORK/tokens.tsv" ] && [ -d "$WORK/runs" ] ||
+        { echo "tools/table.sh: no earlier run in $WORK" >&2; exit 1; }
+    find "$WORK/runs" -name result.tsv -exec cat {} + | sort >"$WORK/results.tsv"
+    if [ -f "$WORK/meta.tsv" ]; then
+        elapsed=$(sed -n 's/^elapsed\t//p' "$WORK/meta.tsv")
+        load=$(sed -n 's/^load\t//p' "$WORK/meta.tsv")
+    else  # interrupted: from the start to the last finished run
+        elapsed="$(( $(find "$WORK/runs" -name result.tsv -exec stat -c %Y {} + | sort -n | tail -n 1) -
+                     $(stat -c %Y "$WORK/tokens.tsv") )) (interrupted; plus the token counts)"
+        load=$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null || echo unknown)
+    fi
     mkdir -p "$OUT"
 else
 rm -rf "$WORK"
@@ -168,7 +177,8 @@ for task in $TASKS; do
     done
 done
 
-# The job list, slow methods first so the two workers finish together.
+# The job list seed by seed (an interrupted run still has whole seeds), slow
+# methods first within a seed so the two workers finish together.
 for task in $TASKS; do
     for m in $METHODS; do
         s=1
@@ -181,7 +191,7 @@ for task in $TASKS; do
             s=$((s + 1))
         done
     done
-done | awk '{ print ($3 ~ /200/ ? 0 : 1), $0 }' | sort -k1,1n -s | cut -d' ' -f2- >"$WORK/jobs"
+done | awk '{ print $2, ($3 ~ /200/ ? 0 : 1), $0 }' | sort -k1,1n -k2,2n -s | cut -d' ' -f3- >"$WORK/jobs"
 echo "tools/table.sh: $(wc -l <"$WORK/jobs") runs ($(echo $TASKS | wc -w) tasks, $SEEDS seeds," \
      "$(echo $METHODS | wc -w) methods), $JOBS at a time"
 xargs -P "$JOBS" -L 1 sh "$0" --job <"$WORK/jobs"
@@ -218,6 +228,7 @@ function sd(k,   v) {
     v = (ss[k] - s[k] * s[k] / n[k]) / (n[k] - 1)
     return v > 0 ? sqrt(v) : 0
 }
+function num(x, have) { return have ? sprintf("%.4f", x) : "null" }
 function tok(t, m) { return m == "icl-5" ? icl[t] / nicl[t] : plain[t] }
 END {
     nm = split(methods, M, " "); nt = split(tasks, T, " ")
@@ -227,9 +238,9 @@ END {
     for (i = 1; i <= nt; i++) {
         t = T[i]
         printf "    {\"task\": \"%s\", \"kind\": \"%s\"", t, kind[t] >json
-        for (j = 1; j <= nm; j++) printf ", \"%s\": %.4f", M[j], mean(t SUBSEP M[j]) >json
+        for (j = 1; j <= nm; j++) printf ", \"%s\": %s", M[j], num(mean(t SUBSEP M[j]), n[t SUBSEP M[j]]) >json
         printf ",\n     \"std\": {" >json
-        for (j = 1; j <= nm; j++) printf "%s\"%s\": %.4f", (j > 1 ? ", " : ""), M[j], sd(t SUBSEP M[j]) >json
+        for (j = 1; j <= nm; j++) printf "%s\"%s\": %s", (j > 1 ? ", " : ""), M[j], num(sd(t SUBSEP M[j]), n[t SUBSEP M[j]]) >json
         printf "},\n     \"seconds\": {" >json
         for (j = 1; j <= nm; j++) {
             k = t SUBSEP M[j]
@@ -246,19 +257,24 @@ END {
     # prompt tokens per test example and seconds per adapt run.
     printf "| method |" >md
     for (i = 1; i <= nt; i++) printf " %s |", T[i] >md
-    printf " **mean** | tokens/ex | s/run |\n|---|" >md
+    printf " **mean** | tokens/ex | s/run | runs |\n|---|" >md
     for (i = 1; i <= nt; i++) printf "---|" >md
-    printf "---|---|---|\n" >md
+    printf "---|---|---|---|\n" >md
     for (j = 1; j <= nm; j++) {
-        m = M[j]; tot = 0; ttok = 0; tsec = 0; ns = 0
+        m = M[j]; tot = 0; nd = 0; ttok = 0; tsec = 0; ns = 0; rmin = -1; rmax = 0
         printf "| %s |", m >md
         for (i = 1; i <= nt; i++) {
             k = T[i] SUBSEP m
+            ttok += tok(T[i], m)
+            if (!n[k]) { printf " — |" >md; rmin = 0; continue }
             printf " %.0f ± %.0f |", 100 * mean(k), 100 * sd(k) >md
-            tot += mean(k); ttok += tok(T[i], m)
+            tot += mean(k); nd++
             if (nsec[k]) { tsec += sec[k] / nsec[k]; ns++ }
+            if (rmin < 0 || n[k] < rmin) rmin = n[k]
+            if (n[k] > rmax) rmax = n[k]
         }
-        printf " **%.1f** | %.0f | %s |\n", 100 * tot / nt, ttok / nt, (ns ? sprintf("%.1f", tsec / ns) : "—") >md
+        printf " **%s** | %.0f | %s | %s |\n", (nd ? sprintf("%.1f", 100 * tot / nd) : "—"), ttok / nt, (ns ? sprintf("%.1f", tsec / ns) : "—"),
+               (rmin == rmax ? rmin : rmin "–" rmax) >md
     }
 }' "$WORK/kinds.tsv" "$WORK/tokens.tsv" "$WORK/results.tsv"
 
@@ -271,7 +287,7 @@ END {
     echo "$SEEDS seeds ($SLOW_SEEDS for the budget-200 runs; seed K: fewshot-K.jsonl and --seed K, which draws"
     echo "20 of the zoo's $n_modules modules); zero-shot does not depend on the seed and runs once."
     echo "tokens/ex: prompt tokens per test example (BOS + input; ICL adds 5 demonstrations)."
-    echo "s/run: wall seconds per lorahub adapt run (mean; from its report)."
+    echo "s/run: wall seconds per lorahub adapt run (mean; from its report). runs: seeds per task."
     echo "$(wc -l <"$WORK/results.tsv") runs, $JOBS at a time, in $elapsed s on $(nproc 2>/dev/null || echo '?') cores,"
     echo "load average at the end $load; $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo
