@@ -36,7 +36,7 @@ enum key_id {
     K_BASE, K_MODULES, K_PICK, K_EXAMPLES, K_METHOD, K_OPTIMIZER, K_BUDGET, K_BOUND, K_L1,
     K_SEED, K_BACKEND, K_BACKEND_CMD, K_BACKEND_TIMEOUT, K_NAN_AS_WORST, K_RESUME, K_OUTPUT,
     K_REPORT, K_TRACE, K_WEIGHTS_OUT, K_CHECKPOINT, K_FORCE, K_PRESELECT, K_SELECT, K_PRESET,
-    K_COUNT
+    K_DTYPE, K_COUNT
 };
 
 typedef enum { V_STR, V_PATH, V_INT, V_NUM, V_BOOL, V_MODULES } vtype;
@@ -70,6 +70,7 @@ static const struct keydef {
     [K_PRESELECT] = {"preselect", V_INT, 0, INT_MAX},
     [K_SELECT] = {"select", V_STR, 0, 0},
     [K_PRESET] = {"preset", V_STR, 0, 0},
+    [K_DTYPE] = {"dtype", V_STR, 0, 0},
 };
 
 typedef struct val {
@@ -326,7 +327,7 @@ static void usage(FILE *f)
             "                     [--nan-as-worst] [--resume] [--checkpoint FILE] [-o OUTDIR]\n"
             "                     [--report FILE|-] [--trace FILE] [--weights-out FILE|-]\n"
             "                     [--preselect K] [--select search|best-single|uniform]\n"
-            "                     [--preset paper] [--force] [-q] [-v]\n");
+            "                     [--preset paper] [--dtype f32|f16|bf16] [--force] [-q] [-v]\n");
 }
 
 /* Split "a,b,c" or read a list file (one path per line, '#' comments,
@@ -475,6 +476,12 @@ static int run_job(const cfg *c, const char *job_name, int quiet, int verbose)
     else
         return cmd_usage_error(CMD, "unknown --select '%s' (search, best-single, uniform)", select);
     int pick = c->v[K_PICK].set ? (int)c->v[K_PICK].i : DEFAULT_PICK;
+    /* The search composes in F32; only the written adapter is converted. */
+    const char *dtname = str_or(c, K_DTYPE, "f32");
+    lh_dtype out_dtype = !strcmp(dtname, "f32") ? LH_F32 : !strcmp(dtname, "f16") ? LH_F16
+                         : !strcmp(dtname, "bf16") ? LH_BF16 : LH_BOOL;
+    if (out_dtype == LH_BOOL)
+        return cmd_usage_error(CMD, "--dtype '%s' is not f32, f16 or bf16", dtname);
 
     if (!c->v[K_MODULES].set)
         return cmd_usage_error(CMD, "%s: no modules (--modules DIR|LIST)", job_name);
@@ -608,7 +615,7 @@ static int run_job(const cfg *c, const char *job_name, int quiet, int verbose)
     }
     lh_status run_st = st;
     if (output) {
-        lh_peft_save_opts po = {LH_F32, so.force, NULL};
+        lh_peft_save_opts po = {out_dtype, so.force, NULL};
         st = lh_peft_save(res.merged, output, &po, &err);
         if (st != LH_OK) {
             rc = cmd_fail(CMD, &err);

@@ -43,6 +43,14 @@ ev=$(num evaluations r.json)
 head -n 1 t.tsv | grep -q "^evaluation	loss	objective	m1	m2	m3	milliseconds\$" || fail "trace header: $(head -n 1 t.tsv)"
 [ -f merged.checkpoint.json ] || fail "no checkpoint"
 
+# ---- --dtype: the written adapter only ----
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --budget 3 \
+    -o half --dtype bf16
+expect_exit 0 "$LORAHUB" inspect --json half
+expect_out_contains "BF16"
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" -o h2 --dtype f8
+expect_err_contains "--dtype 'f8'"
+
 # ---- existing outputs are refused without --force, before any work ----
 expect_exit 1 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" -o merged
 expect_one_line_error
