@@ -83,7 +83,7 @@ def freeze(model):
 
 
 def train_adapter(model, enc, task, params, set_fn, steps, batch, lr, seed, exclude, log,
-                  val=None, check_every=50, target=0.92, warmup=20):
+                  val=None, check_every=100, target=0.92, warmup=20):
     """Trains the tensors in params (set_fn() installs the current adapter on
     the model before each forward). Stops early once greedy accuracy on val
     reaches target. Returns (steps run, seconds)."""
