@@ -61,7 +61,7 @@ MODULE_VARIANTS = {
 # to emit those tokens in the module budget (loss stuck at ~4.4 nats).
 SKIP_MODULES = {"uppercase": "answers in capitals, never seen by the base",
                 "capitalize": "answers in capitals, never seen by the base"}
-MODULE_TRAIN = dict(steps=800, batch=16, lr=5e-3)
+MODULE_TRAIN = dict(steps=600, batch=16, lr=5e-3)
 MOS_TASKS = ["reverse", "drop_last"]
 MOS = dict(r=8, l=2, R=4, p=1, alpha=16, routing_seed=SEED + 7)
 BASE_NAME = "lorahub-zoo-base"

@@ -106,7 +106,7 @@ def write(zoo, T):
     w("One PEFT module per task, LoRA on all seven linear layers (q, k, v, o, gate, up, down) of every")
     w("layer (LoRA on q/v only cannot learn letter mappings in a model this small). Rank 8, alpha 16")
     w("unless listed; PEFT init (A uniform ±1/sqrt(d_in), B zero), a seed per task, AdamW with warmup")
-    w("and cosine decay, up to 800 steps, validation accuracy (32 examples regenerated from their")
+    w("and cosine decay, up to 600 steps, validation accuracy (32 examples regenerated from their")
     w("seed) checked every 100 steps, stopped at 92% or more. Test accuracy on the task's own 100 test")
     w("inputs.")
     w("")
