@@ -260,6 +260,27 @@ START_TEST(test_long_keys)
     ck_assert(lh_json_as_number(j->items[2], NULL));
     lh_json_free(j);
     lh_sb_release(&sb);
+    /* far into a big document, after multi-byte characters, escapes that
+     * shrink (surrogate pairs) and grow (raw U+0085), CRLF and tabs: the
+     * placeholder's character index must still match libyaml's */
+    lh_sb_append(&sb, "{");
+    for (int i = 0; i < 20000; i++)
+        lh_sb_appendf(&sb, "\"k%d\xe4\xb8\xad\\uD83D\\uDE00\xc2\x85\":\t[%d, \"\xf0\x9f\x98\x80\"],\r\n", i, i);
+    for (int i = 0; i < 3; i++)
+        lh_sb_appendf(&sb, "\"%d\xc3\xa9%s\": %d,\n", i, key.buf, i);
+    lh_sb_append(&sb, "\"end\": 0}");
+    j = ok_json(sb.buf);
+    ck_assert_uint_eq(j->len, 20004);
+    ck_assert_str_eq(j->keys[19999], "k19999\xe4\xb8\xad\xf0\x9f\x98\x80\xc2\x85");
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(j->keys[20000 + i][0], '0' + i);
+        ck_assert(strncmp(j->keys[20000 + i] + 1, "\xc3\xa9", 2) == 0);
+        ck_assert_str_eq(j->keys[20000 + i] + 3, key.buf);
+        ck_assert_int_eq(j->items[20000 + i]->number, i);
+    }
+    ck_assert_str_eq(j->keys[20003], "end");
+    lh_json_free(j);
+    lh_sb_release(&sb);
     /* duplicate long keys are still caught */
     lh_sb_appendf(&sb, "{\"%s\": 1, \"%s\": 2}", key.buf, key.buf);
     bad_json(sb.buf, "duplicate key 'abcdefghij");
