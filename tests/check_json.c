@@ -14,7 +14,7 @@ static lh_json *ok_json(const char *text)
     lh_json *j = NULL;
     lh_error err = { 0 };
     lh_status st = lh_json_parse(text, strlen(text), "t.json", &j, &err);
-    ck_assert_msg(st == LH_OK, "parse of <%s> failed: %s", text, err.msg);
+    ck_assert_msg(st == LH_OK, "parse of <%.200s> failed: %s", text, err.msg);
     ck_assert_ptr_nonnull(j);
     return j;
 }
@@ -25,9 +25,9 @@ static void bad_json_n(const char *text, size_t len, const char *want)
     lh_json *j = (lh_json *)1;
     lh_error err = { 0 };
     lh_status st = lh_json_parse(text, len, "t.json", &j, &err);
-    ck_assert_msg(st != LH_OK, "<%s> was accepted", text);
+    ck_assert_msg(st != LH_OK, "<%.200s> was accepted", text);
     ck_assert_ptr_null(j);
-    ck_assert_msg(strstr(err.msg, want) != NULL, "<%s>: message '%s' lacks '%s'", text, err.msg,
+    ck_assert_msg(strstr(err.msg, want) != NULL, "<%.200s>: message '%s' lacks '%s'", text, err.msg,
                   want);
     ck_assert_msg(strncmp(err.msg, "t.json: line ", 13) == 0, "message '%s' lacks origin", err.msg);
 }
