@@ -108,6 +108,18 @@ void lh_st_free(lh_safetensors *st)
     free(st);
 }
 
+/* An unsigned integer written as digits only, as serde's usize wants it
+ * ("16.0", "1e3" and "-0" are numbers but not offsets or dimensions). */
+static int get_uint(const lh_json *j, unsigned long long *out)
+{
+    if (!j || j->type != LH_JSON_NUMBER || !j->string || !j->len)
+        return 0;
+    for (size_t i = 0; i < j->len; i++)
+        if (j->string[i] < '0' || j->string[i] > '9')
+            return 0;
+    return lh_json_as_uint64(j, out);
+}
+
 /* One tensor entry of the header: dtype, shape, data_offsets. */
 static lh_status parse_entry(const char *o, const char *name, const lh_json *v, lh_st_tensor *t,
                              lh_error *err)
@@ -132,7 +144,7 @@ static lh_status parse_entry(const char *o, const char *name, const lh_json *v, 
     const lh_json *offs = lh_json_get(v, "data_offsets");
     unsigned long long b, e;
     if (!offs || offs->type != LH_JSON_ARRAY || offs->len != 2 ||
-        !lh_json_as_uint64(offs->items[0], &b) || !lh_json_as_uint64(offs->items[1], &e))
+        !get_uint(offs->items[0], &b) || !get_uint(offs->items[1], &e))
         return lh_error_set(err, LH_ERR_FORMAT,
                             "%s: tensor '%s' \"data_offsets\" is not a pair of non-negative integers",
                             o, shown(name, nb, sizeof nb));
@@ -145,7 +157,7 @@ static lh_status parse_entry(const char *o, const char *name, const lh_json *v, 
     t->ndim = (int)shape->len;
     for (size_t i = 0; i < shape->len; i++) {
         unsigned long long d;
-        if (!lh_json_as_uint64(shape->items[i], &d))
+        if (!get_uint(shape->items[i], &d))
             return lh_error_set(err, LH_ERR_FORMAT,
                                 "%s: tensor '%s' shape has an entry that is not a non-negative integer",
                                 o, shown(name, nb, sizeof nb));
