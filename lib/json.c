@@ -19,9 +19,8 @@
  * The tree lives in an arena (a list of large chunks) so that a
  * tokenizer.json with 150k entries costs a few allocations, not 300k. */
 #include "json.h"
+#include "fsutil.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -29,8 +28,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 #include <yaml.h>
 
 #define MAX_DEPTH 512
@@ -1113,67 +1110,12 @@ lh_status lh_yaml_parse(const char *text, size_t len, const char *origin, lh_jso
     return parse_common(text, len, origin, 0, out, err);
 }
 
-/* Read a whole regular file (a private copy of lh_read_file's job, so the
- * JSON module stands alone for the fuzzer). */
-static lh_status slurp(const char *path, char **out, size_t *out_len, lh_error *err)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return lh_error_errno(err, errno == ENOENT ? LH_ERR_NOT_FOUND : LH_ERR_IO, errno,
-                              "cannot open '%s'", path);
-    struct stat sb;
-    if (fstat(fd, &sb) < 0) {
-        int e = errno;
-        close(fd);
-        return lh_error_errno(err, LH_ERR_IO, e, "%s", path);
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        close(fd);
-        return lh_error_set(err, LH_ERR_IO, "%s: is a directory", path);
-    }
-    size_t cap = S_ISREG(sb.st_mode) && sb.st_size > 0 ? (size_t)sb.st_size + 1 : 4096, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        close(fd);
-        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
-    }
-    for (;;) {
-        if (cap - len < 2) {
-            char *t = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
-            if (!t) {
-                free(buf);
-                close(fd);
-                return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
-            }
-            buf = t;
-            cap *= 2;
-        }
-        ssize_t r = read(fd, buf + len, cap - len - 1);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            int e = errno;
-            free(buf);
-            close(fd);
-            return lh_error_errno(err, LH_ERR_IO, e, "cannot read '%s'", path);
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-    }
-    close(fd);
-    buf[len] = '\0';
-    *out = buf;
-    *out_len = len;
-    return LH_OK;
-}
-
 static lh_status parse_file(const char *path, int json, lh_json **out, lh_error *err)
 {
     char *text;
     size_t len;
     *out = NULL;
-    lh_status st = slurp(path, &text, &len, err);
+    lh_status st = lh_read_file(path, &text, &len, err);
     if (st)
         return st;
     st = parse_common(text, len, path, json, out, err);
