@@ -550,6 +550,29 @@ static char *decode_json_string(json_root *r, const unsigned char *s, size_t n, 
 
 /* ---------------------------------------------------------------- scalars */
 
+static size_t skip_digits(const char *s, size_t n, size_t i)
+{
+    while (i < n && s[i] >= '0' && s[i] <= '9')
+        i++;
+    return i;
+}
+
+/* The tail both number grammars share: an optional [eE][-+]?[0-9]+ that must
+ * end the text. Returns 1 when s[i..n) is exactly that. */
+static int exponent_ends(const char *s, size_t n, size_t i)
+{
+    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+        i++;
+        if (i < n && (s[i] == '+' || s[i] == '-'))
+            i++;
+        size_t d = i;
+        i = skip_digits(s, n, i);
+        if (i == d)
+            return 0;
+    }
+    return i == n;
+}
+
 static int is_json_number(const char *s, size_t n)
 {
     size_t i = 0;
@@ -557,61 +580,38 @@ static int is_json_number(const char *s, size_t n)
         i++;
     if (i >= n)
         return 0;
-    if (s[i] == '0') {
+    if (s[i] == '0')
         i++;
-    } else if (s[i] >= '1' && s[i] <= '9') {
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-    } else {
+    else if (s[i] >= '1' && s[i] <= '9')
+        i = skip_digits(s, n, i);
+    else
         return 0;
-    }
     if (i < n && s[i] == '.') {
-        i++;
-        size_t d = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
+        size_t d = ++i;
+        i = skip_digits(s, n, i);
         if (i == d)
             return 0;
     }
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-'))
-            i++;
-        size_t d = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-        if (i == d)
-            return 0;
-    }
-    return i == n;
+    return exponent_ends(s, n, i);
 }
 
 /* YAML 1.2 core schema float: [-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)? */
 static int is_yaml_float(const char *s, size_t n)
 {
-    size_t i = 0, digits = 0;
+    size_t i = 0;
     if (i < n && (s[i] == '-' || s[i] == '+'))
         i++;
-    while (i < n && s[i] >= '0' && s[i] <= '9')
-        i++, digits++;
+    size_t start = i;
+    i = skip_digits(s, n, i);
+    size_t digits = i - start;
     if (i < n && s[i] == '.') {
-        i++;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++, digits++;
+        size_t d = ++i;
+        i = skip_digits(s, n, i);
+        digits += i - d;
     }
     if (!digits)
         return 0;
-    if (i < n && (s[i] == 'e' || s[i] == 'E')) {
-        i++;
-        if (i < n && (s[i] == '+' || s[i] == '-'))
-            i++;
-        size_t d = i;
-        while (i < n && s[i] >= '0' && s[i] <= '9')
-            i++;
-        if (i == d)
-            return 0;
-    }
-    return i == n;
+    return exponent_ends(s, n, i);
 }
 
 /* An integer literal (JSON, or YAML decimal/0x/0o) read exactly. Returns 1
