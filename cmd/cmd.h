@@ -6,6 +6,7 @@
 #ifndef LH_CMD_H
 #define LH_CMD_H
 
+#include "../lib/dtype.h"
 #include "../lib/status.h"
 
 enum { LH_EXIT_OK = 0, LH_EXIT_ERROR = 1, LH_EXIT_USAGE = 2, LH_EXIT_INTERRUPTED = 130 };
@@ -28,6 +29,7 @@ int cmd_usage_error(const char *cmd, const char *fmt, ...)
 /* Parsers for option values; return 0 on success. */
 int cmd_parse_int(const char *s, long lo, long hi, long *out);
 int cmd_parse_double(const char *s, double *out);
+int cmd_parse_dtype(const char *s, lh_dtype *out); /* f32/F32, f16/F16, bf16/BF16 */
 
 /* Subcommands: argv[0] is the command name. */
 int cmd_inspect(int argc, char **argv);

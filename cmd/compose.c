@@ -374,13 +374,7 @@ int cmd_compose(int argc, char **argv)
             set_clamp = 1;
             break;
         case OPT_DTYPE:
-            if (!strcmp(optarg, "f32") || !strcmp(optarg, "F32"))
-                so.dtype = LH_F32;
-            else if (!strcmp(optarg, "f16") || !strcmp(optarg, "F16"))
-                so.dtype = LH_F16;
-            else if (!strcmp(optarg, "bf16") || !strcmp(optarg, "BF16"))
-                so.dtype = LH_BF16;
-            else
+            if (cmd_parse_dtype(optarg, &so.dtype))
                 return cmd_usage_error(CMD, "--dtype '%s' is not f32, f16 or bf16", optarg);
             break;
         case OPT_JSON: as_json = 1; break;

@@ -30,15 +30,8 @@ int cmd_convert(int argc, char **argv)
     while ((c = getopt_long(argc, argv, ":fh", opts, NULL)) != -1) {
         switch (c) {
         case 'd':
-            if (!strcmp(optarg, "f32") || !strcmp(optarg, "F32"))
-                so.dtype = LH_F32;
-            else if (!strcmp(optarg, "f16") || !strcmp(optarg, "F16"))
-                so.dtype = LH_F16;
-            else if (!strcmp(optarg, "bf16") || !strcmp(optarg, "BF16"))
-                so.dtype = LH_BF16;
-            else
-                return cmd_usage_error("convert", "--dtype must be f32, f16 or bf16, not '%s'",
-                                       optarg);
+            if (cmd_parse_dtype(optarg, &so.dtype))
+                return cmd_usage_error("convert", "--dtype '%s' is not f32, f16 or bf16", optarg);
             break;
         case 'f': so.force = 1; break;
         case 'b': so.base_model = optarg; break;

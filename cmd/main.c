@@ -88,6 +88,21 @@ int cmd_parse_double(const char *s, double *out)
     return 0;
 }
 
+int cmd_parse_dtype(const char *s, lh_dtype *out)
+{
+    /* the output dtypes only, in the CLI's lower case and safetensors' upper case */
+    static const struct {
+        const char *lower, *upper;
+        lh_dtype t;
+    } names[] = {{"f32", "F32", LH_F32}, {"f16", "F16", LH_F16}, {"bf16", "BF16", LH_BF16}};
+    for (size_t i = 0; s && i < sizeof names / sizeof names[0]; i++)
+        if (!strcmp(s, names[i].lower) || !strcmp(s, names[i].upper)) {
+            *out = names[i].t;
+            return 0;
+        }
+    return -1;
+}
+
 static void print_usage(FILE *f)
 {
     fprintf(f, "usage: lorahub [--version] [--help] <command> [<args>]\n\ncommands:\n");
