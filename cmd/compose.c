@@ -97,19 +97,14 @@ static int key_matches(const char *key, const char *path)
 {
     if (!strcmp(key, path))
         return 1;
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    size_t b = n;
-    while (b > 0 && path[b - 1] != '/')
-        b--;
+    size_t n;
+    const char *b = lh_path_base(path, &n);
     size_t kl = strlen(key);
-    if (kl == n - b && !strncmp(key, path + b, kl))
+    if (kl == n && !strncmp(key, b, kl))
         return 1;
     const char *ext = ".safetensors";
     size_t el = strlen(ext);
-    return n - b > el && !strncmp(path + n - el, ext, el) && kl == n - b - el &&
-           !strncmp(key, path + b, kl);
+    return n > el && !strncmp(b + n - el, ext, el) && kl == n - el && !strncmp(key, b, kl);
 }
 
 /* Assign weight v for key to the one module it names. */

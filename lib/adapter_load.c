@@ -18,16 +18,11 @@ static lh_status one_line(lh_status st, lh_error *err)
     return st;
 }
 
-/* Last path component without trailing slashes ("a/b/" -> "b"). */
 static char *base_name(const char *path)
 {
-    size_t n = strlen(path);
-    while (n > 1 && path[n - 1] == '/')
-        n--;
-    size_t b = n;
-    while (b > 0 && path[b - 1] != '/')
-        b--;
-    return strndup(path + b, n - b);
+    size_t n;
+    const char *b = lh_path_base(path, &n);
+    return strndup(b, n);
 }
 
 static int ends_with(const char *s, const char *suffix)

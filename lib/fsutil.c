@@ -17,6 +17,18 @@
 #include <time.h>
 #include <unistd.h>
 
+const char *lh_path_base(const char *path, size_t *len)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/')
+        b--;
+    *len = n - b;
+    return path + b;
+}
+
 char *lh_path_join(const char *dir, const char *name)
 {
     if (!dir || !name)

@@ -52,6 +52,9 @@ void lh_outdir_abort(lh_outdir *od); /* safe after commit or on a zeroed od */
 int lh_rmtree(const char *path);
 int lh_is_dir(const char *path);
 int lh_path_exists(const char *path);
+/* The last component of path without trailing slashes ("a/b/" -> "b", "/" ->
+ * ""): a pointer into path, its length in *len (not NUL-terminated). */
+const char *lh_path_base(const char *path, size_t *len);
 /* malloc'd "dir/name". */
 char *lh_path_join(const char *dir, const char *name);
 /* Size of a file in bytes, or -1. */

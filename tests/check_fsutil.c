@@ -69,6 +69,15 @@ START_TEST(test_paths)
     p = lh_path_join("/", "x");
     ck_assert_str_eq(p, "/x");
     free(p);
+    /* base names: trailing slashes dropped; the root has an empty one */
+    static const char *const base_cases[][2] = {
+        {"a/b/", "b"}, {"a//b//", "b"}, {"x.safetensors", "x.safetensors"}, {"/", ""}, {"", ""}};
+    for (size_t i = 0; i < sizeof base_cases / sizeof base_cases[0]; i++) {
+        size_t n;
+        const char *b = lh_path_base(base_cases[i][0], &n);
+        ck_assert_msg(n == strlen(base_cases[i][1]) && !strncmp(b, base_cases[i][1], n),
+                      "base of '%s' is '%.*s'", base_cases[i][0], (int)n, b);
+    }
     ck_assert(lh_is_dir(tmpdir));
     ck_assert(lh_path_exists(tmpdir));
     ck_assert_int_eq(lh_file_size(tmpdir), -1);
