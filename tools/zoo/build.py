@@ -136,7 +136,9 @@ class Zoo:
         """Writes results.json. With section/key, merges only results[section][key]
         into the file on disk under a lock (parallel module workers share it)."""
         import fcntl
-        with open(self.results_path + ".lock", "w") as lk:
+        import tempfile
+        lockp = os.path.join(tempfile.gettempdir(), "lorahub-zoo-%d.lock" % (hash(os.path.abspath(self.out)) & 0xffffff))
+        with open(lockp, "w") as lk:
             fcntl.flock(lk, fcntl.LOCK_EX)
             if section is not None:
                 disk = {}

@@ -33,6 +33,8 @@ def write(zoo, T):
     cfg = b.get("config", {})
     tk = R.get("tokenizer", {})
     tm = dict(R.get("timings", {}))
+    if tm.get("stage_modules") is None and R.get("modules"):  # modules trained in several runs: add them up
+        tm["stage_modules"] = round(sum(m["seconds"] for m in R["modules"].values()), 1)
     if "total" not in tm:  # stages run one by one: add them up
         tm["total"] = round(sum(v for k, v in tm.items() if k.startswith("stage_")), 1)
     mods = R.get("modules", {})
@@ -106,23 +108,23 @@ def write(zoo, T):
     w("One PEFT module per task, LoRA on all seven linear layers (q, k, v, o, gate, up, down) of every")
     w("layer (LoRA on q/v only cannot learn letter mappings in a model this small). Rank 8, alpha 16")
     w("unless listed; PEFT init (A uniform ±1/sqrt(d_in), B zero), a seed per task, AdamW with warmup")
-    w("and cosine decay, up to 600 steps, validation accuracy (32 examples regenerated from their")
+    w("and cosine decay over max steps (600; 2000 for the tasks that stayed below 90% with 600), validation accuracy (32 examples regenerated from their")
     w("seed) checked every 100 steps, stopped at 92% or more. Test accuracy on the task's own 100 test")
     w("inputs. (reverse, the first module trained, used batch 32, lr 0.003, up to 700 steps and a 96%")
     w("stop; build.py keeps those settings for it so that a rebuild reproduces it.)")
     w("")
-    w("| module | instruction | example | r | alpha | rslora | lr | batch | steps | seconds | test acc | strict |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    w("| module | instruction | example | r | alpha | rslora | lr | batch | max steps | steps | seconds | test acc | strict |")
+    w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for t in T.family("upstream"):
         m = mods.get(t.name)
         if not m:
             why = getattr(zoo, "skip", {}).get(t.name)
             if why:
-                w("| %s | %s | %s | no module: %s | | | | | | | | |" % (t.name, t.instruction, _example(zoo, T, t), why))
+                w("| %s | %s | %s | no module: %s | | | | | | | | | |" % (t.name, t.instruction, _example(zoo, T, t), why))
             continue
-        w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" %
+        w("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |" %
           (t.name, t.instruction, _example(zoo, T, t), m["r"], m["lora_alpha"], "yes" if m["use_rslora"] else "",
-           m["lr"], m["batch"], m["steps"], m["seconds"], _pct(m["test_acc"]), _pct(m["test_acc_strict"])))
+           m["lr"], m["batch"], m.get("max_steps", 700), m["steps"], m["seconds"], _pct(m["test_acc"]), _pct(m["test_acc_strict"])))
     w("")
     low = [n for n, m in mods.items() if m["test_acc"] < 0.9]
     if low:
@@ -147,7 +149,7 @@ def write(zoo, T):
     if R.get("mos"):
         w("## MoS modules")
         w("")
-        w("Mixture of Shards (arXiv 2410.00938) with static routing, all three sharing ONE routing (seed %s),"
+        w("Mixture of Shards (arXiv 2410.00938) with static routing, all sharing ONE routing (seed %s),"
           % ms.get("routing_seed"))
         w("so lorahub can compose them exactly in pool space. Per projection type: N = %s shards per pool"
           % ms.get("N"))
@@ -188,6 +190,13 @@ def write(zoo, T):
           (t.name, t.kind, t.instruction, _example(zoo, T, t), _pct(u.get("zero_shot")),
            _pct(u.get("fewshot_best_module_mean")), pk, _pct(u.get("oracle_module_acc")),
            u.get("oracle_module", ""), cat))
+    w("")
+    w("**Every unseen task is at 0%, even with the right module** (reverse on reverse_reworded, caesar1")
+    w("on caesar1_reworded). The cause is the zoo, not composition: the reworded instructions contain")
+    w("tokens (e.g. the pieces of \"backwards\", \"contrary\") that never occur in any training text, so")
+    w("their embeddings are still random and derail the model (reverse module on `k y n j c` under")
+    w("\"Write the letters backwards.\" answers nothing at all). A rebuild should pretrain on neutral text")
+    w("that covers the whole vocabulary, and pretrain longer (see the upstream section).")
     w("")
     w("What each unseen task is for:")
     w("")
