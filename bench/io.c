@@ -18,27 +18,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "bench/bench_util.h"
 #include "lib/fsutil.h"
 #include "lib/safetensors.h"
 
 #define DIM 2048 /* tensors are [DIM, DIM]: 16 MiB in F32 */
 #define REPS 3
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, const lh_error *err)
-{
-    fprintf(stderr, "io: %s: %s\n", what, lh_error_message(err));
-    exit(1);
-}
 
 static volatile double sink;
 
@@ -70,9 +57,9 @@ static double bench_memcpy(size_t bytes)
     memset(b, 2, bytes); /* fault both in before timing */
     double best = 1e9;
     for (int r = 0; r < REPS; r++) {
-        double t = now();
+        double t = bench_now();
         memcpy(b, a, bytes);
-        t = now() - t;
+        t = bench_now() - t;
         sink += b[bytes / 2 + r];
         if (t < best)
             best = t;
@@ -95,7 +82,7 @@ static double bench_read(const char *path, size_t cap, size_t *file_bytes)
             exit(1);
         }
         size_t total = 0;
-        double t = now();
+        double t = bench_now();
         for (;;) {
             ssize_t n = read(fd, buf, cap);
             if (n <= 0)
@@ -103,7 +90,7 @@ static double bench_read(const char *path, size_t cap, size_t *file_bytes)
             sink += buf[n - 1];
             total += (size_t)n;
         }
-        t = now() - t;
+        t = bench_now() - t;
         close(fd);
         *file_bytes = total;
         if (r > 0 && t < best)
@@ -118,10 +105,10 @@ static double bench_st_f32(const char *path, size_t file_bytes)
     double best = 1e9;
     lh_error err = { 0 };
     for (int r = 0; r < REPS; r++) {
-        double t = now();
+        double t = bench_now();
         lh_safetensors *st;
         if (lh_st_open(path, &st, &err))
-            die("open", &err);
+            bench_die("io", "open", &err);
         double s = 0;
         for (size_t i = 0; i < st->n_tensors; i++) {
             const float *v = lh_st_f32_view(&st->tensors[i]);
@@ -132,7 +119,7 @@ static double bench_st_f32(const char *path, size_t file_bytes)
             s += sum_f32(v, (size_t)st->tensors[i].numel);
         }
         lh_st_free(st);
-        t = now() - t;
+        t = bench_now() - t;
         sink += s;
         if (t < best)
             best = t;
@@ -148,19 +135,19 @@ static double bench_st_read(const char *path, size_t *out_bytes)
     float *dst = malloc((size_t)DIM * DIM * sizeof *dst); /* [DIM, DIM] */
     memset(dst, 0, (size_t)DIM * DIM * sizeof *dst);
     for (int r = 0; r < REPS + 1; r++) { /* the first pass warms the cache */
-        double t = now();
+        double t = bench_now();
         lh_safetensors *st;
         if (lh_st_open(path, &st, &err))
-            die("open", &err);
+            bench_die("io", "open", &err);
         size_t total = 0;
         for (size_t i = 0; i < st->n_tensors; i++) {
             if (lh_st_read_f32(st, &st->tensors[i], dst, &err))
-                die("read", &err);
+                bench_die("io", "read", &err);
             sink += dst[i];
             total += (size_t)st->tensors[i].numel * sizeof(float);
         }
         lh_st_free(st);
-        t = now() - t;
+        t = bench_now() - t;
         *out_bytes = total;
         if (r > 0 && t < best)
             best = t;
@@ -183,7 +170,7 @@ static char *write_file(const char *dir, const char *name, lh_dtype dt, int n_te
     const char *mk[] = { "format" }, *mv[] = { "pt" };
     lh_error err = { 0 };
     if (lh_st_write(path, e, (size_t)n_tensors, mk, mv, 1, &err))
-        die("write", &err);
+        bench_die("io", "write", &err);
     free(e);
     free(names);
     return path;
@@ -213,10 +200,10 @@ int main(int argc, char **argv)
         f[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
     }
     lh_convert_from_f32(LH_BF16, f, h, n);
-    double t = now();
+    double t = bench_now();
     char *pf = write_file(dir, "f32.safetensors", LH_F32, n_tensors, f);
     char *pb = write_file(dir, "bf16.safetensors", LH_BF16, n_tensors, h);
-    t = now() - t;
+    t = bench_now() - t;
     free(f);
     free(h);
 

@@ -16,26 +16,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "bench/bench_util.h"
 #include "compose/compose.h"
 #include "compose/mos_compose.h"
 #include "lib/mos.h"
 
 #define REPS 3
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static void die(const char *what, const lh_error *err)
-{
-    fprintf(stderr, "mos: %s: %s\n", what, lh_error_message(err));
-    exit(1);
-}
 
 static uint64_t rng = 88172645463325252ull;
 static uint64_t next(void)
@@ -61,7 +48,7 @@ static lh_mos *make(int layers, uint64_t rseed)
     lh_mos *m = NULL;
     lh_error err = {0};
     if (lh_mos_create(sh, 4, layers, r, l, p, 32.0, &m, &err) != LH_OK)
-        die("create", &err);
+        bench_die("mos", "create", &err);
     uint64_t keep = rng;
     rng = rseed;
     for (size_t ti = 0; ti < m->n_types; ti++) {
@@ -95,7 +82,7 @@ static lh_mos *make(int layers, uint64_t rseed)
             t->pool_B[q] = (float)((next() >> 40) / 16777216.0 - 0.5);
     }
     if (lh_mos_validate(m, &err) != LH_OK)
-        die("validate", &err);
+        bench_die("mos", "validate", &err);
     return m;
 }
 
@@ -125,9 +112,9 @@ int main(int argc, char **argv)
     memset(b, 2, out_bytes);
     double mc = 1e9;
     for (int r = 0; r < REPS; r++) {
-        double t = now();
+        double t = bench_now();
         memcpy(b, a, out_bytes);
-        t = now() - t;
+        t = bench_now() - t;
         mc = t < mc ? t : mc;
     }
     free(a);
@@ -136,32 +123,32 @@ int main(int argc, char **argv)
      * adapter pays, so the fair ceiling for materialize */
     double fresh = 1e9;
     for (int r = 0; r < REPS; r++) {
-        double t = now();
+        double t = bench_now();
         char *c = calloc(1, out_bytes);
         if (!c)
             return 1;
         memset(c, 3, out_bytes);
-        t = now() - t;
+        t = bench_now() - t;
         fresh = t < fresh ? t : fresh;
         free(c);
     }
     double mat = 1e9;
     for (int r = 0; r < REPS; r++) {
         lh_adapter *ad = NULL;
-        double t = now();
+        double t = bench_now();
         if (lh_mos_materialize(mods[0], &ad, &err) != LH_OK)
-            die("materialize", &err);
-        t = now() - t;
+            bench_die("mos", "materialize", &err);
+        t = bench_now() - t;
         mat = t < mat ? t : mat;
         lh_adapter_free(ad);
     }
     double pool = 1e9;
     for (int r = 0; r < REPS; r++) {
         lh_mos *c = NULL;
-        double t = now();
+        double t = bench_now();
         if (lh_compose_mos((const lh_mos *const *)mods, (size_t)n, w, &c, &err) != LH_OK)
-            die("compose_mos", &err);
-        t = now() - t;
+            bench_die("mos", "compose_mos", &err);
+        t = bench_now() - t;
         pool = t < pool ? t : pool;
         lh_mos_free(c);
     }
@@ -170,13 +157,13 @@ int main(int argc, char **argv)
     lh_merge_opts_default(&o);
     for (int r = 0; r < REPS; r++) {
         lh_adapter **ad = calloc((size_t)n, sizeof *ad), *c = NULL;
-        double t = now();
+        double t = bench_now();
         for (int i = 0; i < n; i++)
             if (lh_mos_materialize(mods[i], &ad[i], &err) != LH_OK)
-                die("materialize", &err);
+                bench_die("mos", "materialize", &err);
         if (lh_compose((const lh_adapter *const *)ad, (size_t)n, w, &o, &c, &err) != LH_OK)
-            die("compose", &err);
-        t = now() - t;
+            bench_die("mos", "compose", &err);
+        t = bench_now() - t;
         dense = t < dense ? t : dense;
         lh_adapter_free(c);
         for (int i = 0; i < n; i++)

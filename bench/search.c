@@ -20,11 +20,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "adapt/backend/backend.h"
 #include "adapt/search.h"
+#include "bench/bench_util.h"
 #include "compose/compose.h"
 #include "lib/fsutil.h"
 #include "lib/peft.h"
@@ -35,13 +35,6 @@
 #define BUDGET 40
 #define REPS 3
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
 static float frand(void)
 {
@@ -49,12 +42,6 @@ static float frand(void)
     rng_state ^= rng_state >> 7;
     rng_state ^= rng_state << 17;
     return (float)((rng_state >> 40) * (1.0 / (1 << 23))) - 1.0f;
-}
-
-static void die(const char *what, const lh_error *e)
-{
-    fprintf(stderr, "bench/search: %s: %s\n", what, lh_error_message(e));
-    exit(1);
 }
 
 static lh_status free_score(void *ctx, const lh_adapter *const *cands, int n,
@@ -82,7 +69,7 @@ int main(int argc, char **argv)
     lh_adapter *mods[NMOD];
     for (int m = 0; m < NMOD; m++) {
         if (lh_adapter_create(sh, (size_t)(2 * layers), &mods[m], &err) != LH_OK)
-            die("create", &err);
+            bench_die("bench/search", "create", &err);
         for (size_t t = 0; t < mods[m]->n_targets; t++) {
             lh_target *tg = &mods[m]->targets[t];
             for (size_t i = 0; i < (size_t)RANK * DIM; i++) {
@@ -102,7 +89,7 @@ int main(int argc, char **argv)
     const char *in[1] = {"x"}, *out[1] = {"y"};
     lh_examples *ex;
     if (lh_examples_from_arrays(in, out, 1, &ex, &err) != LH_OK)
-        die("examples", &err);
+        bench_die("bench/search", "examples", &err);
 
     /* (a) limit: compose alone, the same number of evaluations */
     lh_merge_opts mo;
@@ -111,18 +98,18 @@ int main(int argc, char **argv)
     lh_adapter *o1;
     if (lh_compose_plan_new((const lh_adapter *const *)mods, NMOD, &mo, &plan, &err) != LH_OK ||
         lh_compose_alloc_output(plan, &o1, &err) != LH_OK)
-        die("plan", &err);
+        bench_die("bench/search", "plan", &err);
     /* Every figure is the best of REPS runs: the machine is shared. */
     double w[NMOD], t0, t_compose = HUGE_VAL;
     for (int rep = 0; rep < REPS; rep++) {
-        t0 = now();
+        t0 = bench_now();
         for (int e = 0; e < BUDGET; e++) {
             for (int i = 0; i < NMOD; i++)
                 w[i] = 0.01 * (e + 1) * (i % 3 - 1.5); /* all non-zero, as the search's */
             if (lh_compose_into(plan, w, o1, &err) != LH_OK)
-                die("compose", &err);
+                bench_die("bench/search", "compose", &err);
         }
-        double t = (now() - t0) / BUDGET;
+        double t = (bench_now() - t0) / BUDGET;
         if (t < t_compose)
             t_compose = t;
     }
@@ -144,11 +131,11 @@ int main(int argc, char **argv)
             so.trace_path = trace;
             so.checkpoint_path = ck ? ckp : NULL;
             lh_search_result r;
-            t0 = now();
+            t0 = bench_now();
             if (lh_search_run(&so, (const lh_adapter *const *)mods, NMOD, ex, &b, &r, &err) != LH_OK)
-                die("search", &err);
-            if (now() - t0 < t_b[rep])
-                t_b[rep] = now() - t0;
+                bench_die("bench/search", "search", &err);
+            if (bench_now() - t0 < t_b[rep])
+                t_b[rep] = bench_now() - t0;
             if (r.evaluations != so.budget) {
                 fprintf(stderr, "bench/search: %d evaluations, want %d\n", r.evaluations, so.budget);
                 return 1;
@@ -173,12 +160,12 @@ int main(int argc, char **argv)
     int reps = 10;
     double t_save = HUGE_VAL;
     for (int i = 0; i < reps; i++) {
-        t0 = now();
+        t0 = bench_now();
         if (lh_peft_save(o1, p, &po, &err) != LH_OK)
-            die("save", &err);
+            bench_die("bench/search", "save", &err);
         lh_rmtree(p);
-        if (now() - t0 < t_save)
-            t_save = now() - t0;
+        if (bench_now() - t0 < t_save)
+            t_save = bench_now() - t0;
     }
     lh_backend_opts bo;
     lh_backend_opts_default(&bo);
@@ -188,16 +175,16 @@ int main(int argc, char **argv)
     bo.tmp_dir = dir;
     lh_backend *eb;
     if (lh_backend_open("exec", &bo, &eb, &err) != LH_OK)
-        die("exec", &err);
+        bench_die("bench/search", "exec", &err);
     const lh_adapter *c1[1] = {o1};
     double loss;
     double t_exec = HUGE_VAL;
     for (int i = 0; i < reps; i++) {
-        t0 = now();
+        t0 = bench_now();
         if (lh_backend_score(eb, c1, 1, ex, &loss, &err) != LH_OK)
-            die("exec score", &err);
-        if (now() - t0 < t_exec)
-            t_exec = now() - t0;
+            bench_die("bench/search", "exec score", &err);
+        if (bench_now() - t0 < t_exec)
+            t_exec = bench_now() - t0;
     }
     lh_backend_close(eb);
     double mb = (double)lh_adapter_n_params(o1) * 4 / 1e6;

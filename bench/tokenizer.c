@@ -18,19 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "adapt/backend/native/tokenizer.h"
+#include "bench/bench_util.h"
 #include "lib/json.h"
 
 #define FIX "tests/fixtures/tokenizers"
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Mixed text from the fixture strings, repeated to about n bytes. */
 static char *make_text(size_t n)
@@ -100,7 +93,7 @@ static size_t split_count(pcre2_code *re, pcre2_match_data *md, const char *s)
 
 /* Best of reps runs. */
 #define BEST(reps, expr) ({ double best_ = 1e30; for (int r_ = 0; r_ < (reps); r_++) { \
-    double t0_ = now(); expr; double d_ = now() - t0_; if (d_ < best_) best_ = d_; } best_; })
+    double t0_ = bench_now(); expr; double d_ = bench_now() - t0_; if (d_ < best_) best_ = d_; } best_; })
 
 int main(int argc, char **argv)
 {
