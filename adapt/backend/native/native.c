@@ -135,8 +135,23 @@ static lh_status encode(const nm_backend *b, const char *text, int32_t **ids, si
 }
 
 /* Tokenize every example into a packed batch (arrays malloc'd). */
-static lh_status build_batch(const nm_backend *b, const lh_examples *ex, nm_batch *bt,
-                             int32_t **ids_out, size_t **len_out, size_t **from_out, lh_error *err)
+/* A batch with the arrays it points into, which it owns. */
+typedef struct owned_batch {
+    nm_batch bt;
+    int32_t *ids;  /* [T] */
+    size_t *len;   /* [n_seq] */
+    size_t *from;  /* [n_seq] */
+} owned_batch;
+
+static void owned_batch_release(owned_batch *ob)
+{
+    free(ob->ids);
+    free(ob->len);
+    free(ob->from);
+}
+
+static lh_status build_batch(const nm_backend *b, const lh_examples *ex, owned_batch *ob,
+                             lh_error *err)
 {
     size_t n = ex->n;
     idbuf buf = {0};
@@ -175,14 +190,11 @@ static lh_status build_batch(const nm_backend *b, const lh_examples *ex, nm_batc
             goto fail;
         }
     }
-    bt->n_seq = n;
-    bt->ids = buf.v;
-    bt->len = len;
-    bt->score_from = from;
-    bt->stop = b->interrupt;
-    *ids_out = buf.v;
-    *len_out = len;
-    *from_out = from;
+    ob->bt = (nm_batch){.n_seq = n, .ids = buf.v, .len = len, .score_from = from,
+                        .stop = b->interrupt};
+    ob->ids = buf.v;
+    ob->len = len;
+    ob->from = from;
     return LH_OK;
 fail:
     free(buf.v);
@@ -199,10 +211,8 @@ static lh_status native_score(void *ctx, const lh_adapter *const *cands, int n,
         return lh_error_set(err, LH_ERR_INTERRUPTED, "interrupted");
     if (!ex || ex->n == 0)
         return lh_error_set(err, LH_ERR_ARG, "native backend: no examples to score");
-    nm_batch bt;
-    int32_t *ids;
-    size_t *len, *from;
-    lh_status s = build_batch(b, ex, &bt, &ids, &len, &from, err);
+    owned_batch ob;
+    lh_status s = build_batch(b, ex, &ob, err);
     if (s)
         return s;
     double *nll = malloc((size_t)n * sizeof *nll);
@@ -210,34 +220,28 @@ static lh_status native_score(void *ctx, const lh_adapter *const *cands, int n,
     if (!nll)
         s = lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     else
-        s = nm_score_batch(b->m, &bt, cands, n, b->batched, nll, &n_tok, err);
+        s = nm_score_batch(b->m, &ob.bt, cands, n, b->batched, nll, &n_tok, err);
     if (!s)
         for (int i = 0; i < n; i++)
             loss[i] = nll[i] / (double)n_tok;
     free(nll);
-    free(ids);
-    free(len);
-    free(from);
+    owned_batch_release(&ob);
     return s;
 }
 
 lh_status nm_backend_count_tokens(nm_backend *b, const lh_examples *ex, size_t *n_tokens,
                                   lh_error *err)
 {
-    nm_batch bt;
-    int32_t *ids;
-    size_t *len, *from;
-    lh_status s = build_batch(b, ex, &bt, &ids, &len, &from, err);
+    owned_batch ob;
+    lh_status s = build_batch(b, ex, &ob, err);
     if (s)
         return s;
     size_t n = 0;
-    for (size_t i = 0; i < bt.n_seq; i++)
-        if (from[i] + 1 < len[i])
-            n += len[i] - 1 - from[i];
+    for (size_t i = 0; i < ob.bt.n_seq; i++)
+        if (ob.from[i] + 1 < ob.len[i])
+            n += ob.len[i] - 1 - ob.from[i];
     *n_tokens = n;
-    free(ids);
-    free(len);
-    free(from);
+    owned_batch_release(&ob);
     return LH_OK;
 }
 
