@@ -27,4 +27,16 @@ static inline void bench_die(const char *prog, const char *what, const lh_error 
     exit(1);
 }
 
+/* A fresh directory "$TMPDIR/lh-bench-<tag>-XXXXXX" (or under /tmp) in dir
+ * (cap bytes); the caller removes it with lh_rmtree. Exits 1 on failure. */
+static inline void bench_tempdir(char *dir, size_t cap, const char *tag)
+{
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, cap, "%s/lh-bench-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", tag);
+    if (!mkdtemp(dir)) {
+        perror(dir);
+        exit(1);
+    }
+}
+
 #endif

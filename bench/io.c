@@ -182,13 +182,8 @@ int main(int argc, char **argv)
     int n_tensors = (int)(mib / 16);
     if (n_tensors < 1)
         n_tensors = 1;
-    const char *tmp = getenv("TMPDIR");
     char dir[4096];
-    snprintf(dir, sizeof dir, "%s/lh-bench-io-XXXXXX", tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(dir)) {
-        perror(dir);
-        return 1;
-    }
+    bench_tempdir(dir, sizeof dir, "io");
     size_t n = (size_t)DIM * DIM;
     float *f = malloc(n * sizeof *f);   /* [DIM, DIM] */
     uint16_t *h = malloc(n * sizeof *h); /* [DIM, DIM] */

@@ -81,11 +81,8 @@ int main(int argc, char **argv)
         snprintf(nm, sizeof nm, "m%02d", m);
         mods[m]->name = strdup(nm);
     }
-    char dir[] = "/tmp/bench_search.XXXXXX";
-    if (!mkdtemp(dir)) {
-        perror("mkdtemp");
-        return 1;
-    }
+    char dir[4096];
+    bench_tempdir(dir, sizeof dir, "search");
     const char *in[1] = {"x"}, *out[1] = {"y"};
     lh_examples *ex;
     if (lh_examples_from_arrays(in, out, 1, &ex, &err) != LH_OK)
