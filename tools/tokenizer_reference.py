@@ -175,7 +175,11 @@ def split_piece(piece, matches, behavior):
     return out
 
 
-class Normalizer:
+class _Steps:
+    """A component that may be a "Sequence" of others: their steps, flattened
+    in order. Subclasses name the Sequence's list key and add one step."""
+    SEQUENCE_KEY = None
+
     def __init__(self, spec):
         self.steps = []
         self._add(spec)
@@ -185,9 +189,25 @@ class Normalizer:
             return
         t = spec.get("type")
         if t == "Sequence":
-            for sub in spec["normalizers"]:
+            for sub in spec[self.SEQUENCE_KEY]:
                 self._add(sub)
-        elif t == "Prepend":
+        else:
+            self._add_one(t, spec)
+
+
+def metaspace_scheme(spec):
+    """prepend_scheme, or what the legacy add_prefix_space meant."""
+    scheme = spec.get("prepend_scheme")
+    if scheme is None:
+        scheme = "always" if spec.get("add_prefix_space", True) else "never"
+    return scheme
+
+
+class Normalizer(_Steps):
+    SEQUENCE_KEY = "normalizers"
+
+    def _add_one(self, t, spec):
+        if t == "Prepend":
             self.steps.append(("prepend", spec["prepend"]))
         elif t == "Replace":
             pat = spec["pattern"]
@@ -215,19 +235,11 @@ def to_byte_chars(s):
     return "".join(BYTE_TO_CHAR[b] for b in s.encode("utf-8"))
 
 
-class PreTokenizer:
-    def __init__(self, spec):
-        self.steps = []
-        self._add(spec)
+class PreTokenizer(_Steps):
+    SEQUENCE_KEY = "pretokenizers"
 
-    def _add(self, spec):
-        if spec is None:
-            return
-        t = spec.get("type")
-        if t == "Sequence":
-            for sub in spec["pretokenizers"]:
-                self._add(sub)
-        elif t == "ByteLevel":
+    def _add_one(self, t, spec):
+        if t == "ByteLevel":
             self.steps.append(("bytelevel", spec.get("add_prefix_space", True),
                                spec.get("use_regex", True)))
         elif t == "Split":
@@ -238,9 +250,7 @@ class PreTokenizer:
                 matcher = ("string", pat["String"])
             self.steps.append(("split", matcher, spec["behavior"], spec.get("invert", False)))
         elif t == "Metaspace":
-            scheme = spec.get("prepend_scheme")
-            if scheme is None:
-                scheme = "always" if spec.get("add_prefix_space", True) else "never"
+            scheme = metaspace_scheme(spec)
             self.steps.append(("metaspace", spec.get("replacement", "\u2581"), scheme,
                                spec.get("split", True)))
         elif t == "Digits":
@@ -352,25 +362,18 @@ class BPE:
         return syms
 
 
-class Decoder:
-    def __init__(self, spec):
-        self.steps = []
-        self.none = spec is None
-        self._add(spec)
+class Decoder(_Steps):
+    SEQUENCE_KEY = "decoders"
 
-    def _add(self, spec):
-        if spec is None:
-            return
-        t = spec.get("type")
-        if t == "Sequence":
-            for sub in spec["decoders"]:
-                self._add(sub)
-        elif t == "ByteLevel":
+    def __init__(self, spec):
+        self.none = spec is None
+        super().__init__(spec)
+
+    def _add_one(self, t, spec):
+        if t == "ByteLevel":
             self.steps.append(("bytelevel",))
         elif t == "Metaspace":
-            scheme = spec.get("prepend_scheme")
-            if scheme is None:
-                scheme = "always" if spec.get("add_prefix_space", True) else "never"
+            scheme = metaspace_scheme(spec)
             self.steps.append(("metaspace", spec.get("replacement", "\u2581"), scheme))
         elif t == "Replace":
             if "String" not in spec["pattern"]:
