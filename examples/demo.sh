@@ -55,13 +55,15 @@ optimizer=$(field optimizer "$out/report.json")
 budget=$(field budget "$out/report.json")
 evals=$(field evaluations "$out/report.json")
 seed=$(field seed "$out/report.json")
+bound=$(field bound "$out/report.json")
+l1=$(field l1 "$out/report.json")
 secs=$(field wall_seconds "$out/report.json")
 loss=$(field rescored_loss "$out/report.json")
 w0=$(sed -n '2p' "$out/trace.tsv" | cut -f2)
 n_used=$(($(head -n 1 "$out/trace.tsv" | tr '\t' '\n' | wc -l) - 4))
 cat <<EOF
 Defaults: $n_used modules drawn with seed $seed, merge method $method, optimizer $optimizer,
-budget $budget evaluations (bound 1.5, L1 0.05 as in the LoraHub reference).
+budget $budget evaluations, weights in [-$bound, $bound], L1 coefficient $l1.
 $evals evaluations in $(printf '%.1f' "$secs") s; few-shot loss $(printf '%.3f' "$w0") at w = 0 -> $(printf '%.3f' "$loss").
 Largest weights:
 EOF
