@@ -78,6 +78,10 @@ lh eval --base "$zoo/base" --adapter "$out/adapter" --examples "$out/test.jsonl"
 acc() { awk -v a="$(sed -n 's/.*"accuracy":\([0-9.eE+-]*\).*/\1/p' "$1")" 'BEGIN { printf "%5.1f%%", 100 * a }'; }
 echo "    zero-shot (base model alone)   $(acc "$out/eval-base.json")"
 echo "    base + merged adapter          $(acc "$out/eval-adapter.json")"
+if [ "$(acc "$out/eval-adapter.json")" = "$(acc "$out/eval-base.json")" ]; then
+    echo "No gain over zero-shot: on the zoo as built, no module solves an unseen task (its"
+    echo "README), so no composition can; docs/results.md measures every method on every task."
+fi
 echo "First test examples with the adapter:"
 head -n 3 "$out/test.jsonl" | sed -n 's/.*"input": *"[^"]*\\n\([^"\\]*\)\\n=>".*"output": *"\([^"]*\)".*/\1 => \2/p' >"$out/.want"
 grep 'example [123]:' "$out/eval-adapter.log" |
