@@ -21,6 +21,7 @@
 #include "compose/compose.h"
 #include "compose/mos_compose.h"
 #include "lib/mos.h"
+#include "tests/tools/mos_routing.h"
 
 #define REPS 3
 
@@ -31,6 +32,11 @@ static uint64_t next(void)
     rng ^= rng >> 7;
     rng ^= rng << 17;
     return rng;
+}
+static uint64_t next_stream(void *unused)
+{
+    (void)unused;
+    return next();
 }
 
 /* LLaMA-like shapes at d = 1024; routing from rseed, pools from the stream. */
@@ -51,26 +57,9 @@ static lh_mos *make(int layers, uint64_t rseed)
         bench_die("mos", "create", &err);
     uint64_t keep = rng;
     rng = rseed;
-    for (size_t ti = 0; ti < m->n_types; ti++) {
-        lh_mos_type *t = &m->types[ti];
-        int n = t->n_shards, p0 = n - layers * p * l;
-        int32_t *perm = malloc((size_t)n * sizeof *perm);
-        for (int i = 0; i < layers; i++)
-            for (int ab = 0; ab < 2; ab++) {
-                int32_t *idx = (ab ? t->idx_B : t->idx_A) + (size_t)i * r * l;
-                for (int q = 0; q < p0; q++)
-                    perm[q] = q;
-                for (int q = 0; q < (r - p) * l; q++) {
-                    int j = q + (int)(next() % (uint64_t)(p0 - q));
-                    int32_t tmp = perm[q];
-                    perm[q] = perm[j];
-                    perm[j] = tmp;
-                    idx[q] = perm[q];
-                }
-                for (int q = 0; q < p * l; q++)
-                    idx[(r - p) * l + q] = p0 + i * p * l + q;
-            }
-        free(perm);
+    if (mos_fill_random_routing(m, next_stream, NULL) != 0) {
+        fprintf(stderr, "mos: out of memory\n");
+        exit(1);
     }
     rng = keep ^ rseed;
     for (size_t ti = 0; ti < m->n_types; ti++) {

@@ -14,6 +14,7 @@
 #include "compose/mos_compose.h"
 #include "lib/lorahub.h"
 #include "lib/sha256.h"
+#include "tests/tools/mos_routing.h"
 
 static char tmpdir[256];
 static void setup(void)
@@ -40,6 +41,11 @@ static uint64_t next_u64(void)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
     return z ^ (z >> 31);
 }
+static uint64_t next_stream(void *unused)
+{
+    (void)unused;
+    return next_u64();
+}
 static float frand(void) { return (float)((next_u64() >> 40) / 16777216.0) - 0.5f; }
 
 /* L layers, types q (16->16) and v (16->8), r, l, p; random routing in the
@@ -59,27 +65,7 @@ static lh_mos *make_mos(int L, int r, int l, int p, double alpha, uint64_t routi
     ck_assert_msg(lh_mos_create(sh, 2, L, r, l, p, alpha, &m, &err) == LH_OK, "%s", err.msg);
     ck_assert_str_eq(m->types[0].name, "q_proj"); /* sorted */
     rng = routing_seed;
-    for (size_t ti = 0; ti < m->n_types; ti++) {
-        lh_mos_type *t = &m->types[ti];
-        int n = t->n_shards, p0 = n - L * p * l;
-        int32_t *perm = malloc((size_t)n * sizeof *perm);
-        for (int i = 0; i < L; i++)
-            for (int ab = 0; ab < 2; ab++) {
-                int32_t *idx = (ab ? t->idx_B : t->idx_A) + (size_t)i * r * l;
-                for (int q = 0; q < p0; q++)
-                    perm[q] = q;
-                for (int q = 0; q < (r - p) * l; q++) {
-                    int j = q + (int)(next_u64() % (uint64_t)(p0 - q));
-                    int32_t tmp = perm[q];
-                    perm[q] = perm[j];
-                    perm[j] = tmp;
-                    idx[q] = perm[q];
-                }
-                for (int q = 0; q < p * l; q++)
-                    idx[(r - p) * l + q] = p0 + i * p * l + q;
-            }
-        free(perm);
-    }
+    ck_assert(mos_fill_random_routing(m, next_stream, NULL) == 0);
     /* after all tables, so the tables do not depend on rank_scale */
     for (size_t ti = 0; rank_scale && ti < m->n_types; ti++)
         for (int q = 0; q < L * r; q++)

@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "lib/lorahub.h"
+#include "tests/tools/mos_routing.h"
 
 static uint64_t next_u64(uint64_t *s)
 {
@@ -44,19 +45,7 @@ static void die(const lh_error *e)
     exit(1);
 }
 
-/* k distinct values from [0, n), Fisher-Yates on a scratch permutation. */
-static void draw(uint64_t *rs, int32_t *perm, int n, int k, int32_t *out)
-{
-    for (int i = 0; i < n; i++)
-        perm[i] = i;
-    for (int i = 0; i < k; i++) {
-        int j = i + (int)(next_u64(rs) % (uint64_t)(n - i));
-        int32_t t = perm[i];
-        perm[i] = perm[j];
-        perm[j] = t;
-        out[i] = perm[i];
-    }
-}
+static uint64_t next_stream(void *state) { return next_u64(state); }
 
 int main(int argc, char **argv)
 {
@@ -127,22 +116,13 @@ int main(int argc, char **argv)
             die(&err);
         /* routing, from the routing seed only */
         uint64_t rs = rseed ^ 0x5deece66dULL;
-        for (size_t ti = 0; ti < m->n_types; ti++) {
-            lh_mos_type *t = &m->types[ti];
-            int p0 = t->n_shards - layers * p * l;
-            int32_t *perm = malloc((size_t)t->n_shards * sizeof *perm);
-            for (int i = 0; i < layers; i++)
-                for (int ab = 0; ab < 2; ab++) {
-                    int32_t *idx = (ab ? t->idx_B : t->idx_A) + (size_t)i * r * l;
-                    draw(&rs, perm, p0, (r - p) * l, idx);
-                    for (int q = 0; q < p * l; q++)
-                        idx[(r - p) * l + q] = p0 + i * p * l + q;
-                }
-            if (rank_scale)
-                for (int q = 0; q < layers * r; q++)
-                    t->rank_scale[q] = (float)(0.5 + unit(&rs));
-            free(perm);
+        if (mos_fill_random_routing(m, next_stream, &rs) != 0) {
+            fprintf(stderr, "gen_mos: out of memory\n");
+            exit(1);
         }
+        for (size_t ti = 0; rank_scale && ti < m->n_types; ti++)
+            for (int q = 0; q < layers * r; q++)
+                m->types[ti].rank_scale[q] = (float)(0.5 + unit(&rs));
     }
     uint64_t ps = seed * 0x2545f4914f6cdd1dULL + 1;
     for (size_t ti = 0; ti < m->n_types; ti++) {
