@@ -49,7 +49,7 @@ LIB_A := $(O)/liblorahub.a
 PROG := $(O)/lorahub
 MANPAGES := $(sort $(wildcard man/*.[1-8]))
 
-.PHONY: all deps check check-run asan demo demo-run bench bench-run fuzz install clean lint-man FORCE
+.PHONY: all deps check check-run asan demo demo-run table zoo bench bench-run fuzz install clean lint-man FORCE
 .SECONDARY:
 
 all: $(PROG) $(LIB_A)
@@ -112,6 +112,14 @@ demo-run: $(PROG)
 table: deps
 	@$(MAKE) --no-print-directory $(PROG)
 	@O=$(O) LORAHUB=$(abspath $(PROG)) sh tools/table.sh
+
+# Rebuilds examples/zoo from fixed seeds (developer-time: Debian's python3-torch;
+# about an hour on 2 cores). ZOO_JOBS module trainers run side by side.
+ZOO_JOBS ?= 2
+zoo:
+	@/usr/bin/python3 -c 'import torch' 2>/dev/null || \
+	  { echo "make zoo needs Debian's python3-torch: apt-get install python3-torch" >&2; exit 1; }
+	/usr/bin/python3 tools/zoo/build.py --out examples/zoo --jobs $(ZOO_JOBS)
 
 bench: deps
 	@$(MAKE) --no-print-directory bench-run
