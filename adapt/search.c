@@ -1227,6 +1227,8 @@ lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
     em_num(&e, "bound", o->bound);
     em_num(&e, "l1", o->l1);
     em_int(&e, "nan_as_worst", o->nan_as_worst ? 1 : 0);
+    em_int(&e, "pick", o->pick);
+    em_int(&e, "preselect", o->preselect);
     em_key(&e, "modules");
     lh_sb_append(&sb, "[");
     for (size_t i = 0; i < n; i++) {
@@ -1236,7 +1238,6 @@ lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
     }
     lh_sb_append(&sb, "]");
     if (res->single_loss) {
-        em_int(&e, "preselect", o->preselect);
         em_int(&e, "preselect_evaluations", res->preselect_evaluations);
         em_map_begin(&e, "single_loss");
         for (size_t i = 0; i < n; i++)

@@ -84,6 +84,8 @@ typedef struct lh_search_opts {
     uint64_t seed;            /* default 42 */
     int nan_as_worst;         /* NaN/Inf loss -> objective LH_SEARCH_WORST (else error) */
     int preselect;            /* > 0: keep this many modules by single-module loss first */
+    int pick;                 /* for the report only: how many modules the caller drew
+                                 from the candidates (0 = all of them) */
     lh_select select;
     const char *trace_path;       /* TSV written while searching, or NULL */
     const char *checkpoint_path;  /* JSON rewritten after every batch, or NULL */

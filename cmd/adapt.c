@@ -81,6 +81,7 @@ typedef struct val {
     long long i;        /* V_INT, V_BOOL */
     double d;           /* V_NUM */
     char *base_dir;     /* where relative paths in s are resolved (job files), or NULL */
+    int from_preset;    /* filled in by the preset, not given by the user */
 } val;
 
 typedef struct cfg {
@@ -327,7 +328,7 @@ static void usage(FILE *f)
             "                     [--nan-as-worst] [--resume] [--checkpoint FILE] [-o OUTDIR]\n"
             "                     [--report FILE|-] [--trace FILE] [--weights-out FILE|-]\n"
             "                     [--preselect K] [--select search|best-single|uniform]\n"
-            "                     [--preset paper] [--dtype f32|f16|bf16] [--force] [-q] [-v]\n");
+            "                     [--preset default|paper] [--dtype f32|f16|bf16] [--force] [-q] [-v]\n");
 }
 
 /* Split "a,b,c" or read a list file (one path per line, '#' comments,
@@ -433,11 +434,8 @@ static const char *str_or(const cfg *c, int k, const char *def)
     return c->v[k].set ? c->v[k].s : def;
 }
 
-static int run_job(const cfg *c, const char *job_name, int quiet, int verbose)
+static int run_job(const cfg *c, const char *job_name, const char *preset, int quiet, int verbose)
 {
-    const int paper = c->v[K_PRESET].set && !strcmp(c->v[K_PRESET].s, "paper");
-    if (c->v[K_PRESET].set && !paper)
-        return cmd_usage_error(CMD, "unknown preset '%s' (known: paper)", c->v[K_PRESET].s);
     lh_search_opts so;
     lh_search_opts_default(&so);
     const char *method = str_or(c, K_METHOD, "lorahub");
@@ -476,6 +474,7 @@ static int run_job(const cfg *c, const char *job_name, int quiet, int verbose)
     else
         return cmd_usage_error(CMD, "unknown --select '%s' (search, best-single, uniform)", select);
     int pick = c->v[K_PICK].set ? (int)c->v[K_PICK].i : DEFAULT_PICK;
+    so.pick = pick;
     /* The search composes in F32; only the written adapter is converted. */
     const char *dtname = str_or(c, K_DTYPE, "f32");
     lh_dtype out_dtype = !strcmp(dtname, "f32") ? LH_F32 : !strcmp(dtname, "f16") ? LH_F16
@@ -575,7 +574,8 @@ static int run_job(const cfg *c, const char *job_name, int quiet, int verbose)
         }
         free(p);
     }
-    if (st == LH_OK && !c->v[K_PICK].set && ms->n < ms->n_available && !quiet)
+    if (st == LH_OK && (!c->v[K_PICK].set || c->v[K_PICK].from_preset) && ms->n < ms->n_available &&
+        !quiet)
         fprintf(stderr, "lorahub adapt: %s: using %zu of %zu modules, drawn with seed %llu "
                         "(--pick 0 uses all)\n",
                 job_name, ms->n, ms->n_available, (unsigned long long)so.seed);
@@ -623,7 +623,7 @@ static int run_job(const cfg *c, const char *job_name, int quiet, int verbose)
         }
     }
     if (report) {
-        const char *extra[] = {"preset", paper ? "paper" : "none", "backend", backend,
+        const char *extra[] = {"preset", preset, "backend", backend,
                                "examples", c->v[K_EXAMPLES].s, "job", job_name,
                                "output", output ? output : "", NULL};
         if (!strcmp(report, "-")) {
@@ -662,17 +662,36 @@ out:
     return rc;
 }
 
-static void apply_preset(cfg *c)
+/* A preset fills the settings that neither a job file nor an option gives.
+ * "default" is what runs without --preset: the configuration that won the
+ * bundled zoo's table (docs/results.md; lorahub-adapt(1) gives the figures).
+ * "paper" is the reference LoraHub (design notes §7). */
+static const struct preset {
+    const char *name;
+    const char *settings[8][2]; /* key, value; ends at a NULL key */
+} presets[] = {
+    {"default", {{"pick", "0"}, {"preselect", "5"}, {"method", "cat"}, {"optimizer", "cobyla"},
+                 {"budget", "40"}, {"bound", "1.5"}, {"l1", "0.05"}}},
+    {"paper", {{"pick", "20"}, {"preselect", "0"}, {"method", "lorahub"}, {"optimizer", "cobyla"},
+               {"budget", "40"}, {"bound", "1.5"}, {"l1", "0.05"}}},
+};
+
+static const struct preset *find_preset(const char *name)
 {
-    /* The reference LoraHub configuration (design notes §7). */
-    static const char *const paper[][2] = {
-        {"pick", "20"}, {"method", "lorahub"}, {"optimizer", "cobyla"},
-        {"budget", "40"}, {"bound", "1.5"}, {"l1", "0.05"},
-    };
-    for (size_t i = 0; i < sizeof paper / sizeof paper[0]; i++) {
-        int k = key_of(paper[i][0]);
-        if (!c->v[k].set)
-            set_text(&c->v[k], k, paper[i][1], NULL);
+    for (size_t i = 0; i < sizeof presets / sizeof presets[0]; i++)
+        if (!strcmp(presets[i].name, name))
+            return &presets[i];
+    return NULL;
+}
+
+static void apply_preset(cfg *c, const struct preset *p)
+{
+    for (size_t i = 0; i < 8 && p->settings[i][0]; i++) {
+        int k = key_of(p->settings[i][0]);
+        if (!c->v[k].set) {
+            set_text(&c->v[k], k, p->settings[i][1], NULL);
+            c->v[k].from_preset = 1;
+        }
     }
 }
 
@@ -758,9 +777,14 @@ int cmd_adapt(int argc, char **argv)
                     c.v[k].n_list = 0;
                     c.v[k].base_dir = NULL;
                 }
-            if (c.v[K_PRESET].set && !strcmp(c.v[K_PRESET].s, "paper"))
-                apply_preset(&c);
-            rc = run_job(&c, job_name, quiet, verbose);
+            const char *pname = c.v[K_PRESET].set ? c.v[K_PRESET].s : "default";
+            const struct preset *p = find_preset(pname);
+            if (!p)
+                rc = cmd_usage_error(CMD, "unknown preset '%s' (known: default, paper)", pname);
+            else {
+                apply_preset(&c, p);
+                rc = run_job(&c, job_name, p->name, quiet, verbose);
+            }
         }
         cfg_release(&c);
         if (!rc && interrupted)

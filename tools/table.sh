@@ -39,7 +39,10 @@ OPENBLAS_NUM_THREADS=1
 export LORAHUB ZOO WORK TEST_N OPENBLAS_NUM_THREADS
 
 # method name -> lorahub adapt options ("eval" = no adapter search at all).
-# Budget 40 and the reference defaults (bound 1.5, l1 0.05, pick 20) unless named.
+# Every run starts from --preset paper (pick 20, lorahub, cobyla, budget 40,
+# bound 1.5, l1 0.05) and changes what it names;
+# the preselect methods choose from all modules (--pick 0): measuring replaces
+# the random draw.
 method_args() {
     case $1 in
     zero-shot|icl-5) echo eval ;;
@@ -51,17 +54,17 @@ method_args() {
     lorahub-bobyqa)       echo "--method lorahub --optimizer bobyqa --budget 40" ;;
     cat-cobyla)           echo "--method cat --optimizer cobyla --budget 40" ;;
     lorahub-cobyla-200)   echo "--method lorahub --optimizer cobyla --budget 200" ;;
-    pre3-lorahub-cobyla)  echo "--preselect 3 --method lorahub --optimizer cobyla --budget 40" ;;
-    pre5-lorahub-cobyla)  echo "--preselect 5 --method lorahub --optimizer cobyla --budget 40" ;;
-    pre8-lorahub-cobyla)  echo "--preselect 8 --method lorahub --optimizer cobyla --budget 40" ;;
-    pre3-cat-cobyla)      echo "--preselect 3 --method cat --optimizer cobyla --budget 40" ;;
-    pre5-cat-cobyla)      echo "--preselect 5 --method cat --optimizer cobyla --budget 40" ;;
-    pre8-cat-cobyla)      echo "--preselect 8 --method cat --optimizer cobyla --budget 40" ;;
-    pre5-lorahub-cobyla-200) echo "--preselect 5 --method lorahub --optimizer cobyla --budget 200" ;;
-    pre5-cat-cobyla-200)  echo "--preselect 5 --method cat --optimizer cobyla --budget 200" ;;
-    pre5-lorahub-cmaes)   echo "--preselect 5 --method lorahub --optimizer cmaes --budget 40" ;;
-    pre5-cat-cmaes)       echo "--preselect 5 --method cat --optimizer cmaes --budget 40" ;;
-    pre5-cat-cmaes-200)   echo "--preselect 5 --method cat --optimizer cmaes --budget 200" ;;
+    pre3-lorahub-cobyla)  echo "--pick 0 --preselect 3 --method lorahub --optimizer cobyla --budget 40" ;;
+    pre5-lorahub-cobyla)  echo "--pick 0 --preselect 5 --method lorahub --optimizer cobyla --budget 40" ;;
+    pre8-lorahub-cobyla)  echo "--pick 0 --preselect 8 --method lorahub --optimizer cobyla --budget 40" ;;
+    pre3-cat-cobyla)      echo "--pick 0 --preselect 3 --method cat --optimizer cobyla --budget 40" ;;
+    pre5-cat-cobyla)      echo "--pick 0 --preselect 5 --method cat --optimizer cobyla --budget 40" ;;
+    pre8-cat-cobyla)      echo "--pick 0 --preselect 8 --method cat --optimizer cobyla --budget 40" ;;
+    pre5-lorahub-cobyla-200) echo "--pick 0 --preselect 5 --method lorahub --optimizer cobyla --budget 200" ;;
+    pre5-cat-cobyla-200)  echo "--pick 0 --preselect 5 --method cat --optimizer cobyla --budget 200" ;;
+    pre5-lorahub-cmaes)   echo "--pick 0 --preselect 5 --method lorahub --optimizer cmaes --budget 40" ;;
+    pre5-cat-cmaes)       echo "--pick 0 --preselect 5 --method cat --optimizer cmaes --budget 40" ;;
+    pre5-cat-cmaes-200)   echo "--pick 0 --preselect 5 --method cat --optimizer cmaes --budget 200" ;;
     *) echo "tools/table.sh: unknown method '$1'" >&2; return 1 ;;
     esac
 }
@@ -92,7 +95,7 @@ if [ "${1:-}" = --job ]; then
     else
         # shellcheck disable=SC2086 # args is a list of options
         if ! "$LORAHUB" adapt -q --force --base "$ZOO/base" --modules "$ZOO/modules" \
-                --examples "$T/fewshot-$seed.jsonl" --seed "$seed" $args \
+                --examples "$T/fewshot-$seed.jsonl" --seed "$seed" --preset paper $args \
                 -o "$d/adapter" --report "$d/report.json" --trace "$d/trace.tsv" \
                 >"$d/adapt.log" 2>&1; then
             echo "tools/table.sh: $task seed $seed $m: adapt failed:" >&2
@@ -285,7 +288,8 @@ END {
     echo
     echo "Greedy exact match on the first $TEST_N test examples, in percent, mean ± sample std over"
     echo "$SEEDS seeds ($SLOW_SEEDS for the budget-200 runs; seed K: fewshot-K.jsonl and --seed K, which draws"
-    echo "20 of the zoo's $n_modules modules); zero-shot does not depend on the seed and runs once."
+    echo "20 of the zoo's $n_modules modules; the pre* methods preselect from all $n_modules); zero-shot does"
+    echo "not depend on the seed and runs once."
     echo "tokens/ex: prompt tokens per test example (BOS + input; ICL adds 5 demonstrations)."
     echo "s/run: wall seconds per lorahub adapt run (mean; from its report). runs: seeds per task."
     echo "$(wc -l <"$WORK/results.tsv") runs, $JOBS at a time, in $elapsed s on $(nproc 2>/dev/null || echo '?') cores,"

@@ -35,7 +35,7 @@ for k in weights best_loss best_objective rescored_loss evaluations optimizer me
 done
 grep -q '"optimizer": "bobyqa"' r.json || fail "report: optimizer"
 grep -q '"method": "cat"' r.json || fail "report: method"
-grep -q '"preset": "none"' r.json || fail "report: preset"
+grep -q '"preset": "default"' r.json || fail "report: preset"
 awk -v l="$(num best_loss r.json)" 'BEGIN { exit !(l < 0.001) }' || fail "best_loss $(num best_loss r.json)"
 ev=$(num evaluations r.json)
 [ "$ev" -ge 10 ] && [ "$ev" -le 80 ] || fail "evaluations $ev"
@@ -100,7 +100,8 @@ misbehave() { # misbehave TEXT backend-args... (then adapt options after --)
 misbehave "exited with status 3" --crash-after 2
 misbehave "not JSON" --garbage
 misbehave "NaN" --nan
-misbehave "0 losses for 1 adapter" --wrong-length
+# the default preselects: its first request scores all 3 modules in one batch
+misbehave "2 losses for 3 adapters" --wrong-length
 misbehave "cuda out of memory" --error "'cuda out of memory'"
 misbehave "no answer to 'score' within 1 s" --hang -- --backend-timeout 1
 misbehave "no answer to 'hello' within 1 s" --slow-hello -- --backend-timeout 1
@@ -118,7 +119,7 @@ grep -q '"nan_as_worst": 1' nan.json || fail "report: nan_as_worst"
 # ---- SIGINT: exit 130, best so far written, temp dir removed, resumable ----
 rm -rf int int.checkpoint.json
 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --hang-after 4" \
-    --method cat --budget 30 -o int --report int.json --backend-timeout 60 2>int.err &
+    --preselect 0 --method cat --budget 30 -o int --report int.json --backend-timeout 60 2>int.err &
 pid=$!
 i=0
 while [ $i -lt 100 ]; do
@@ -136,7 +137,7 @@ grep -q '"stop_reason": "interrupted"' int.json || fail "report: stop_reason"
 [ "$(num evaluations int.json)" -eq 4 ] || fail "interrupted after $(num evaluations int.json) evaluations"
 tmp_empty "SIGINT"
 expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" \
-    --method cat --budget 30 -o int --report int.json --resume
+    --preselect 0 --method cat --budget 30 -o int --report int.json --resume
 [ "$(num replayed int.json)" -eq 4 ] || fail "resume after SIGINT replayed $(num replayed int.json)"
 
 # ---- job files: the example job, a batch, flags overriding keys ----
@@ -198,9 +199,20 @@ expect_err_contains "unknown optimizer 'nope'"
 expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --budget 3 \
     -v --report v.json
 grep -q "search 3/3" "$TMP/err" || fail "-v printed no progress lines"
+# the paper preset is the reference's settings exactly, and an explicit option still wins
 expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --preset paper \
-    --budget 4 --report p.json
+    --report p.json
 grep -q '"preset": "paper"' p.json || fail "report: preset paper"
+for kv in pick:20 preselect:0 budget:40 bound:1.5 l1:0.05 seed:42 evaluations:40; do
+    [ "$(num "${kv%%:*}" p.json)" = "${kv#*:}" ] || fail "paper preset: ${kv%%:*} $(num "${kv%%:*}" p.json), want ${kv#*:}"
+done
+grep -q '"method": "lorahub"' p.json && grep -q '"optimizer": "cobyla"' p.json &&
+    grep -q '"select": "search"' p.json || fail "paper preset: method, optimizer or select"
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --preset paper \
+    --budget 4 --method cat --report p4.json
+[ "$(num budget p4.json)" = 4 ] && grep -q '"method": "cat"' p4.json || fail "options do not override the preset"
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --preset nope -o x
+expect_err_contains "unknown preset 'nope'"
 
 # ---- the shell backend of lorahub-backend(7), run as written ----
 sed -n '/^The smallest backend in the shell/,/^\.Ed/p' "$TOP/man/lorahub-backend.7" |
@@ -226,17 +238,24 @@ expect_exit 0 "$LORAHUB" adapt --modules hub --pick 2 --seed 1 --examples task.j
     --backend-cmd "$BCMD" --budget 3 --weights-out p1b.tsv
 [ "$(cut -f 1 p1.tsv)" = "$(cut -f 1 p1b.tsv)" ] || fail "the same seed drew other modules"
 [ "$(cat p*.tsv | cut -f 1 | sort -u | wc -l)" -eq 3 ] || fail "twelve seeds never drew some module"
-# more than 20 modules: the reference's 20 are drawn unless --pick says otherwise
+# more than 20 modules: the paper preset draws the reference's 20 unless --pick says otherwise
 mkdir big
 i=1; while [ $i -le 22 ]; do "$GEN" big/b$i $i --layers 1 --types q_proj:8:8 --r 1; i=$((i + 1)); done
 expect_exit 0 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB" --budget 2 \
-    --weights-out big.tsv
-[ "$(wc -l <big.tsv)" -eq 20 ] || fail "default pick: $(wc -l <big.tsv) modules"
+    --preset paper --weights-out big.tsv
+[ "$(wc -l <big.tsv)" -eq 20 ] || fail "paper pick: $(wc -l <big.tsv) modules"
 expect_err_contains "using 20 of 22 modules, drawn with seed 42"
 expect_exit 0 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB" --budget 2 \
     --pick 0 --weights-out big0.tsv
-[ "$(wc -l <big0.tsv)" -eq 22 ] || fail "--pick 0: $(wc -l <big0.tsv) modules"
+[ "$(wc -l <big0.tsv)" -eq 5 ] || fail "--pick 0 with the default preselect 5: $(wc -l <big0.tsv) modules"
 [ ! -s "$TMP/err" ] || fail "--pick 0 printed: $(cat "$TMP/err")"
+# the default preset: every module scored alone (all 22, budget apart), the best 5 searched
+expect_exit 0 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB" --budget 2 \
+    --weights-out bigd.tsv --report bigd.json
+[ "$(wc -l <bigd.tsv)" -eq 5 ] || fail "default preset kept $(wc -l <bigd.tsv) modules"
+[ "$(num preselect_evaluations bigd.json)" -eq 22 ] || fail "default preset: preselect_evaluations"
+[ "$(num evaluations bigd.json)" -eq 2 ] || fail "default preset: evaluations beyond the budget"
+[ ! -s "$TMP/err" ] || fail "the default preset printed: $(cat "$TMP/err")"
 
 # ---- module selection: preselect, best-single, uniform ----
 expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --log $TMP/sel.log" \
