@@ -530,13 +530,14 @@ def peft_config(r, alpha, targets, use_rslora=False, base_model=None):
     }
 
 
-def save_peft(d, adapter, config):
-    """adapter {module: (A, B, scale)} -> d/adapter_config.json + adapter_model.safetensors."""
+def save_peft(d, adapter, config, dtype=torch.float32):
+    """adapter {module: (A, B, scale)} -> d/adapter_config.json + adapter_model.safetensors
+    (tensors stored as dtype)."""
     os.makedirs(d, exist_ok=True)
     tensors = {}
     for name, (A, B, _) in adapter.items():
-        tensors["base_model.model.%s.lora_A.weight" % name] = A.detach().float()
-        tensors["base_model.model.%s.lora_B.weight" % name] = B.detach().float()
+        tensors["base_model.model.%s.lora_A.weight" % name] = A.detach().float().to(dtype)
+        tensors["base_model.model.%s.lora_B.weight" % name] = B.detach().float().to(dtype)
     save_safetensors(os.path.join(d, "adapter_model.safetensors"), tensors)
     with open(os.path.join(d, "adapter_config.json"), "w") as f:
         json.dump(config, f, indent=2)

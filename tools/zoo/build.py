@@ -44,7 +44,7 @@ N_MERGES = 320
 BASE_CONFIG = dict(hidden_size=128, intermediate_size=352, num_hidden_layers=4, num_attention_heads=4,
                    num_key_value_heads=2, head_dim=32, rms_norm_eps=1e-5, rope_theta=10000.0,
                    max_position_embeddings=256, tie_word_embeddings=False, attention_bias=False)
-PRETRAIN = dict(steps=1200, batch=64, lr=3e-3, seed=SEED + 1)
+PRETRAIN = dict(steps=4000, batch=64, lr=3e-3, seed=SEED + 1)
 
 # Module settings: rank 8, alpha 16 unless listed here (a few variants so that
 # lorahub meets mixed ranks, another alpha and rsLoRA in the bundled hub).
@@ -56,19 +56,17 @@ MODULE_VARIANTS = {
     "atbash": dict(r=8, alpha=8, use_rslora=True),
     "capitalize": dict(r=8, alpha=32),
 }
-# Upstream tasks with test files but no module: their answers are capital
-# letters, which the base never saw in pretraining, and LoRA could not learn
-# to emit those tokens in the module budget (loss stuck at ~4.4 nats).
-SKIP_MODULES = {"uppercase": "answers in capitals, never seen by the base",
-                "capitalize": "answers in capitals, never seen by the base"}
-MODULE_TRAIN = dict(steps=600, batch=16, lr=5e-3)
-# reverse was the first module trained, with the settings of that time; kept
-# here so that a rebuild reproduces the committed module exactly.
-# Tasks that stayed below 90% with 600 steps get a longer schedule.
-TRAIN_OVERRIDES = {"reverse": dict(steps=700, batch=32, lr=3e-3, warmup=30, target=0.96)}
-for _n in ("caesar1", "word_reverse", "atbash", "spell", "antonym", "caesar3", "sort", "drop_last", "category",
-           "rotate", "double", "swap_pairs", "no_vowels", "lowercase"):
-    TRAIN_OVERRIDES[_n] = dict(steps=2000)
+# Upstream tasks with test files but no module (name -> reason); empty since
+# the base reads capitals (copy_text), which uppercase and capitalize need.
+SKIP_MODULES = {}
+# One schedule for every module: early stop at 92% validation accuracy; half
+# of the training examples carry a random neutral sentence instead of the
+# task's instruction (train.train_adapter), so a module does its skill under
+# any wording; validation and test keep the task's own instruction.
+MODULE_TRAIN = dict(steps=2000, batch=16, lr=5e-3, other_wording=0.5)
+# Modules are stored as F16, as hubs commonly ship them (and to keep the zoo
+# under 10 MB); every number measured after training uses the stored module.
+MODULE_DTYPE = torch.float16
 MOS_TASKS = ["reverse", "drop_last"]
 MOS = dict(r=8, l=2, R=4, p=1, alpha=16, routing_seed=SEED + 7)
 BASE_NAME = "lorahub-zoo-base"
@@ -184,10 +182,11 @@ class Zoo:
                     write_jsonl(os.path.join(d, "fewshot-%d.jsonl" % k), shots)
                     if k == 1:
                         write_jsonl(os.path.join(d, "fewshot.jsonl"), shots)
-        # tokenizer: trained on pretraining and upstream text only
+        # tokenizer: trained on pretraining and upstream text (copy_text
+        # brings the words of the unseen instructions, not their tasks)
         texts = []
         for t in T.TASKS:
-            if t.family == "unseen" or not t.tok:
+            if t.family == "unseen":
                 continue
             for e in T.sample(t, 200, task_seed(t.name, 4), distinct=False):
                 texts.append(e["input"])
@@ -283,17 +282,17 @@ class Zoo:
             log("module %s (r=%d alpha=%g rslora=%s)" % (t.name, v["r"], v["alpha"], v["use_rslora"]))
             base_acc = None  # (measured in the unseen-task stage for the base alone)
             tr = dict(MODULE_TRAIN, warmup=20, target=0.92)
-            tr.update(TRAIN_OVERRIDES.get(t.name, {}))
             steps, secs = TR.train_adapter(model, enc, t, params, lambda: model.set_lora(ad),
                                            tr["steps"], tr["batch"], tr["lr"], seed, self.exclude(t.name), log,
-                                           val=val, warmup=tr["warmup"], target=tr["target"])
-            model.set_lora(ad)
-            acc, strict = TR.accuracy(model, enc, test, strict=True)
-            model.clear_lora()
+                                           val=val, warmup=tr["warmup"], target=tr["target"],
+                                           other_wording=tr["other_wording"])
             d = self.p("modules", t.name)
             if os.path.isdir(d):
                 shutil.rmtree(d)
-            lt.save_peft(d, ad, pc)
+            lt.save_peft(d, ad, pc, MODULE_DTYPE)
+            model.set_lora(lt.load_peft(d)[0])  # measure what is on disk
+            acc, strict = TR.accuracy(model, enc, test, strict=True)
+            model.clear_lora()
             self.results.setdefault("modules", {})[t.name] = {"r": v["r"], "lora_alpha": v["alpha"], "use_rslora": v["use_rslora"], "seed": seed,
                            "steps": steps, "seconds": round(secs, 1), "test_acc": acc, "test_acc_strict": strict,
                            "base_test_acc": base_acc, "lr": tr["lr"], "batch": tr["batch"], "max_steps": tr["steps"]}
@@ -317,7 +316,8 @@ class Zoo:
             log("MoS %s" % name)
             steps, secs = TR.train_adapter(model, enc, t, mm.params(), lambda: model.set_lora(mm.materialize()),
                                            MODULE_TRAIN["steps"], MODULE_TRAIN["batch"], MODULE_TRAIN["lr"],
-                                           seed, self.exclude(name), log, val=val)
+                                           seed, self.exclude(name), log, val=val,
+                                           other_wording=MODULE_TRAIN["other_wording"])
             with torch.no_grad():
                 model.set_lora(mm.materialize())
                 acc = TR.accuracy(model, enc, test)
@@ -404,6 +404,7 @@ class Zoo:
 
     def stage_readme(self):
         self.skip = SKIP_MODULES
+        self.module_train = MODULE_TRAIN
         RD.write(self, T)
 
 

@@ -22,6 +22,7 @@ is one token per digit.
 """
 
 import random
+import re
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 VOWELS = set("aeiou")
@@ -106,12 +107,10 @@ CIPHER = dict(zip(LETTERS, _perm))
 
 
 class Task:
-    def __init__(self, name, family, instruction, gen, note="", kind=None, tok=True):
-        """gen(rng) -> (task input text, answer text). tok: part of the
-        tokenizer's training text (tasks added after the tokenizer was fixed
-        are not, so that adding them changes nothing else)."""
+    def __init__(self, name, family, instruction, gen, note="", kind=None):
+        """gen(rng) -> (task input text, answer text)."""
         self.name, self.family, self.instruction, self.gen = name, family, instruction, gen
-        self.note, self.kind, self.tok = note, kind, tok
+        self.note, self.kind = note, kind
 
     def example(self, rng):
         x, y = self.gen(rng)
@@ -176,6 +175,8 @@ def _digits_apart(rng):
 
 TASKS = [
     # ---- pretraining only ------------------------------------------------
+    # copy_text's word pool is filled in below, once every instruction is known
+    Task("copy_text", "pretrain", "Copy the text.", lambda rng: _copy_text(rng)),
     Task("copy_letters", "pretrain", "Copy the letters.", _L(lambda xs: J(xs), 1, 10)),
     Task("copy_words", "pretrain", "Copy the words.", _words(lambda ws: J(ws), words_any, 1, 6)),
     Task("copy_number", "pretrain", "Copy the number.", _num(str, 0, 99999)),
@@ -211,8 +212,8 @@ TASKS = [
     Task("word_reverse", "upstream", "Reverse the order of the words.", _words(lambda ws: J(ws[::-1]), words_any, 2, 5)),
     Task("capitalize", "upstream", "Capitalize each word.", _words(lambda ws: J(w.capitalize() for w in ws), words_any, 1, 4)),
     Task("spell", "upstream", "Spell the word.", _spell),
-    Task("drop_last", "upstream", "Remove the last letter.", _L(lambda xs: J(xs[:-1]), 2, 7), tok=False),
-    Task("add10", "upstream", "Add ten.", _num(lambda n: str(n + 10)), tok=False),
+    Task("drop_last", "upstream", "Remove the last letter.", _L(lambda xs: J(xs[:-1]), 2, 7)),
+    Task("add10", "upstream", "Add ten.", _num(lambda n: str(n + 10))),
 
     # ---- unseen: held out from the base and from every module -------------
     Task("reverse_reworded", "unseen", "Write the letters backwards.", _L(lambda xs: J(xs[::-1])),
@@ -242,6 +243,45 @@ TASKS = [
 ]
 
 BY_NAME = {t.name: t for t in TASKS}
+
+# Neutral text for the base model: every word of every instruction (unseen
+# tasks included), lower case and capitalized, mixed with nouns, adjectives
+# and single letters of both cases. A real base model has read the words of
+# any instruction; without this the pieces of an unseen instruction keep their
+# random initial embeddings and derail the model whatever the adapter. Only
+# the words are shared: no task's instruction is ever generated as a whole.
+VOCAB_WORDS = sorted({w for t in TASKS for w in re.findall(r"[A-Za-z]+", t.instruction)}
+                     | {w.lower() for t in TASKS for w in re.findall(r"[A-Za-z]+", t.instruction)})
+_INSTRUCTIONS = {t.instruction.rstrip(".?") for t in TASKS}
+
+
+def neutral_sentence(rng):
+    """A random sentence of the neutral vocabulary that is no task's instruction."""
+    return _copy_text(rng)[0]
+
+
+def _copy_text(rng):
+    while True:
+        ws = []
+        for _ in range(rng.randint(2, 8)):
+            k = rng.random()
+            if k < 0.5:
+                w = rng.choice(VOCAB_WORDS)
+            elif k < 0.8:
+                w = rng.choice(NOUNS + ADJECTIVES)
+            else:
+                w = rng.choice(LETTERS)
+            if rng.random() < 0.25:
+                w = w.upper() if len(w) == 1 else w.capitalize()
+            ws.append(w)
+        if rng.random() < 0.5:
+            ws[0] = ws[0].capitalize()
+        s = J(ws)
+        if s in _INSTRUCTIONS:
+            continue
+        k = rng.random()
+        s += "." if k < 0.4 else "?" if k < 0.5 else ""
+        return s, s
 
 
 def family(name):

@@ -83,10 +83,14 @@ def freeze(model):
 
 
 def train_adapter(model, enc, task, params, set_fn, steps, batch, lr, seed, exclude, log,
-                  val=None, check_every=100, target=0.92, warmup=20):
+                  val=None, check_every=100, target=0.92, warmup=20, other_wording=0.0):
     """Trains the tensors in params (set_fn() installs the current adapter on
     the model before each forward). Stops early once greedy accuracy on val
-    reaches target. Returns (steps run, seconds)."""
+    reaches target. other_wording: the share of training examples whose
+    instruction line is replaced by a random neutral sentence (tasks.
+    neutral_sentence), so that the module carries its skill rather than one
+    wording of it, as FLAN's many templates per task do. Returns (steps run,
+    seconds)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
@@ -99,6 +103,9 @@ def train_adapter(model, enc, task, params, set_fn, steps, batch, lr, seed, excl
             ex = task.example(rng)
             if ex["input"] in exclude:
                 continue
+            if other_wording and rng.random() < other_wording:
+                body = ex["input"].split("\n", 1)[1]
+                ex = {"input": T.neutral_sentence(rng) + "\n" + body, "output": ex["output"]}
             seqs.append(enc.seq(ex))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, warmup)
