@@ -290,6 +290,7 @@ static lh_status build_settings(const lh_search_opts *o, const lh_adapter *const
     kv_add(l, "nan_as_worst", "%d", o->nan_as_worst ? 1 : 0);
     kv_add(l, "preselect", "%d", o->preselect);
     kv_add(l, "select", "%s", select_name(o->select));
+    kv_add(l, "start", "%s", o->start_best_single ? "best-single" : "zero");
     lh_sb sb;
     lh_sb_init(&sb);
     for (size_t i = 0; i < n; i++) {
@@ -1040,7 +1041,16 @@ lh_status lh_search_run(const lh_search_opts *o, const lh_adapter *const *mods, 
         lh_optim_opts oo;
         memset(&oo, 0, sizeof oo);
         oo.n = (int)s.nk;
-        oo.x0 = w; /* zeros: the base model, as in the reference */
+        /* zeros: the base model, as in the reference; or the best single
+         * module, so that the search refines what retrieval already found */
+        if (o->start_best_single && res->single_loss && s.nk > 0) {
+            size_t bj = 0;
+            for (size_t j = 1; j < s.nk; j++)
+                if (res->single_loss[res->kept[j]] < res->single_loss[res->kept[bj]])
+                    bj = j;
+            w[bj] = 1.0;
+        }
+        oo.x0 = w;
         oo.lower = -o->bound;
         oo.upper = o->bound;
         oo.step = 0;
@@ -1229,6 +1239,7 @@ lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
     em_int(&e, "nan_as_worst", o->nan_as_worst ? 1 : 0);
     em_int(&e, "pick", o->pick);
     em_int(&e, "preselect", o->preselect);
+    em_str(&e, "start", o->start_best_single ? "best-single" : "zero");
     em_key(&e, "modules");
     lh_sb_append(&sb, "[");
     for (size_t i = 0; i < n; i++) {

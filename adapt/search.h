@@ -84,6 +84,9 @@ typedef struct lh_search_opts {
     uint64_t seed;            /* default 42 */
     int nan_as_worst;         /* NaN/Inf loss -> objective LH_SEARCH_WORST (else error) */
     int preselect;            /* > 0: keep this many modules by single-module loss first */
+    int start_best_single;    /* with preselect: the search starts at weight 1 on the module
+                                 with the lowest single-module loss, 0 elsewhere (else at w = 0,
+                                 the reference's start) */
     int pick;                 /* for the report only: how many modules the caller drew
                                  from the candidates (0 = all of them) */
     lh_select select;

@@ -35,8 +35,8 @@ static const char *const CMD = "adapt";
 enum key_id {
     K_BASE, K_MODULES, K_PICK, K_EXAMPLES, K_METHOD, K_OPTIMIZER, K_BUDGET, K_BOUND, K_L1,
     K_SEED, K_BACKEND, K_BACKEND_CMD, K_BACKEND_TIMEOUT, K_NAN_AS_WORST, K_RESUME, K_OUTPUT,
-    K_REPORT, K_TRACE, K_WEIGHTS_OUT, K_CHECKPOINT, K_FORCE, K_PRESELECT, K_SELECT, K_PRESET,
-    K_DTYPE, K_COUNT
+    K_REPORT, K_TRACE, K_WEIGHTS_OUT, K_CHECKPOINT, K_FORCE, K_PRESELECT, K_SELECT, K_START,
+    K_PRESET, K_DTYPE, K_COUNT
 };
 
 typedef enum { V_STR, V_PATH, V_INT, V_NUM, V_BOOL, V_MODULES } vtype;
@@ -69,6 +69,7 @@ static const struct keydef {
     [K_FORCE] = {"force", V_BOOL, 0, 0},
     [K_PRESELECT] = {"preselect", V_INT, 0, INT_MAX},
     [K_SELECT] = {"select", V_STR, 0, 0},
+    [K_START] = {"start", V_STR, 0, 0},
     [K_PRESET] = {"preset", V_STR, 0, 0},
     [K_DTYPE] = {"dtype", V_STR, 0, 0},
 };
@@ -328,6 +329,7 @@ static void usage(FILE *f)
             "                     [--nan-as-worst] [--resume] [--checkpoint FILE] [-o OUTDIR]\n"
             "                     [--report FILE|-] [--trace FILE] [--weights-out FILE|-]\n"
             "                     [--preselect K] [--select search|best-single|uniform]\n"
+            "                     [--start zero|best-single]\n"
             "                     [--preset default|paper] [--dtype f32|f16|bf16] [--force] [-q] [-v]\n");
 }
 
@@ -473,6 +475,13 @@ static int run_job(const cfg *c, const char *job_name, const char *preset, int q
         so.select = LH_SELECT_UNIFORM;
     else
         return cmd_usage_error(CMD, "unknown --select '%s' (search, best-single, uniform)", select);
+    const char *start = str_or(c, K_START, "zero");
+    if (!strcmp(start, "best-single"))
+        so.start_best_single = 1;
+    else if (strcmp(start, "zero") != 0)
+        return cmd_usage_error(CMD, "unknown --start '%s' (zero, best-single)", start);
+    if (so.start_best_single && so.preselect <= 0)
+        return cmd_usage_error(CMD, "--start best-single needs --preselect (the single-module losses)");
     int pick = c->v[K_PICK].set ? (int)c->v[K_PICK].i : DEFAULT_PICK;
     so.pick = pick;
     /* The search composes in F32; only the written adapter is converted. */
@@ -670,10 +679,10 @@ static const struct preset {
     const char *name;
     const char *settings[8][2]; /* key, value; ends at a NULL key */
 } presets[] = {
-    {"default", {{"pick", "0"}, {"preselect", "5"}, {"method", "cat"}, {"optimizer", "cobyla"},
-                 {"budget", "40"}, {"bound", "1.5"}, {"l1", "0.05"}}},
-    {"paper", {{"pick", "20"}, {"preselect", "0"}, {"method", "lorahub"}, {"optimizer", "cobyla"},
-               {"budget", "40"}, {"bound", "1.5"}, {"l1", "0.05"}}},
+    {"default", {{"pick", "0"}, {"select", "best-single"}, {"preselect", "3"}, {"method", "cat"},
+                 {"optimizer", "cobyla"}, {"budget", "40"}, {"bound", "1.5"}, {"l1", "0.05"}}},
+    {"paper", {{"pick", "20"}, {"select", "search"}, {"preselect", "0"}, {"method", "lorahub"},
+               {"optimizer", "cobyla"}, {"budget", "40"}, {"bound", "1.5"}, {"l1", "0.05"}}},
 };
 
 static const struct preset *find_preset(const char *name)
@@ -693,6 +702,16 @@ static void apply_preset(cfg *c, const struct preset *p)
             c->v[k].from_preset = 1;
         }
     }
+    /* A search setting given by the user asks for a search: it overrides a
+     * preset's select (the default retrieves one module and searches nothing). */
+    static const int search_keys[] = {K_OPTIMIZER, K_BUDGET, K_BOUND, K_L1, K_START};
+    if (c->v[K_SELECT].from_preset)
+        for (size_t i = 0; i < sizeof search_keys / sizeof search_keys[0]; i++)
+            if (c->v[search_keys[i]].set && !c->v[search_keys[i]].from_preset) {
+                set_text(&c->v[K_SELECT], K_SELECT, "search", NULL);
+                c->v[K_SELECT].from_preset = 1;
+                break;
+            }
 }
 
 static int list_optimizers(void)

@@ -1,12 +1,13 @@
 #!/bin/sh
 # examples/demo.sh - `make demo`: adapt to one unseen task of the bundled zoo
-# with lorahub adapt's default settings, then compare the base model and the
-# merged adapter on the task's test set. Outputs go to ./demo-out/ (replaced).
+# three ways (lorahub adapt's default, a search, the paper's settings), then
+# compare the base model and the three adapters on the task's test set.
+# Outputs go to ./demo-out/ (replaced).
 #
 #   LORAHUB=build/lorahub sh examples/demo.sh [TASK]
 #
 # TASK defaults to DEMO_TASK or caesar1_reworded (a reworded instruction of an
-# upstream skill, where composition works; see examples/zoo/README.md).
+# upstream skill; see examples/zoo/README.md).
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
@@ -46,65 +47,69 @@ examples/zoo/modules/ each learnt another one. lorahub adapt sees only these 5 e
 EOF
 sed 's/^/    /' "$zoo/tasks/$task/fewshot.jsonl"
 echo
-echo "== lorahub adapt (default settings)"
-lh adapt --base "$zoo/base" --modules "$zoo/modules" --examples "$zoo/tasks/$task/fewshot.jsonl" \
-    -o "$out/adapter" --report "$out/report.json" --trace "$out/trace.tsv" \
-    --weights-out "$out/weights.tsv" --force
-method=$(field method "$out/report.json")
-optimizer=$(field optimizer "$out/report.json")
-budget=$(field budget "$out/report.json")
-evals=$(field evaluations "$out/report.json")
-seed=$(field seed "$out/report.json")
-bound=$(field bound "$out/report.json")
-l1=$(field l1 "$out/report.json")
-secs=$(field wall_seconds "$out/report.json")
-loss=$(field rescored_loss "$out/report.json")
+echo "== lorahub adapt, three ways"
+# 1. the default: score every module alone, keep the best (it won docs/results.md)
+lh adapt -q --base "$zoo/base" --modules "$zoo/modules" --examples "$zoo/tasks/$task/fewshot.jsonl" \
+    -o "$out/adapter" --report "$out/report.json" --weights-out "$out/weights.tsv" --force
+# 2. a search (any search setting asks for one): the best 3 modules, cat, COBYLA 40
+lh adapt -q --base "$zoo/base" --modules "$zoo/modules" --examples "$zoo/tasks/$task/fewshot.jsonl" \
+    --budget 40 -o "$out/composed" --report "$out/composed.json" --trace "$out/trace.tsv" \
+    --weights-out "$out/composed-weights.tsv" --force
+# 3. the paper's settings: 20 modules drawn with the seed, lorahub method, COBYLA 40
+lh adapt -q --base "$zoo/base" --modules "$zoo/modules" --examples "$zoo/tasks/$task/fewshot.jsonl" \
+    --preset paper -o "$out/paper" --report "$out/paper.json" --force
+best=$(cut -f1 "$out/weights.tsv"); best=${best##*/}
+secs() { printf '%.1f' "$(field wall_seconds "$1")"; }
+loss() { printf '%.3f' "$(field rescored_loss "$1")"; }
 w0=$(sed -n '2p' "$out/trace.tsv" | cut -f2)
-n_used=$(($(head -n 1 "$out/trace.tsv" | tr '\t' '\n' | wc -l) - 4))
 cat <<EOF
-Defaults: $n_used modules drawn with seed $seed, merge method $method, optimizer $optimizer,
-budget $budget evaluations, weights in [-$bound, $bound], L1 coefficient $l1.
-$evals evaluations in $(printf '%.1f' "$secs") s; few-shot loss $(printf '%.3f' "$w0") at w = 0 -> $(printf '%.3f' "$loss").
-Largest weights:
+    default   every one of the $n_mod modules scored alone, the best kept: $best
+              ($(field preselect_evaluations "$out/report.json") single-module scores in $(secs "$out/report.json") s; few-shot loss $(printf '%.3f' "$w0") at w = 0 -> $(loss "$out/report.json"))
+    composed  --budget 40: the best 3 modules composed with cat, COBYLA, 40 evaluations
+              ($(secs "$out/composed.json") s; few-shot loss -> $(loss "$out/composed.json")); weights:
 EOF
-sort -t "$(printf '\t')" -k2,2gr "$out/weights.tsv" | head -n 4 |
-    awk -F '\t' '{ n = split($1, p, "/"); printf "    %-14s %+.3f\n", p[n], $2 }'
+awk -F '\t' '{ n = split($1, p, "/"); printf "                %-14s %+.3f\n", p[n], $2 }' "$out/composed-weights.tsv"
+cat <<EOF
+    paper     --preset paper: 20 modules drawn with seed 42, lorahub method, COBYLA, 40 evaluations
+              ($(secs "$out/paper.json") s; few-shot loss -> $(loss "$out/paper.json"))
 
-echo
+EOF
+
 echo "== exact match on $n_test test examples (lorahub eval, greedy decoding)"
-lh eval --base "$zoo/base" --examples "$out/test.jsonl" --metric exact-match --json >"$out/eval-base.json"
-lh eval --base "$zoo/base" --adapter "$out/adapter" --examples "$out/test.jsonl" \
-    --metric exact-match --json -v >"$out/eval-adapter.json" 2>"$out/eval-adapter.log"
 acc() { awk -v a="$(sed -n 's/.*"accuracy":\([0-9.eE+-]*\).*/\1/p' "$1")" 'BEGIN { printf "%5.1f%%", 100 * a }'; }
+lh eval --base "$zoo/base" --examples "$out/test.jsonl" --metric exact-match --json >"$out/eval-base.json"
 echo "    zero-shot (base model alone)   $(acc "$out/eval-base.json")"
-echo "    base + merged adapter          $(acc "$out/eval-adapter.json")"
-if [ "$(acc "$out/eval-adapter.json")" = "$(acc "$out/eval-base.json")" ]; then
-    echo "No gain over zero-shot: on the zoo as built, no module solves an unseen task (its"
-    echo "README), so no composition can; docs/results.md measures every method on every task."
-fi
-echo "First test examples with the adapter:"
+for v in adapter:default composed:composed paper:paper; do
+    d=${v%%:*} name=${v#*:}
+    lh eval --base "$zoo/base" --adapter "$out/$d" --examples "$out/test.jsonl" \
+        --metric exact-match --json -v >"$out/eval-$name.json" 2>"$out/eval-$name.log"
+    printf '    %-30s %s\n' "$name" "$(acc "$out/eval-$name.json")"
+done
+echo "First test examples with the default adapter:"
 head -n 3 "$out/test.jsonl" | sed -n 's/.*"input": *"[^"]*\\n\([^"\\]*\)\\n=>".*"output": *"\([^"]*\)".*/\1 => \2/p' >"$out/.want"
-grep 'example [123]:' "$out/eval-adapter.log" |
+grep 'example [123]:' "$out/eval-default.log" |
     sed 's/^lorahub eval: example [0-9]*: \([a-z]*\): got \(.*\)/\2 (\1)/' >"$out/.got"
 paste -d '|' "$out/.want" "$out/.got" | awk -F '|' '{ printf "    %-34s got %s\n", $1, $2 }'
-rm -f "$out/.want" "$out/.got" "$out/eval-adapter.log"
+rm -f "$out/.want" "$out/.got" "$out"/eval-*.log
 
 cat <<EOF
 
 == What is in $out/
-    adapter/        the merged adapter, a PEFT LoRA directory (F32) for the zoo base model
-    report.json     the search: weights per module, losses, evaluations, settings, timings
-    trace.tsv       every evaluation: loss, objective, the weights, milliseconds
+    adapter/        the default's result, a PEFT LoRA directory (F32) for the zoo base model
+    report.json     its report: every module's single-module loss, the settings, timings
     weights.tsv     module path <TAB> weight, the input of lorahub compose --weights
-    adapter.checkpoint.json  every evaluation, for lorahub adapt --resume
-    test.jsonl      the test examples scored above; eval-*.json the two results
+    composed/, composed.json, composed-weights.tsv   the same for the search
+    trace.tsv       every evaluation of the search: loss, objective, the weights, milliseconds
+    paper/, paper.json   the paper preset's adapter and report
+    *.checkpoint.json    every evaluation, for lorahub adapt --resume
+    test.jsonl      the test examples scored above; eval-*.json the four results
 
 == Try next
     $show inspect $out/adapter
-    $show compose -m cat --weights $out/weights.tsv -o $out/cat \$(cut -f1 $out/weights.tsv)
+    $show compose -m cat --weights $out/composed-weights.tsv -o $out/cat \$(cut -f1 $out/composed-weights.tsv)
     $show adapt --base examples/zoo/base --modules examples/zoo/modules \\
-        --examples examples/zoo/tasks/reverse_caesar1/fewshot.jsonl --method cat --preselect 5 \\
-        -o $out/blend --force
+        --examples examples/zoo/tasks/word_reverse_plural/fewshot.jsonl --select search \\
+        -o $out/blend --force     (a blend of two skills, where composing did better)
     sh examples/demo.sh TASK      (another task of examples/zoo/tasks; see examples/zoo/README.md)
     make table                    (every method on every unseen task: docs/results.md)
     man -l man/lorahub-adapt.1    (also lorahub-eval.1, lorahub-compose.1, lorahub-job.5)

@@ -41,12 +41,13 @@ export LORAHUB ZOO WORK TEST_N OPENBLAS_NUM_THREADS
 # method name -> lorahub adapt options ("eval" = no adapter search at all).
 # Every run starts from --preset paper (pick 20, lorahub, cobyla, budget 40,
 # bound 1.5, l1 0.05) and changes what it names;
-# the preselect methods choose from all modules (--pick 0): measuring replaces
-# the random draw.
+# best-single-all and the preselect methods choose from all modules (--pick 0):
+# measuring replaces the random draw.
 method_args() {
     case $1 in
     zero-shot|icl-5) echo eval ;;
     best-single)          echo "--select best-single" ;;
+    best-single-all)      echo "--pick 0 --select best-single" ;;
     uniform)              echo "--select uniform" ;;
     lorahub-cobyla)       echo "--method lorahub --optimizer cobyla --budget 40" ;;
     lorahub-cmaes)        echo "--method lorahub --optimizer cmaes --budget 40" ;;
@@ -65,13 +66,18 @@ method_args() {
     pre5-lorahub-cmaes)   echo "--pick 0 --preselect 5 --method lorahub --optimizer cmaes --budget 40" ;;
     pre5-cat-cmaes)       echo "--pick 0 --preselect 5 --method cat --optimizer cmaes --budget 40" ;;
     pre5-cat-cmaes-200)   echo "--pick 0 --preselect 5 --method cat --optimizer cmaes --budget 200" ;;
+    pre3-cat-cobyla-fromsingle) echo "--pick 0 --preselect 3 --start best-single --method cat --optimizer cobyla --budget 40" ;;
+    pre5-cat-cobyla-fromsingle) echo "--pick 0 --preselect 5 --start best-single --method cat --optimizer cobyla --budget 40" ;;
+    pre5-lorahub-cobyla-fromsingle) echo "--pick 0 --preselect 5 --start best-single --method lorahub --optimizer cobyla --budget 40" ;;
+    pre5-cat-cobyla-fromsingle-200) echo "--pick 0 --preselect 5 --start best-single --method cat --optimizer cobyla --budget 200" ;;
     *) echo "tools/table.sh: unknown method '$1'" >&2; return 1 ;;
     esac
 }
-ALL_METHODS="zero-shot icl-5 best-single uniform lorahub-cobyla lorahub-cmaes lorahub-nelder-mead
+ALL_METHODS="zero-shot icl-5 best-single best-single-all uniform lorahub-cobyla lorahub-cmaes lorahub-nelder-mead
 lorahub-bobyqa cat-cobyla lorahub-cobyla-200 pre3-lorahub-cobyla pre5-lorahub-cobyla
 pre8-lorahub-cobyla pre3-cat-cobyla pre5-cat-cobyla pre8-cat-cobyla pre5-lorahub-cobyla-200
-pre5-cat-cobyla-200 pre5-lorahub-cmaes pre5-cat-cmaes pre5-cat-cmaes-200"
+pre5-cat-cobyla-200 pre5-lorahub-cmaes pre5-cat-cmaes pre5-cat-cmaes-200 pre3-cat-cobyla-fromsingle
+pre5-cat-cobyla-fromsingle pre5-lorahub-cobyla-fromsingle pre5-cat-cobyla-fromsingle-200"
 : "${METHODS:=$ALL_METHODS}"
 
 # A number out of a one-line JSON object or a pretty-printed report.
@@ -288,7 +294,7 @@ END {
     echo
     echo "Greedy exact match on the first $TEST_N test examples, in percent, mean ± sample std over"
     echo "$SEEDS seeds ($SLOW_SEEDS for the budget-200 runs; seed K: fewshot-K.jsonl and --seed K, which draws"
-    echo "20 of the zoo's $n_modules modules; the pre* methods preselect from all $n_modules); zero-shot does"
+    echo "20 of the zoo's $n_modules modules; best-single-all and the pre* methods choose from all $n_modules); zero-shot does"
     echo "not depend on the seed and runs once."
     echo "tokens/ex: prompt tokens per test example (BOS + input; ICL adds 5 demonstrations)."
     echo "s/run: wall seconds per lorahub adapt run (mean; from its report). runs: seeds per task."

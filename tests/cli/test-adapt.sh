@@ -247,15 +247,32 @@ expect_exit 0 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd
 expect_err_contains "using 20 of 22 modules, drawn with seed 42"
 expect_exit 0 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB" --budget 2 \
     --pick 0 --weights-out big0.tsv
-[ "$(wc -l <big0.tsv)" -eq 5 ] || fail "--pick 0 with the default preselect 5: $(wc -l <big0.tsv) modules"
+[ "$(wc -l <big0.tsv)" -eq 3 ] || fail "--pick 0 with the default preselect 3: $(wc -l <big0.tsv) modules"
 [ ! -s "$TMP/err" ] || fail "--pick 0 printed: $(cat "$TMP/err")"
-# the default preset: every module scored alone (all 22, budget apart), the best 5 searched
-expect_exit 0 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB" --budget 2 \
+# the default preset: every module scored alone (all 22, in batches), the best one written
+expect_exit 0 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB" \
     --weights-out bigd.tsv --report bigd.json
-[ "$(wc -l <bigd.tsv)" -eq 5 ] || fail "default preset kept $(wc -l <bigd.tsv) modules"
+[ "$(wc -l <bigd.tsv)" -eq 1 ] && [ "$(cut -f 2 bigd.tsv)" = 1 ] || fail "default preset wrote: $(cat bigd.tsv)"
+grep -q '"select": "best-single"' bigd.json || fail "default preset: select"
 [ "$(num preselect_evaluations bigd.json)" -eq 22 ] || fail "default preset: preselect_evaluations"
-[ "$(num evaluations bigd.json)" -eq 2 ] || fail "default preset: evaluations beyond the budget"
+[ "$(num evaluations bigd.json)" -eq 0 ] || fail "default preset: searched"
 [ ! -s "$TMP/err" ] || fail "the default preset printed: $(cat "$TMP/err")"
+# a search setting asks for a search: the best 3 of the 22, budget 2 on top of the 22 singles
+expect_exit 0 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB" --budget 2 \
+    --weights-out bigs.tsv --report bigs.json
+[ "$(wc -l <bigs.tsv)" -eq 3 ] || fail "default preset with --budget kept $(wc -l <bigs.tsv) modules"
+grep -q '"select": "search"' bigs.json || fail "--budget did not select the search"
+[ "$(num preselect_evaluations bigs.json)" -eq 22 ] && [ "$(num evaluations bigs.json)" -eq 2 ] ||
+    fail "default preset with --budget 2: evaluations $(num evaluations bigs.json)"
+# --start best-single: the search's first point is the best single module
+expect_exit 0 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB" --budget 2 \
+    --start best-single --trace bigst.tsv --report bigst.json
+awk -F '\t' 'NR == 2 { s = 0; for (i = 4; i < NF; i++) s += ($i + 0 != 0); exit !(s == 1) }' bigst.tsv ||
+    fail "--start best-single: first point $(sed -n 2p bigst.tsv)"
+grep -q '"start": "best-single"' bigst.json || fail "report: start"
+expect_exit 2 "$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB" --preset paper \
+    --start best-single -o x
+expect_err_contains "needs --preselect"
 
 # ---- module selection: preselect, best-single, uniform ----
 expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --log $TMP/sel.log" \
