@@ -465,6 +465,9 @@ class LlamaForCausalLM(nn.Module):
 
     def clear_lora(self):
         for _, lin in self.lora_modules():
+            # unregister trained nn.Parameters too, so that plain tensors fit again
+            lin._parameters.pop("lora_A", None)
+            lin._parameters.pop("lora_B", None)
             lin.lora_A = lin.lora_B = None
             lin.lora_scale = 0.0
 
