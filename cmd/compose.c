@@ -15,7 +15,9 @@
 #include "../compose/compose.h"
 #include "../lib/adapter.h"
 #include "../lib/fsutil.h"
+#include "../compose/mos_compose.h"
 #include "../lib/json.h"
+#include "../lib/mos.h"
 #include "../lib/peft.h"
 #include "../lib/strbuf.h"
 #include "cmd.h"
@@ -292,6 +294,66 @@ static int method_is_ties(lh_merge_method m)
 enum { OPT_WEIGHTS = 256, OPT_RANK, OPT_DENSITY, OPT_SIGN, OPT_SEED, OPT_CLAMP, OPT_DTYPE,
        OPT_JSON, OPT_FORCE, OPT_PEFT };
 
+/* An output path ending in .safetensors asks for an MoS module: modules with
+ * identical routing compose exactly in shard space (lorahub method), and the
+ * result keeps their routing and size (lorahub-mos(5)). */
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && !strcmp(s + n - k, suffix);
+}
+
+static int compose_mos_file(char **paths, size_t n, const double *w, const char *out_path,
+                            int force, int as_json, lh_sb *sb)
+{
+    lh_error err = {0};
+    lh_mos **mods = calloc(n, sizeof *mods); /* [n] */
+    lh_mos *out = NULL;
+    int rc = 0;
+    double t0 = now_seconds();
+    if (!mods) {
+        cmd_error(CMD, "out of memory");
+        return LH_EXIT_ERROR;
+    }
+    for (size_t i = 0; i < n && !rc; i++)
+        if (lh_mos_load(paths[i], &mods[i], &err) != LH_OK)
+            rc = cmd_fail(CMD, &err);
+    if (!rc && lh_compose_mos((const lh_mos *const *)mods, n, w, &out, &err) != LH_OK)
+        rc = cmd_fail(CMD, &err);
+    if (!rc && lh_mos_save(out, out_path, force, &err) != LH_OK)
+        rc = cmd_fail(CMD, &err);
+    if (!rc) {
+        double secs = now_seconds() - t0;
+        size_t pool_params = 0;
+        for (size_t t = 0; t < out->n_types; t++)
+            pool_params += (size_t)out->types[t].n_shards *
+                           (size_t)(out->types[t].d_in + out->types[t].d_out) / (size_t)out->l;
+        if (as_json) {
+            lh_sb_append(sb, "{\"method\":\"lorahub\",\"format\":\"mos\",\"output\":");
+            lh_sb_append_json_string(sb, out_path);
+            lh_sb_appendf(sb, ",\"modules\":%zu,\"rank\":%d,\"pool_parameters\":%zu,\"seconds\":", n,
+                          out->r, pool_params);
+            lh_sb_append_json_number(sb, secs);
+            lh_sb_append(sb, "}\n");
+        } else {
+            lh_sb_appendf(sb, "composed %zu MoS module%s with lorahub in shard space into %s: rank %d, "
+                              "%zu pool parameters, %.2f s\n",
+                          n, n == 1 ? "" : "s", out_path, out->r, pool_params, secs);
+        }
+        if (lh_sb_failed(sb)) {
+            cmd_error(CMD, "out of memory");
+            rc = LH_EXIT_ERROR;
+        } else {
+            fwrite(sb->buf, 1, sb->len, stdout);
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        lh_mos_free(mods[i]);
+    free(mods);
+    lh_mos_free(out);
+    return rc;
+}
+
 int cmd_compose(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -488,6 +550,13 @@ int cmd_compose(int argc, char **argv)
         goto done;
     }
 
+    if (ends_with(outdir, ".safetensors")) {
+        if (mo.method != LH_MERGE_LORAHUB || so.dtype != LH_F32)
+            rc = cmd_usage_error(CMD, "an MoS output (%s) is composed with -m lorahub in F32", outdir);
+        else
+            rc = compose_mos_file(paths.v, n, w, outdir, force, as_json, &sb);
+        goto done;
+    }
     double t0 = now_seconds();
     for (size_t i = 0; i < n; i++)
         if (lh_adapter_load(paths.v[i], &mods[i], &err) != LH_OK) {

@@ -43,3 +43,36 @@ expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --examples "$FEW" --json --thre
 base=$(sed -n 's/.*"loss":\([-0-9.eE+]*\).*/\1/p' out)
 awk -v a="$eloss" -v b="$base" 'BEGIN { exit !(a < b) }' || fail "adapter loss $eloss not below base $base"
 echo "ok: w=0 objective $obj0 -> $best; rescored $res, eval $eloss"
+
+# ---- the zoo's MoS modules (one routing): composed in shard space, the result
+# is an MoS file that scores like the same composition of the materialized modules ----
+MOS="$ZOO/mos"
+RT="$ZOO/tasks/reverse/test.jsonl"
+head -n 30 "$RT" >rev30.jsonl
+loss_of() { sed -n 's/.*"loss":\([-0-9.eE+]*\).*/\1/p' "$1"; }
+close() { awk -v a="$1" -v b="$2" -v t="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(d <= t * (b < 0 ? -b : b)) }'; }
+expect_exit 0 "$LORAHUB" compose -w 0.5,0.5 -o mix.safetensors "$MOS/reverse.safetensors" "$MOS/double.safetensors"
+expect_out_contains "in shard space"
+expect_exit 0 "$LORAHUB" inspect --json mix.safetensors
+expect_out_contains '"format":"mos"'
+expect_exit 0 "$LORAHUB" convert mix.safetensors mix-peft
+expect_exit 0 "$LORAHUB" compose -w 0.5,0.5 -o mix-materialized "$MOS/reverse.safetensors" "$MOS/double.safetensors"
+expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --adapter mix-peft --examples rev30.jsonl --json --threads 1
+cp out e1.json
+expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --adapter mix-materialized --examples rev30.jsonl --json --threads 1
+cp out e2.json
+close "$(loss_of e1.json)" "$(loss_of e2.json)" 1e-4 ||
+    fail "shard-space composition loss $(loss_of e1.json) != materialized composition $(loss_of e2.json)"
+# weight 1 on reverse alone keeps the trained module's skill (86% in the zoo README)
+expect_exit 0 "$LORAHUB" compose -w 1,0 -o rev.safetensors "$MOS/reverse.safetensors" "$MOS/double.safetensors"
+expect_exit 0 "$LORAHUB" convert rev.safetensors rev-peft
+expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --adapter rev-peft --examples "$RT" --metric exact-match \
+    --json --threads 1
+acc=$(sed -n 's/.*"accuracy":\([-0-9.eE+]*\).*/\1/p' out)
+awk -v a="$acc" 'BEGIN { exit !(a >= 0.8) }' || fail "MoS reverse via shard space: accuracy $acc on reverse"
+# an MoS output needs the lorahub method, and MoS inputs
+expect_exit 2 "$LORAHUB" compose -m cat -o bad.safetensors "$MOS/reverse.safetensors" "$MOS/double.safetensors"
+expect_err_contains "-m lorahub"
+expect_exit 1 "$LORAHUB" compose -o bad.safetensors "$MOS/reverse.safetensors" "$ZOO/modules/double"
+[ ! -e bad.safetensors ] || fail "an MoS output was written from a PEFT input"
+echo "ok: MoS shard-space loss $(loss_of e1.json) = materialized $(loss_of e2.json); reverse accuracy $acc"

@@ -67,7 +67,7 @@ MODULE_TRAIN = dict(steps=2000, batch=16, lr=5e-3, other_wording=0.5)
 # Modules are stored as F16, as hubs commonly ship them (and to keep the zoo
 # under 10 MB); every number measured after training uses the stored module.
 MODULE_DTYPE = torch.float16
-MOS_TASKS = ["reverse", "drop_last"]
+MOS_TASKS = ["reverse", "drop_last", "double"]
 MOS = dict(r=8, l=2, R=4, p=1, alpha=16, routing_seed=SEED + 7)
 BASE_NAME = "lorahub-zoo-base"
 LIMIT_TEST = None  # --limit-test: smoke-testing the build only
