@@ -76,3 +76,17 @@ expect_err_contains "-m lorahub"
 expect_exit 1 "$LORAHUB" compose -o bad.safetensors "$MOS/reverse.safetensors" "$ZOO/modules/double"
 [ ! -e bad.safetensors ] || fail "an MoS output was written from a PEFT input"
 echo "ok: MoS shard-space loss $(loss_of e1.json) = materialized $(loss_of e2.json); reverse accuracy $acc"
+
+# ---- the zoo EXAMPLES of man/lorahub-adapt.1, run as written ----
+mkdir manex && cd manex && ln -s "$TOP/examples" examples
+sed -n '/^\.Sh EXAMPLES/,/^\.Sh SEE ALSO/p' "$TOP/man/lorahub-adapt.1" |
+    awk '/^\.Bd -literal/ { on = 1; block = ""; next }
+         /^\.Ed/ { if (block ~ /examples\/zoo/) print block; on = 0; next }
+         on { gsub(/\\e/, "\\"); block = block $0 "\n" }' >zoo-examples.sh
+[ "$(grep -c '^lorahub adapt' zoo-examples.sh)" -ge 2 ] || fail "lorahub-adapt.1 has no zoo examples: $(cat zoo-examples.sh)"
+sed 's/^lorahub /"$LORAHUB" /' zoo-examples.sh >run.sh
+sh run.sh >/dev/null 2>err.txt || fail "lorahub-adapt.1 EXAMPLES failed: $(cat err.txt)"
+[ -f best/adapter_model.safetensors ] && [ -f blend/adapter_model.safetensors ] && [ -f blend.json ] ||
+    fail "lorahub-adapt.1 EXAMPLES wrote: $(ls)"
+grep -q '"select": "search"' blend.json || fail "the compose example did not search"
+cd ..
