@@ -13,9 +13,9 @@
 #include <time.h>
 
 #include "../compose/compose.h"
+#include "../compose/mos_compose.h"
 #include "../lib/adapter.h"
 #include "../lib/fsutil.h"
-#include "../compose/mos_compose.h"
 #include "../lib/json.h"
 #include "../lib/mos.h"
 #include "../lib/peft.h"
@@ -31,7 +31,9 @@ static void usage(FILE *f)
                "[--seed S]\n"
                "                       [--clamp Q] [--peft] [--dtype f32|f16|bf16] [--json] "
                "[--force]\n"
-               "                       -o OUTDIR MODULE...\n");
+               "                       -o OUTDIR MODULE...\n"
+               "       lorahub compose [-w W1,W2,...] [--weights FILE] [--json] [--force]\n"
+               "                       -o OUT.safetensors MOS_MODULE...   (MoS, one routing)\n");
 }
 
 /* A growable list of strings. */
@@ -324,20 +326,17 @@ static int compose_mos_file(char **paths, size_t n, const double *w, const char 
         rc = cmd_fail(CMD, &err);
     if (!rc) {
         double secs = now_seconds() - t0;
-        size_t pool_params = 0;
-        for (size_t t = 0; t < out->n_types; t++)
-            pool_params += (size_t)out->types[t].n_shards *
-                           (size_t)(out->types[t].d_in + out->types[t].d_out) / (size_t)out->l;
+        unsigned long long pool_params = (unsigned long long)lh_mos_n_pool_params(out);
         if (as_json) {
             lh_sb_append(sb, "{\"method\":\"lorahub\",\"format\":\"mos\",\"output\":");
             lh_sb_append_json_string(sb, out_path);
-            lh_sb_appendf(sb, ",\"modules\":%zu,\"rank\":%d,\"pool_parameters\":%zu,\"seconds\":", n,
+            lh_sb_appendf(sb, ",\"modules\":%zu,\"rank\":%d,\"pool_parameters\":%llu,\"seconds\":", n,
                           out->r, pool_params);
             lh_sb_append_json_number(sb, secs);
             lh_sb_append(sb, "}\n");
         } else {
             lh_sb_appendf(sb, "composed %zu MoS module%s with lorahub in shard space into %s: rank %d, "
-                              "%zu pool parameters, %.2f s\n",
+                              "%llu pool parameters, %.2f s\n",
                           n, n == 1 ? "" : "s", out_path, out->r, pool_params, secs);
         }
         if (lh_sb_failed(sb)) {

@@ -86,15 +86,6 @@ static void thousands(lh_sb *sb, uint64_t v)
     }
 }
 
-static uint64_t mos_stored_params(const lh_mos *m)
-{
-    uint64_t n = 0;
-    for (size_t i = 0; i < m->n_types; i++)
-        n += (uint64_t)m->types[i].n_shards *
-             (uint64_t)(m->types[i].d_in / m->l + m->types[i].d_out / m->l);
-    return n;
-}
-
 static void human(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos *m, int verbose)
 {
     size_t nt = 0;
@@ -149,7 +140,7 @@ static void human(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos
     thousands(sb, lh_adapter_n_params(a));
     if (m) {
         lh_sb_append(sb, " materialized, ");
-        thousands(sb, mos_stored_params(m));
+        thousands(sb, lh_mos_n_pool_params(m));
         lh_sb_append(sb, " stored");
     }
     lh_sb_append(sb, "\n  dtypes      ");
@@ -214,7 +205,7 @@ static void json(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos 
         lh_sb_appendf(sb, ",\"mos\":{\"num_layers\":%d,\"l\":%d,\"private_rank\":%d,"
                       "\"routing_hash\":\"%s\",\"n_stored_params\":%llu,\"types\":[",
                       m->num_layers, m->l, m->private_rank, m->routing_hash,
-                      (unsigned long long)mos_stored_params(m));
+                      (unsigned long long)lh_mos_n_pool_params(m));
         for (size_t i = 0; i < m->n_types; i++) {
             const lh_mos_type *t = &m->types[i];
             lh_sb_append(sb, i ? ",{\"name\":" : "{\"name\":");

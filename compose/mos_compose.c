@@ -20,7 +20,7 @@ lh_status lh_compose_mos(const lh_mos *const *mods, size_t n, const double *w, l
         if (!isfinite(w[i]))
             return lh_error_set(err, LH_ERR_ARG, "compose: weight %zu is not finite", i);
         if (i && !lh_mos_same_routing(mods[0], mods[i]))
-            return lh_error_set(err, LH_ERR_UNSUPPORTED, "compose: %s and %s have different MoS "
+            return lh_error_set(err, LH_ERR_UNSUPPORTED, "%s and %s have different MoS "
                                 "routing (hash %.12s... vs %.12s..., or shapes/rank scales "
                                 "differ); materialize them and compose as LoRA",
                                 mos_label(mods[0]), mos_label(mods[i]), mods[0]->routing_hash,

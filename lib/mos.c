@@ -857,3 +857,12 @@ lh_status lh_mos_load(const char *path, lh_mos **out, lh_error *err)
 {
     return one_line(mos_load_impl(path, out, err), err);
 }
+
+uint64_t lh_mos_n_pool_params(const lh_mos *m)
+{
+    uint64_t n = 0;
+    for (size_t i = 0; m && i < m->n_types; i++)
+        n += (uint64_t)m->types[i].n_shards *
+             (uint64_t)(m->types[i].d_in / m->l + m->types[i].d_out / m->l);
+    return n;
+}

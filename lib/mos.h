@@ -75,6 +75,10 @@ int lh_mos_sniff(const char *path);
 lh_status lh_mos_materialize(const lh_mos *m, lh_adapter **out, lh_error *err);
 /* 1 if a and b have identical routing (hash, r, l, N per type, shapes, rank_scale). */
 int lh_mos_same_routing(const lh_mos *a, const lh_mos *b);
+
+/* Parameters the module stores: both pools of every type (the index tables
+ * and rank scales are not counted). NULL gives 0. */
+uint64_t lh_mos_n_pool_params(const lh_mos *m);
 /* An empty MoS with the routing of tmpl and zeroed pools (for composition). */
 lh_status lh_mos_clone_routing(const lh_mos *tmpl, lh_mos **out, lh_error *err);
 /* Write atomically (F32 pools). */
