@@ -34,7 +34,7 @@ ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-p
 ALL_LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-LIB_SRC := $(sort $(wildcard lib/*.c compose/*.c adapt/*.c adapt/backend/*.c adapt/backend/*/*.c))
+LIB_SRC := $(sort $(wildcard lib/*.c compose/*.c model/*.c model/*/*.c adapt/*.c adapt/*/*.c))
 CMD_SRC := $(sort $(wildcard cmd/*.c))
 TEST_SRC := $(sort $(wildcard tests/check_*.c))
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))

@@ -18,11 +18,11 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../lib/fsutil.h"
-#include "../lib/json.h"
-#include "../lib/strbuf.h"
-#include "optimizer.h"
-#include "rng.h"
+#include "lib/fsutil.h"
+#include "lib/json.h"
+#include "lib/strbuf.h"
+#include "adapt/optim/optimizer.h"
+#include "adapt/optim/rng.h"
 
 #define CKPT_VERSION 1
 /* Single-module scoring sends at most this many candidates per request,

@@ -23,11 +23,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../compose/compose.h"
-#include "../lib/adapter.h"
-#include "../lib/examples.h"
-#include "../lib/status.h"
-#include "backend/backend.h"
+#include "compose/compose.h"
+#include "lib/adapter.h"
+#include "lib/examples.h"
+#include "lib/status.h"
+#include "adapt/backend/backend.h"
 
 /* The objective given to the optimizer for a NaN/Inf loss when nan_as_worst
  * is set: finite, so NLopt's local models stay finite, and far above any

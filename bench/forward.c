@@ -20,7 +20,7 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "adapt/backend/native/model.h"
+#include "model/llama/llama.h"
 
 /* With one thread the process CPU time is the work done, whatever else
  * runs on a shared machine; with more, only wall time adds up. */

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapt/backend/native/tokenizer.h"
+#include "model/tokenizer/tokenizer.h"
 #include "bench/bench_util.h"
 #include "lib/json.h"
 

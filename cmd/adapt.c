@@ -15,15 +15,15 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../adapt/backend/backend.h"
-#include "../adapt/optimizer.h"
-#include "../adapt/search.h"
-#include "../compose/compose.h"
-#include "../lib/examples.h"
-#include "../lib/fsutil.h"
-#include "../lib/json.h"
-#include "../lib/peft.h"
-#include "../lib/strbuf.h"
+#include "adapt/backend/backend.h"
+#include "adapt/optim/optimizer.h"
+#include "adapt/search.h"
+#include "compose/compose.h"
+#include "lib/examples.h"
+#include "lib/fsutil.h"
+#include "lib/json.h"
+#include "lib/peft.h"
+#include "lib/strbuf.h"
 #include "cmd.h"
 
 static const char *const CMD = "adapt";

@@ -6,8 +6,8 @@
 #ifndef LH_CMD_H
 #define LH_CMD_H
 
-#include "../lib/dtype.h"
-#include "../lib/status.h"
+#include "lib/dtype.h"
+#include "lib/status.h"
 
 enum { LH_EXIT_OK = 0, LH_EXIT_ERROR = 1, LH_EXIT_USAGE = 2, LH_EXIT_INTERRUPTED = 130 };
 

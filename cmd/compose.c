@@ -12,14 +12,14 @@
 #include <string.h>
 #include <time.h>
 
-#include "../compose/compose.h"
-#include "../compose/mos_compose.h"
-#include "../lib/adapter.h"
-#include "../lib/fsutil.h"
-#include "../lib/json.h"
-#include "../lib/mos.h"
-#include "../lib/peft.h"
-#include "../lib/strbuf.h"
+#include "compose/compose.h"
+#include "compose/mos_compose.h"
+#include "lib/adapter.h"
+#include "lib/fsutil.h"
+#include "lib/json.h"
+#include "lib/mos.h"
+#include "lib/peft.h"
+#include "lib/strbuf.h"
 #include "cmd.h"
 
 #define CMD "compose"

@@ -6,7 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "../lib/lorahub.h"
+#include "lib/lorahub.h"
 #include "cmd.h"
 
 static void usage(FILE *f)

@@ -13,10 +13,10 @@
 #include <sys/resource.h>
 #include <time.h>
 
-#include "../adapt/backend/backend.h"
-#include "../adapt/backend/native/native.h"
-#include "../lib/adapter.h"
-#include "../lib/examples.h"
+#include "adapt/backend/backend.h"
+#include "adapt/backend/native.h"
+#include "lib/adapter.h"
+#include "lib/examples.h"
 #include "cmd.h"
 
 static volatile sig_atomic_t interrupted;

@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../lib/lorahub.h"
+#include "lib/lorahub.h"
 #include "cmd.h"
 
 typedef struct type_stat {

@@ -19,8 +19,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "../lib/adapter.h"
-#include "../lib/status.h"
+#include "lib/adapter.h"
+#include "lib/status.h"
 
 typedef enum lh_merge_method {
     LH_MERGE_LORAHUB = 0,

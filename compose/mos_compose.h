@@ -18,8 +18,8 @@
 #define LH_MOS_COMPOSE_H
 
 #include <stddef.h>
-#include "../lib/mos.h"
-#include "../lib/status.h"
+#include "lib/mos.h"
+#include "lib/status.h"
 
 /* out: a new MoS with mods[0]'s routing, lora_alpha = r. Refuses
  * (LH_ERR_UNSUPPORTED) modules whose routing differs from mods[0]'s. */

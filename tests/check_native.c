@@ -18,8 +18,8 @@
 #include <unistd.h>
 
 #include "adapt/backend/backend.h"
-#include "adapt/backend/native/model.h"
-#include "adapt/backend/native/native.h"
+#include "model/llama/llama.h"
+#include "adapt/backend/native.h"
 #include "lib/adapter.h"
 #include "lib/dtype.h"
 #include "lib/examples.h"

@@ -12,9 +12,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "adapt/optim_impl.h"
-#include "adapt/optimizer.h"
-#include "adapt/rng.h"
+#include "adapt/optim/internal.h"
+#include "adapt/optim/optimizer.h"
+#include "adapt/optim/rng.h"
 
 static const char *const all_names[] = {
     "cmaes", "cobyla", "bobyqa", "newuoa", "nelder-mead", "sbplx",

@@ -18,7 +18,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "adapt/backend/native/tokenizer.h"
+#include "model/tokenizer/tokenizer.h"
 #include "lib/json.h"
 
 #define FIX "tests/fixtures/tokenizers"

@@ -9,9 +9,9 @@
 
 #include <signal.h>
 
-#include "../../lib/adapter.h"
-#include "../../lib/examples.h"
-#include "../../lib/status.h"
+#include "lib/adapter.h"
+#include "lib/examples.h"
+#include "lib/status.h"
 
 typedef struct lh_backend_opts {
     const char *model_path;   /* native: base model directory */

@@ -28,10 +28,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../lib/fsutil.h"
-#include "../../lib/json.h"
-#include "../../lib/peft.h"
-#include "../../lib/strbuf.h"
+#include "lib/fsutil.h"
+#include "lib/json.h"
+#include "lib/peft.h"
+#include "lib/strbuf.h"
 
 #define EXEC_PROTOCOL 1
 #define EXEC_DEFAULT_TIMEOUT_S 300.0

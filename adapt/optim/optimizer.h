@@ -1,4 +1,4 @@
-/* adapt/optimizer.h - gradient-free minimizers behind one interface.
+/* adapt/optim/optimizer.h - gradient-free minimizers behind one interface.
  *
  * A callback driver: lh_optimize calls the objective with a batch of k
  * points (CMA-ES hands over a whole population, NLopt one point at a time)
@@ -13,7 +13,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "../lib/status.h"
+#include "lib/status.h"
 
 /* Evaluate k points x [k, n] into f [k]. Return LH_OK, or an error to stop
  * the run (it is passed back from lh_optimize with err filled). */
@@ -42,7 +42,7 @@ typedef struct lh_optim_result {
  * "nelder-mead", "sbplx", "praxis", "esch", "crs2", "isres", "direct",
  * "random"). x_best [n] receives the best point seen.
  *
- * Details of the implementation (adapt/optimizer.c and friends):
+ * Details of the implementation (adapt/optim/optimizer.c and friends):
  * - x0 must lie in the box (LH_ERR_ARG otherwise); the objective only ever
  *   receives in-box points. "direct" ignores x0.
  * - Non-finite objective values never crash a run: they rank as worse than

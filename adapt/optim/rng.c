@@ -1,4 +1,4 @@
-/* adapt/rng.c - xoshiro256** with splitmix64 seeding, polar normals. */
+/* adapt/optim/rng.c - xoshiro256** with splitmix64 seeding, polar normals. */
 #include "rng.h"
 
 #include <math.h>

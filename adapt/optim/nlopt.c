@@ -1,4 +1,4 @@
-/* adapt/nlopt_opt.c - NLopt's derivative-free algorithms behind lh_optimize.
+/* adapt/optim/nlopt.c - NLopt's derivative-free algorithms behind lh_optimize.
  *
  * Budget: NLopt's maxeval is "not a strict maximum", so the hard cap lives
  * in the objective wrapper: once the guard has spent the budget the wrapper
@@ -29,7 +29,7 @@
  * Non-finite objective values: only DIRECT understands NaN/Inf ("undefined
  * point"); every other algorithm gets a finite penalty worse than anything
  * seen, so its models stay finite. */
-#include "optim_impl.h"
+#include "internal.h"
 
 #include <float.h>
 #include <math.h>

@@ -1,6 +1,6 @@
-/* adapt/optimizer.c - lh_optimize: option checks, dispatch by name, and the
+/* adapt/optim/optimizer.c - lh_optimize: option checks, dispatch by name, and the
  * budget guard every optimizer evaluates through. */
-#include "optim_impl.h"
+#include "internal.h"
 
 #include <math.h>
 #include <stdio.h>

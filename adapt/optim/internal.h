@@ -1,4 +1,4 @@
-/* adapt/optim_impl.h - private glue between lh_optimize and the optimizers.
+/* adapt/optim/internal.h - private glue between lh_optimize and the optimizers.
  *
  * lh_optimize wraps the user objective in an lh_optim_guard; every optimizer
  * evaluates points only through lh_guard_eval, which enforces the budget,

@@ -1,12 +1,12 @@
-/* adapt/backend/native/native.h - the native backend's extras beyond the
+/* adapt/backend/native.h - the native backend's extras beyond the
  * lh_backend_i vtable, for `lorahub eval` and the tests. The ctx that
  * lh_backend_native.open returns is an nm_backend. */
 #ifndef LH_NATIVE_H
 #define LH_NATIVE_H
 
 #include <stddef.h>
-#include "../backend.h"
-#include "model.h"
+#include "backend.h"
+#include "model/llama/llama.h"
 
 extern const lh_backend_i lh_backend_native;
 

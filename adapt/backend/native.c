@@ -1,4 +1,4 @@
-/* adapt/backend/native/native.c - the "native" backend: the embedded
+/* adapt/backend/native.c - the "native" backend: the embedded
  * LLaMA-family engine behind the lh_backend_i vtable.
  *
  * Sequence convention (shared with tools/llama_torch.py example_ids):
@@ -13,10 +13,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../backend.h"
-#include "model.h"
+#include "backend.h"
+#include "model/llama/llama.h"
 #include "native.h"
-#include "tokenizer.h"
+#include "model/tokenizer/tokenizer.h"
 
 struct nm_backend {
     nm_model *m;

@@ -1,4 +1,4 @@
-/* adapt/backend/native/tokenizer.c - Hugging Face tokenizer.json, BPE models.
+/* model/tokenizer/tokenizer.c - Hugging Face tokenizer.json, BPE models.
  *
  * The pipeline follows the tokenizers library:
  *   1. added tokens whose "normalized" flag is false are cut out of the raw
@@ -32,8 +32,8 @@
 #include <string.h>
 
 #include "tokenizer.h"
-#include "../../../lib/json.h"
-#include "../../../lib/strbuf.h"
+#include "lib/json.h"
+#include "lib/strbuf.h"
 
 /* Ids beyond this would let a hostile file ask for huge tables. */
 #define MAX_IDS (1 << 26)

@@ -6,7 +6,7 @@
  * change the sequence: the same seed gives the same points for any batch
  * size. A baseline for the other optimizers and a sanity check for the
  * objective. */
-#include "optim_impl.h"
+#include "internal.h"
 #include "rng.h"
 
 #include <stdlib.h>

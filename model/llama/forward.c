@@ -1,4 +1,4 @@
-/* adapt/backend/native/forward.c - the decoder's forward pass.
+/* model/llama/forward.c - the decoder's forward pass.
  *
  * All sequences of a batch are packed into one activation matrix [T, dim]
  * so every linear layer is one sgemm over all tokens; attention runs per

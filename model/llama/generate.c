@@ -1,4 +1,4 @@
-/* adapt/backend/native/generate.c - greedy decoding with a KV cache.
+/* model/llama/generate.c - greedy decoding with a KV cache.
  *
  * The prompt is run once (prefill) and its keys/values kept per layer; each
  * new token then costs one row through every layer. Ties in the argmax go

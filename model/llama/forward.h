@@ -1,9 +1,9 @@
-/* adapt/backend/native/forward.h - forward-pass pieces shared by scoring
+/* model/llama/forward.h - forward-pass pieces shared by scoring
  * (forward.c) and generation (generate.c). Internal to the native backend. */
 #ifndef LH_NATIVE_FORWARD_H
 #define LH_NATIVE_FORWARD_H
 
-#include "model.h"
+#include "llama.h"
 
 /* Activations for `rows` stacked tokens. q_dim/kv_dim as in nm_weights. */
 typedef struct nm_ws {

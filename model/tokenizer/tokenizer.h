@@ -1,4 +1,4 @@
-/* adapt/backend/native/tokenizer.h - tokenizer.json (Hugging Face tokenizers).
+/* model/tokenizer/tokenizer.h - tokenizer.json (Hugging Face tokenizers).
  *
  * Supported: BPE models with
  *  - the ByteLevel pre-tokenizer/decoder (GPT-2, Llama 3, Qwen2 style),
@@ -15,7 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
-#include "../../../lib/status.h"
+#include "lib/status.h"
 
 typedef struct lh_tokenizer lh_tokenizer;
 

@@ -27,10 +27,10 @@
  * - IPOP restarts (Auger & Hansen 2005): after a convergence stop, if
  *   opts->restarts allows and budget remains, restart from a uniform random
  *   point with lambda doubled and sigma reset.
- * - All randomness from adapt/rng.c seeded with opts->seed: the same seed
+ * - All randomness from adapt/optim/rng.c seeded with opts->seed: the same seed
  *   gives the same trajectory on every machine (assuming OpenBLAS's dsyevd
  *   is itself deterministic for a given build). */
-#include "optim_impl.h"
+#include "internal.h"
 #include "rng.h"
 
 #include <math.h>

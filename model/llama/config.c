@@ -1,4 +1,4 @@
-/* adapt/backend/native/config.c - config.json of a LLaMA-family checkpoint.
+/* model/llama/config.c - config.json of a LLaMA-family checkpoint.
  *
  * Defaults follow the Hugging Face configuration classes (LlamaConfig,
  * MistralConfig, Qwen2Config). Whatever would change the computation in a
@@ -8,7 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "model.h"
+#include "llama.h"
 
 static int is_null(const lh_json *v)
 {

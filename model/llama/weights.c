@@ -1,4 +1,4 @@
-/* adapt/backend/native/weights.c - checkpoint tensors into one F32 blob.
+/* model/llama/weights.c - checkpoint tensors into one F32 blob.
  *
  * Every tensor the config implies is looked up by its Hugging Face name,
  * its shape checked against the config, and converted to F32 once at load;
@@ -14,8 +14,8 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../../../lib/safetensors.h"
-#include "model.h"
+#include "lib/safetensors.h"
+#include "llama.h"
 
 const char *const nm_proj_names[NM_NPROJ] = {
     "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",

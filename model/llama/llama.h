@@ -1,4 +1,4 @@
-/* adapt/backend/native/model.h - a LLaMA-family decoder read from a
+/* model/llama/llama.h - a LLaMA-family decoder read from a
  * Hugging Face checkpoint directory, evaluated on the CPU with OpenBLAS.
  *
  * Data flow: config.json -> nm_config (config.c); model.safetensors or a
@@ -13,9 +13,9 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
-#include "../../../lib/adapter.h"
-#include "../../../lib/json.h"
-#include "../../../lib/status.h"
+#include "lib/adapter.h"
+#include "lib/json.h"
+#include "lib/status.h"
 
 #define NM_MAX_EOS 8
 

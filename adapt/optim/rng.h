@@ -1,4 +1,4 @@
-/* adapt/rng.h - a small seeded random generator that gives the same stream
+/* adapt/optim/rng.h - a small seeded random generator that gives the same stream
  * on every machine.
  *
  * xoshiro256** (Blackman & Vigna) seeded through splitmix64, so any 64-bit
