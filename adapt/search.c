@@ -29,13 +29,6 @@
  * which bounds the memory of the preallocated outputs. */
 #define SINGLE_BATCH 16
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static int cmp_str(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -51,12 +44,6 @@ void lh_module_set_free(lh_module_set *s)
         lh_adapter_free(s->mods[i]);
     free(s->mods);
     free(s);
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t a = strlen(s), b = strlen(suffix);
-    return a >= b && !strcmp(s + a - b, suffix);
 }
 
 /* Choose which of paths[0..n) to load: all, or pick drawn with the seed.
@@ -159,7 +146,7 @@ lh_status lh_modules_from_dir(const char *dir, int pick, uint64_t seed, lh_modul
             char *cfg = lh_path_join(p, "adapter_config.json");
             take = cfg && lh_path_exists(cfg);
             free(cfg);
-        } else if (ends_with(e->d_name, ".safetensors")) {
+        } else if (lh_str_ends_with(e->d_name, ".safetensors")) {
             take = 1;
         }
         if (!take) {
@@ -385,7 +372,7 @@ static void report_progress(search *s, const char *phase, int done, int total, d
     p.total = total;
     p.loss = loss;
     p.best_objective = best;
-    p.elapsed_s = now_s() - s->t0;
+    p.elapsed_s = lh_monotonic_seconds() - s->t0;
     p.eta_s = s->fresh > 0 ? s->fresh_s / s->fresh * (total - done) : -1;
     p.replayed = replayed;
     s->o->progress(s->o->progress_ud, &p);
@@ -550,17 +537,17 @@ static lh_status ensure_outputs(search *s, int k, lh_error *err)
 
 static lh_status score(search *s, int m, lh_error *err)
 {
-    double t = now_s();
+    double t = lh_monotonic_seconds();
     lh_status st = lh_backend_score(s->b, (const lh_adapter *const *)s->cands, m, s->ex,
                                     s->loss_buf, err);
-    double dt = now_s() - t;
+    double dt = lh_monotonic_seconds() - t;
     s->res->backend_seconds += dt;
     s->res->backend_calls++;
     if (st == LH_OK)
         for (int i = 0; i < m; i++)
             if (!isfinite(s->loss_buf[i])) {
                 st = lh_error_set(err, LH_ERR_NUMERIC, "backend '%s': loss of candidate %d of %d is %s",
-                                  s->b->iface->name, i + 1, m,
+                                  lh_backend_name(s->b), i + 1, m,
                                   isnan(s->loss_buf[i]) ? "NaN" : "infinite");
                 break;
             }
@@ -670,13 +657,13 @@ static lh_status evaluate(search *s, const double *x, int k, double *f, int tota
         s->cands[m] = s->outs[m];
         s->slot_of[j] = m++;
     }
-    double t = now_s();
+    double t = lh_monotonic_seconds();
     if (m > 0) {
         st = score(s, m, err);
         if (st != LH_OK)
             return st;
     }
-    double ms_each = m > 0 ? (now_s() - t) * 1000.0 / m : 0;
+    double ms_each = m > 0 ? (lh_monotonic_seconds() - t) * 1000.0 / m : 0;
     for (int j = 0; j < k; j++) {
         size_t e = s->n_rec;
         const double *xj = x + (size_t)j * nk;
@@ -745,9 +732,9 @@ static lh_status single_losses(search *s, const lh_adapter *const *mods, size_t 
             cands[j] = outs[j];
         }
         if (st == LH_OK) {
-            double t = now_s();
+            double t = lh_monotonic_seconds();
             st = lh_backend_score(s->b, cands, (int)m, s->ex, res->single_loss + i0, err);
-            double dt = now_s() - t;
+            double dt = lh_monotonic_seconds() - t;
             res->backend_seconds += dt;
             res->backend_calls++;
             if (st == LH_ERR_NUMERIC && s->o->nan_as_worst)
@@ -759,7 +746,7 @@ static lh_status single_losses(search *s, const lh_adapter *const *mods, size_t 
                 for (size_t j = 0; j < m; j++)
                     if (!isfinite(res->single_loss[i0 + j]) && !s->o->nan_as_worst)
                         st = lh_error_set(err, LH_ERR_NUMERIC, "backend '%s': loss of module '%s' alone is not finite",
-                                          s->b->iface->name, mods[i0 + j]->name);
+                                          lh_backend_name(s->b), mods[i0 + j]->name);
             }
         }
         for (size_t j = 0; j < m; j++)
@@ -957,7 +944,7 @@ lh_status lh_search_run(const lh_search_opts *o, const lh_adapter *const *mods, 
     s.b = b;
     s.res = res;
     s.best = -1;
-    s.t0 = now_s();
+    s.t0 = lh_monotonic_seconds();
     lh_sb_init(&s.ck_body);
     res->n = n;
     res->best_loss = res->best_objective = res->rescored_loss = NAN;
@@ -1117,7 +1104,7 @@ lh_status lh_search_run(const lh_search_opts *o, const lh_adapter *const *mods, 
     free(w);
     if (st != LH_OK)
         goto fail;
-    res->wall_seconds = now_s() - s.t0;
+    res->wall_seconds = lh_monotonic_seconds() - s.t0;
     search_release(&s);
     if (run_st == LH_ERR_INTERRUPTED) {
         lh_error_set(err, LH_ERR_INTERRUPTED, "interrupted after %d evaluations", res->evaluations);
@@ -1276,7 +1263,7 @@ lh_status lh_search_write_report(const char *path, const lh_search_opts *o,
                                  lh_error *err)
 {
     char *text;
-    lh_status st = lh_search_report_text(ends_with(path, ".yaml") || ends_with(path, ".yml"), o,
+    lh_status st = lh_search_report_text(lh_str_ends_with(path, ".yaml") || lh_str_ends_with(path, ".yml"), o,
                                          mods, n, res, extra_kv, &text, err);
     if (st == LH_OK)
         st = lh_write_file_atomic(path, text, strlen(text), err);

@@ -52,7 +52,7 @@ static lh_status free_score(void *ctx, const lh_adapter *const *cands, int n,
     return LH_OK;
 }
 
-static const lh_backend_i free_iface = {"free", NULL, free_score, NULL, NULL};
+static const lh_backend_i free_iface = {.name = "free", .score = free_score};
 
 int main(int argc, char **argv)
 {
@@ -110,7 +110,9 @@ int main(int argc, char **argv)
         if (t < t_compose)
             t_compose = t;
     }
-    lh_backend b = {&free_iface, NULL};
+    lh_backend *b;
+    if (lh_backend_wrap(&free_iface, NULL, &b, &err) != LH_OK)
+        bench_die("bench/search", "wrap", &err);
     /* Per evaluation = the difference of a 2*BUDGET and a BUDGET run over
      * BUDGET, so the fixed costs (plan, trace fsync, re-score) cancel. */
     double t_run[2];
@@ -129,7 +131,7 @@ int main(int argc, char **argv)
             so.checkpoint_path = ck ? ckp : NULL;
             lh_search_result r;
             t0 = bench_now();
-            if (lh_search_run(&so, (const lh_adapter *const *)mods, NMOD, ex, &b, &r, &err) != LH_OK)
+            if (lh_search_run(&so, (const lh_adapter *const *)mods, NMOD, ex, b, &r, &err) != LH_OK)
                 bench_die("bench/search", "search", &err);
             if (bench_now() - t0 < t_b[rep])
                 t_b[rep] = bench_now() - t0;
@@ -167,8 +169,9 @@ int main(int argc, char **argv)
     lh_backend_opts bo;
     lh_backend_opts_default(&bo);
     /* a child that answers every score request at once with one loss */
-    bo.command = "while IFS= read -r l; do case $l in *hello*) echo '{\"ok\":true,\"protocol\":1}';;"
-                 " *score*) echo '{\"ok\":true,\"loss\":[1]}';; *) exit 0;; esac; done";
+    static const char *const params[] = {"backend-cmd", "while IFS= read -r l; do case $l in *hello*) echo '{\"ok\":true,\"protocol\":1}';;"
+                 " *score*) echo '{\"ok\":true,\"loss\":[1]}';; *) exit 0;; esac; done", NULL};
+    bo.params = params;
     bo.tmp_dir = dir;
     lh_backend *eb;
     if (lh_backend_open("exec", &bo, &eb, &err) != LH_OK)
@@ -184,6 +187,7 @@ int main(int argc, char **argv)
             t_exec = bench_now() - t0;
     }
     lh_backend_close(eb);
+    lh_backend_close(b);
     double mb = (double)lh_adapter_n_params(o1) * 4 / 1e6;
     printf("(b) exec bridge, one %.1f MB candidate:\n", mb);
     printf("    lh_peft_save alone        %8.2f ms (limit)\n", t_save * 1e3);

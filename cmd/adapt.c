@@ -501,12 +501,14 @@ static int run_job(const cfg *c, const char *job_name, const char *preset, int q
     if (!backend)
         return cmd_usage_error(CMD, "%s: no backend (--base MODEL_DIR, or --backend-cmd CMD)",
                                job_name);
-    if (!strcmp(backend, "native") && !c->v[K_BASE].set)
-        return cmd_usage_error(CMD, "the native backend needs --base MODEL_DIR");
-    if (!strcmp(backend, "exec") && !c->v[K_BACKEND_CMD].set)
-        return cmd_usage_error(CMD, "the exec backend needs --backend-cmd CMD");
-    if (!lh_backend_find(backend))
+    const lh_backend_i *bi = lh_backend_find(backend);
+    if (!bi)
         return cmd_usage_error(CMD, "no backend named '%s' is built in", backend);
+    for (const lh_backend_key *bk = bi->keys; bk && bk->key; bk++) {
+        int k = key_of(bk->key);
+        if (bk->required && (k < 0 || !c->v[k].set))
+            return cmd_usage_error(CMD, "the %s backend needs --%s %s", backend, bk->key, bk->what);
+    }
 
     if (c->v[K_BACKEND_TIMEOUT].set && !(c->v[K_BACKEND_TIMEOUT].d >= 0))
         return cmd_usage_error(CMD, "--backend-timeout must not be negative");
@@ -590,21 +592,35 @@ static int run_job(const cfg *c, const char *job_name, const char *preset, int q
                 job_name, ms->n, ms->n_available, (unsigned long long)so.seed);
     if (st == LH_OK)
         st = lh_examples_load(c->v[K_EXAMPLES].s, &ex, &err);
+    /* Every backend setting the user gave; each backend reads its own keys. */
+    char timeout_text[32];
+    const char *params[16];
+    size_t np = 0;
+    if (c->v[K_BASE].set) {
+        params[np++] = "base";
+        params[np++] = c->v[K_BASE].s;
+    }
+    if (c->v[K_BACKEND_CMD].set) {
+        params[np++] = "backend-cmd";
+        params[np++] = c->v[K_BACKEND_CMD].s;
+    }
+    if (c->v[K_BACKEND_TIMEOUT].set) {
+        snprintf(timeout_text, sizeof timeout_text, "%.17g", c->v[K_BACKEND_TIMEOUT].d);
+        params[np++] = "backend-timeout";
+        params[np++] = timeout_text;
+    }
+    params[np] = NULL;
     lh_backend_opts bo;
     lh_backend_opts_default(&bo);
-    bo.model_path = str_or(c, K_BASE, NULL);
-    bo.command = str_or(c, K_BACKEND_CMD, NULL);
-    bo.timeout_s = c->v[K_BACKEND_TIMEOUT].set ? c->v[K_BACKEND_TIMEOUT].d : 0;
+    bo.params = params;
     bo.interrupt = &interrupted;
     if (st == LH_OK)
         st = lh_backend_open(backend, &bo, &b, &err);
     lh_sb fp;
     lh_sb_init(&fp);
-    /* The native model is part of what a checkpoint records; an exec
-     * command is not, since it may change (a device flag, a path) without
-     * changing the model behind it. */
-    lh_sb_appendf(&fp, "%s %s", backend,
-                  !strcmp(backend, "native") && bo.model_path ? bo.model_path : "");
+    lh_backend_info info;
+    lh_backend_describe(b, &info);
+    lh_sb_appendf(&fp, "%s %s", backend, info.identity);
     so.fingerprint_extra = fp.buf;
     progress pr = {isatty(2) && !quiet, verbose, 0};
     so.progress = on_progress;

@@ -267,13 +267,6 @@ static int parse_weight_list(const char *s, size_t n, double *w)
     return 0;
 }
 
-static double now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int method_is_svd(lh_merge_method m)
 {
     return m == LH_MERGE_SVD || m >= LH_MERGE_TIES_SVD;
@@ -299,12 +292,6 @@ enum { OPT_WEIGHTS = 256, OPT_RANK, OPT_DENSITY, OPT_SIGN, OPT_SEED, OPT_CLAMP, 
 /* An output path ending in .safetensors asks for an MoS module: modules with
  * identical routing compose exactly in shard space (lorahub method), and the
  * result keeps their routing and size (lorahub-mos(5)). */
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), k = strlen(suffix);
-    return n >= k && !strcmp(s + n - k, suffix);
-}
-
 static int compose_mos_file(char **paths, size_t n, const double *w, const char *out_path,
                             int force, int as_json, lh_sb *sb)
 {
@@ -312,7 +299,7 @@ static int compose_mos_file(char **paths, size_t n, const double *w, const char 
     lh_mos **mods = calloc(n, sizeof *mods); /* [n] */
     lh_mos *out = NULL;
     int rc = 0;
-    double t0 = now_seconds();
+    double t0 = lh_monotonic_seconds();
     if (!mods) {
         cmd_error(CMD, "out of memory");
         return LH_EXIT_ERROR;
@@ -325,7 +312,7 @@ static int compose_mos_file(char **paths, size_t n, const double *w, const char 
     if (!rc && lh_mos_save(out, out_path, force, &err) != LH_OK)
         rc = cmd_fail(CMD, &err);
     if (!rc) {
-        double secs = now_seconds() - t0;
+        double secs = lh_monotonic_seconds() - t0;
         unsigned long long pool_params = (unsigned long long)lh_mos_n_pool_params(out);
         if (as_json) {
             lh_sb_append(sb, "{\"method\":\"lorahub\",\"format\":\"mos\",\"output\":");
@@ -549,14 +536,14 @@ int cmd_compose(int argc, char **argv)
         goto done;
     }
 
-    if (ends_with(outdir, ".safetensors")) {
+    if (lh_str_ends_with(outdir, ".safetensors")) {
         if (mo.method != LH_MERGE_LORAHUB || so.dtype != LH_F32)
             rc = cmd_usage_error(CMD, "an MoS output (%s) is composed with -m lorahub in F32", outdir);
         else
             rc = compose_mos_file(paths.v, n, w, outdir, force, as_json, &sb);
         goto done;
     }
-    double t0 = now_seconds();
+    double t0 = lh_monotonic_seconds();
     for (size_t i = 0; i < n; i++)
         if (lh_adapter_load(paths.v[i], &mods[i], &err) != LH_OK) {
             rc = cmd_fail(CMD, &err);
@@ -571,7 +558,7 @@ int cmd_compose(int argc, char **argv)
         rc = cmd_fail(CMD, &err);
         goto done;
     }
-    double secs = now_seconds() - t0;
+    double secs = lh_monotonic_seconds() - t0;
     uint64_t params = lh_adapter_n_params(out);
     const char *dtname = so.dtype == LH_F16 ? "f16" : so.dtype == LH_BF16 ? "bf16" : "f32";
     if (as_json) {

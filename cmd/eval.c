@@ -14,10 +14,11 @@
 #include <time.h>
 
 #include "adapt/backend/backend.h"
-#include "adapt/backend/native.h"
+#include "adapt/evaluate.h"
 #include "lib/adapter.h"
 #include "lib/examples.h"
 #include "cmd.h"
+#include "lib/fsutil.h"
 
 static volatile sig_atomic_t interrupted;
 
@@ -25,13 +26,6 @@ static void on_sigint(int sig)
 {
     (void)sig;
     interrupted = 1;
-}
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
 static void usage(FILE *f)
@@ -164,13 +158,12 @@ int cmd_eval(int argc, char **argv)
     lh_examples *ex = NULL, *demo = NULL, *run = NULL;
     lh_adapter *ad = NULL;
     lh_backend *be = NULL;
-    char **outputs = NULL;
-    size_t n_outputs = 0;
+    lh_eval_result er = {0};
     const lh_examples *use = NULL;
     int rc = LH_EXIT_OK;
     double loss = 0;
     size_t tokens = 0, correct = 0;
-    double t0 = now_s();
+    double t0 = lh_monotonic_seconds();
     struct sigaction sa, old_sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
@@ -204,49 +197,33 @@ int cmd_eval(int argc, char **argv)
     use = run ? run : ex;
     if (adapter_path && lh_adapter_load(adapter_path, &ad, &err))
         goto fail;
+    char threads_text[32];
+    snprintf(threads_text, sizeof threads_text, "%ld", threads);
+    const char *params[] = {"base", base, "threads", threads_text,
+                            "bos", add_bos ? "true" : "false", "eos", add_eos ? "true" : "false",
+                            NULL};
     lh_backend_opts bo;
     lh_backend_opts_default(&bo);
-    bo.model_path = base;
-    bo.threads = (int)threads;
-    bo.add_bos = add_bos;
-    bo.add_eos = add_eos;
+    bo.params = params;
     bo.interrupt = &interrupted;
     if (lh_backend_open("native", &bo, &be, &err))
         goto fail;
-    double t_load = now_s();
+    double t_load = lh_monotonic_seconds();
     if (verbose) {
-        const nm_config *c = &nm_backend_model(be->ctx)->c;
-        fprintf(stderr,
-                "lorahub eval: %s: %s, %d layers, dim %d, %d/%d heads, vocab %d, %.1fM parameters "
-                "(F32 %.1f MiB), loaded in %.2f s\n",
-                base, c->model_type, c->n_layers, c->dim, c->n_heads, c->n_kv_heads, c->vocab,
-                (double)nm_backend_model(be->ctx)->blob_floats / 1e6,
-                (double)nm_backend_model(be->ctx)->blob_floats * 4 / 1048576.0, t_load - t0);
+        lh_backend_info info;
+        lh_backend_describe(be, &info);
+        fprintf(stderr, "lorahub eval: %s, loaded in %.2f s\n", info.description, t_load - t0);
     }
-    const lh_adapter *cand = ad;
-    if (want_loss) {
-        if (lh_backend_score(be, &cand, 1, use, &loss, &err))
-            goto fail;
-        if (nm_backend_count_tokens(be->ctx, use, &tokens, &err))
-            goto fail;
-    }
-    if (want_em) {
-        outputs = calloc(use->n ? use->n : 1, sizeof *outputs);
-        n_outputs = use->n;
-        if (!outputs) {
-            lh_error_set(&err, LH_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        if (lh_backend_generate(be, ad, use, (int)max_new, outputs, &err))
-            goto fail;
+    lh_eval_opts eo = {want_loss, want_em, (int)max_new};
+    if (lh_evaluate(be, ad, use, &eo, &er, &err))
+        goto fail;
+    loss = er.loss;
+    tokens = er.tokens;
+    correct = er.correct;
+    if (verbose && want_em)
         for (size_t i = 0; i < use->n; i++)
-            correct += (size_t)nm_exact_match(outputs[i], use->output[i]);
-        if (verbose)
-            for (size_t i = 0; i < use->n; i++)
-                fprintf(stderr, "lorahub eval: example %zu: %s: got \"%s\"\n", i + 1,
-                        nm_exact_match(outputs[i], use->output[i]) ? "match" : "miss",
-                        outputs[i]);
-    }
+            fprintf(stderr, "lorahub eval: example %zu: %s: got \"%s\"\n", i + 1,
+                    er.match[i] ? "match" : "miss", er.outputs[i]);
     double acc = use->n ? (double)correct / (double)use->n : 0.0;
     if (json) {
         printf("{\"loss\":");
@@ -276,15 +253,13 @@ int cmd_eval(int argc, char **argv)
         struct rusage ru;
         getrusage(RUSAGE_SELF, &ru);
         fprintf(stderr, "lorahub eval: evaluated in %.2f s; peak memory (maxrss) %.1f MiB\n",
-                now_s() - t_load, (double)ru.ru_maxrss / 1024.0);
+                lh_monotonic_seconds() - t_load, (double)ru.ru_maxrss / 1024.0);
     }
     goto out;
 fail:
     rc = cmd_fail("eval", &err);
 out:
-    for (size_t i = 0; outputs && i < n_outputs; i++)
-        free(outputs[i]);
-    free(outputs);
+    lh_eval_result_release(&er);
     lh_backend_close(be);
     lh_adapter_free(ad);
     lh_examples_free(run);

@@ -6,29 +6,13 @@
 #include "fsutil.h"
 #include "mos.h"
 #include "peft.h"
-
-/* Names and values quoted from a file may hold control characters (a JSON
- * "\n" escape); the message must stay one line. */
-static lh_status one_line(lh_status st, lh_error *err)
-{
-    if (st != LH_OK && err)
-        for (char *c = err->msg; *c; c++)
-            if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                *c = '?';
-    return st;
-}
+#include "strbuf.h"
 
 static char *base_name(const char *path)
 {
     size_t n;
     const char *b = lh_path_base(path, &n);
     return strndup(b, n);
-}
-
-static int ends_with(const char *s, const char *suffix)
-{
-    size_t n = strlen(s), m = strlen(suffix);
-    return n >= m && !strcmp(s + n - m, suffix);
 }
 
 /* Give a freshly loaded adapter its path and short name. */
@@ -63,7 +47,7 @@ static lh_status load_impl(const char *path, lh_adapter **out, lh_error *err)
             int64_t sz = lh_file_size(path);
             a->file_size = sz > 0 ? (uint64_t)sz : 0;
         }
-    } else if (ends_with(path, ".bin") || ends_with(path, ".pt") || ends_with(path, ".pth")) {
+    } else if (lh_str_ends_with(path, ".bin") || lh_str_ends_with(path, ".pt") || lh_str_ends_with(path, ".pth")) {
         return lh_error_set(err, LH_ERR_UNSUPPORTED,
                             "%s: a torch pickle, which lorahub does not read (pickles can run "
                             "code); convert it to safetensors first", path);
@@ -90,7 +74,7 @@ static lh_status load_impl(const char *path, lh_adapter **out, lh_error *err)
         st = set_names(a, path, err);
     if (st != LH_OK) {
         lh_adapter_free(a);
-        return one_line(st, err);
+        return lh_error_one_line(st, err);
     }
     *out = a;
     return LH_OK;
@@ -98,5 +82,5 @@ static lh_status load_impl(const char *path, lh_adapter **out, lh_error *err)
 
 lh_status lh_adapter_load(const char *path, lh_adapter **out, lh_error *err)
 {
-    return one_line(load_impl(path, out, err), err);
+    return lh_error_one_line(load_impl(path, out, err), err);
 }

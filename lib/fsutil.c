@@ -390,3 +390,10 @@ void lh_outdir_abort(lh_outdir *od)
         lh_rmtree(od->tmp_path);
     outdir_clear(od);
 }
+
+double lh_monotonic_seconds(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}

@@ -59,5 +59,7 @@ const char *lh_path_base(const char *path, size_t *len);
 char *lh_path_join(const char *dir, const char *name);
 /* Size of a file in bytes, or -1. */
 int64_t lh_file_size(const char *path);
+/* Seconds on the monotonic clock (for durations only). */
+double lh_monotonic_seconds(void);
 
 #endif

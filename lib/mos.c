@@ -21,17 +21,6 @@
 #include "sha256.h"
 #include "strbuf.h"
 
-/* Names and values quoted from a file may hold control characters (a JSON
- * "\n" escape); the message must stay one line. */
-static lh_status one_line(lh_status st, lh_error *err)
-{
-    if (st != LH_OK && err)
-        for (char *c = err->msg; *c; c++)
-            if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                *c = '?';
-    return st;
-}
-
 static const char *mos_origin(const lh_mos *m) { return m->path ? m->path : "mos"; }
 
 static int valid_type_name(const char *s)
@@ -567,7 +556,7 @@ done:
     lh_st_free(st);
     if (s != LH_OK) {
         lh_mos_free(m);
-        return one_line(s, err);
+        return lh_error_one_line(s, err);
     }
     *out = m;
     return LH_OK;
@@ -855,7 +844,7 @@ done:
 
 lh_status lh_mos_load(const char *path, lh_mos **out, lh_error *err)
 {
-    return one_line(mos_load_impl(path, out, err), err);
+    return lh_error_one_line(mos_load_impl(path, out, err), err);
 }
 
 uint64_t lh_mos_n_pool_params(const lh_mos *m)

@@ -29,17 +29,6 @@
 
 #define PEFT_PREFIX "base_model.model."
 
-/* Names and values quoted from a file may hold control characters (a JSON
- * "\n" escape); the message must stay one line. */
-static lh_status one_line(lh_status st, lh_error *err)
-{
-    if (st != LH_OK && err)
-        for (char *c = err->msg; *c; c++)
-            if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                *c = '?';
-    return st;
-}
-
 /* ---- regexes ---------------------------------------------------------- */
 
 static pcre2_code *re_compile(const char *pattern, char *why, size_t why_size)
@@ -792,7 +781,7 @@ lh_status lh_peft_load_file(const char *st_path, const char *config_path, lh_ada
     lh_status s;
     if (config_path) {
         if ((s = parse_config(config_path, &cfg, err)) != LH_OK)
-            return one_line(s, err);
+            return lh_error_one_line(s, err);
         have_cfg = 1;
     }
     lh_safetensors *st = NULL;
@@ -801,7 +790,7 @@ lh_status lh_peft_load_file(const char *st_path, const char *config_path, lh_ada
         s = build(st_path, st, have_cfg ? &cfg : NULL, out, err); /* takes st */
     if (have_cfg)
         cfg_release(&cfg);
-    return one_line(s, err);
+    return lh_error_one_line(s, err);
 }
 
 static lh_status load_dir_impl(const char *dir, lh_adapter **out, lh_error *err)
@@ -838,7 +827,7 @@ static lh_status load_dir_impl(const char *dir, lh_adapter **out, lh_error *err)
     free(cfg);
     free(st);
     free(bin);
-    return one_line(s, err);
+    return lh_error_one_line(s, err);
 }
 
 /* ---- saving ----------------------------------------------------------- */
@@ -1116,5 +1105,5 @@ done:
 
 lh_status lh_peft_load_dir(const char *dir, lh_adapter **out, lh_error *err)
 {
-    return one_line(load_dir_impl(dir, out, err), err);
+    return lh_error_one_line(load_dir_impl(dir, out, err), err);
 }

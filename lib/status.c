@@ -75,6 +75,15 @@ void lh_error_prefix(lh_error *err, const char *prefix)
     memcpy(err->msg, tmp, sizeof tmp);
 }
 
+lh_status lh_error_one_line(lh_status st, lh_error *err)
+{
+    if (st != LH_OK && err)
+        for (char *c = err->msg; *c; c++)
+            if ((unsigned char)*c < 0x20 || *c == 0x7f)
+                *c = '?';
+    return st;
+}
+
 void lh_error_clear(lh_error *err)
 {
     if (!err)

@@ -57,6 +57,11 @@ void lh_error_prefix(lh_error *err, const char *prefix);
 
 void lh_error_clear(lh_error *err);
 
+/* Names and values quoted from a file may hold control characters (a JSON
+ * "\n" escape): replace them in err's message by '?' so it stays one line.
+ * Returns st, so a caller writes `return lh_error_one_line(st, err);`. */
+lh_status lh_error_one_line(lh_status st, lh_error *err);
+
 /* The message if one was set, else lh_strerror(code). Never NULL. */
 const char *lh_error_message(const lh_error *err);
 

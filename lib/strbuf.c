@@ -166,3 +166,9 @@ char *lh_sb_detach(lh_sb *sb)
     lh_sb_init(sb);
     return p;
 }
+
+int lh_str_ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), m = strlen(suffix);
+    return n >= m && !strcmp(s + n - m, suffix);
+}

@@ -30,6 +30,8 @@ void lh_sb_append_json_string(lh_sb *sb, const char *s);
  * NaN/Inf (not JSON) are written as null. */
 void lh_sb_append_json_number(lh_sb *sb, double v);
 int lh_sb_failed(const lh_sb *sb);
+/* 1 when s ends with suffix (both non-NULL). */
+int lh_str_ends_with(const char *s, const char *suffix);
 /* Take ownership of the buffer (never NULL on success; "" if empty). */
 char *lh_sb_detach(lh_sb *sb);
 

@@ -84,10 +84,12 @@ static lh_status open_with(const char *extra, double timeout, volatile sig_atomi
 {
     char cmd[PATH_MAX * 3];
     snprintf(cmd, sizeof cmd, "%s --target %s=1 %s", tool, mod_dir, extra);
+    char timeout_text[32];
+    snprintf(timeout_text, sizeof timeout_text, "%g", timeout);
+    const char *params[] = {"backend-cmd", cmd, "backend-timeout", timeout_text, NULL};
     lh_backend_opts o;
     lh_backend_opts_default(&o);
-    o.command = cmd;
-    o.timeout_s = timeout;
+    o.params = params;
     o.tmp_dir = tmpdir;
     o.interrupt = flag;
     return lh_backend_open("exec", &o, b, err);
@@ -193,12 +195,13 @@ START_TEST(test_failures_name_command)
     ck_assert(dir_empty(tmpdir));
     lh_backend_opts o;
     lh_backend_opts_default(&o);
-    o.command = "exit 7";
+    const char *exit7[] = {"backend-cmd", "exit 7", NULL};
+    o.params = exit7;
     o.tmp_dir = tmpdir;
     ck_assert_int_eq(lh_backend_open("exec", &o, &b, &err), LH_ERR_BACKEND);
     ck_assert_ptr_nonnull(strstr(err.msg, "exec backend 'exit 7': exited with status 7"));
     ck_assert(dir_empty(tmpdir));
-    o.command = NULL;
+    o.params = NULL;
     ck_assert_int_eq(lh_backend_open("exec", &o, &b, &err), LH_ERR_ARG);
     ck_assert_int_eq(lh_backend_open("no-such", &o, &b, &err), LH_ERR_ARG);
     lh_backend_close(NULL);

@@ -20,6 +20,7 @@
 #include "adapt/backend/backend.h"
 #include "model/llama/llama.h"
 #include "adapt/backend/native.h"
+#include "adapt/evaluate.h"
 #include "lib/adapter.h"
 #include "lib/dtype.h"
 #include "lib/examples.h"
@@ -613,17 +614,17 @@ END_TEST
 
 START_TEST(test_exact_match)
 {
-    ck_assert(nm_exact_match("Paris", "paris"));
-    ck_assert(nm_exact_match("  Paris.\n", "PARIS"));
-    ck_assert(nm_exact_match("paris", "Paris."));
-    ck_assert(nm_exact_match("\tA b\r\n", "a B"));
-    ck_assert(!nm_exact_match("paris..", "paris"));      /* only one period goes */
-    ck_assert(nm_exact_match("Paris..", "paris.."));
-    ck_assert(!nm_exact_match("par is", "paris"));       /* inner spaces stay */
-    ck_assert(!nm_exact_match("Ünïcode", "ünïcode"));    /* ASCII folding only */
-    ck_assert(!nm_exact_match("paris .", "paris"));      /* no strip after the period */
-    ck_assert(nm_exact_match("", " . "));
-    ck_assert(!nm_exact_match(NULL, "x"));
+    ck_assert(lh_exact_match("Paris", "paris"));
+    ck_assert(lh_exact_match("  Paris.\n", "PARIS"));
+    ck_assert(lh_exact_match("paris", "Paris."));
+    ck_assert(lh_exact_match("\tA b\r\n", "a B"));
+    ck_assert(!lh_exact_match("paris..", "paris"));      /* only one period goes */
+    ck_assert(lh_exact_match("Paris..", "paris.."));
+    ck_assert(!lh_exact_match("par is", "paris"));       /* inner spaces stay */
+    ck_assert(!lh_exact_match("Ünïcode", "ünïcode"));    /* ASCII folding only */
+    ck_assert(!lh_exact_match("paris .", "paris"));      /* no strip after the period */
+    ck_assert(lh_exact_match("", " . "));
+    ck_assert(!lh_exact_match(NULL, "x"));
 }
 END_TEST
 
@@ -668,12 +669,11 @@ START_TEST(test_backend_text)
     ck_assert(ex->n <= 16);
     for (int mode = 0; mode < 3; mode++) {
         int bos = mode != 1, eos = mode != 2;
+        const char *params[] = {"base", FIX "/a", "bos", bos ? "true" : "false",
+                                "eos", eos ? "true" : "false", "threads", "1", NULL};
         lh_backend_opts o;
         lh_backend_opts_default(&o);
-        o.model_path = FIX "/a";
-        o.add_bos = bos;
-        o.add_eos = eos;
-        o.threads = 1;
+        o.params = params;
         lh_backend *b = NULL;
         lh_error err = {0};
         ck_assert_msg(lh_backend_open("native", &o, &b, &err) == LH_OK, "%s", err.msg);
@@ -685,7 +685,7 @@ START_TEST(test_backend_text)
         double nll[2];
         size_t nt, counted;
         ck_assert(nm_score_batch(m, &bt, cands, 2, 0, nll, &nt, &err) == LH_OK);
-        ck_assert(nm_backend_count_tokens(b->ctx, ex, &counted, &err) == LH_OK);
+        ck_assert(lh_backend_count_tokens(b, ex, &counted, &err) == LH_OK);
         ck_assert_uint_eq(counted, nt);
         for (int i = 0; i < 2; i++)
             check_close(loss[i], nll[i] / (double)nt, 1e-6, "backend text vs byte ids");
@@ -730,11 +730,13 @@ START_TEST(test_backend_refusals)
     lh_backend *b = NULL;
     lh_error err = {0};
     ck_assert(lh_backend_open("native", &o, &b, &err) == LH_ERR_ARG);
-    o.model_path = FIX "/no-such-model";
+    const char *no_model[] = {"base", FIX "/no-such-model", NULL};
+    o.params = no_model;
     ck_assert(lh_backend_open("native", &o, &b, &err) != LH_OK);
     ck_assert_msg(strstr(err.msg, "no-such-model") != NULL, "%s", err.msg);
     /* Model b has no tokenizer.json. */
-    o.model_path = FIX "/b";
+    const char *model_b[] = {"base", FIX "/b", NULL};
+    o.params = model_b;
     ck_assert(lh_backend_open("native", &o, &b, &err) != LH_OK);
     ck_assert_msg(strstr(err.msg, "tokenizer.json") != NULL, "%s", err.msg);
     ck_assert(b == NULL);
@@ -758,11 +760,10 @@ START_TEST(test_conformance_torch)
     lh_examples *ex = fixture_examples();
     lh_adapter *a1 = load_adapter("a-lora"), *a2 = load_adapter("a-lora2");
     const lh_adapter *cands[3] = {NULL, a1, a2};
+    const char *params[] = {"base", model, "backend-cmd", cmd, "backend-timeout", "120", NULL};
     lh_backend_opts o;
     lh_backend_opts_default(&o);
-    o.model_path = model;
-    o.command = cmd;
-    o.timeout_s = 120;
+    o.params = params;
     lh_backend *nat = NULL, *ext = NULL;
     lh_error err = {0};
     ck_assert_msg(lh_backend_open("native", &o, &nat, &err) == LH_OK, "%s", err.msg);

@@ -112,14 +112,14 @@ static lh_status fake_score(void *ctx, const lh_adapter *const *cands, int n,
     return st;
 }
 
-static const lh_backend_i fake_iface = {"fake", NULL, fake_score, NULL, NULL};
+static const lh_backend_i fake_iface = {.name = "fake", .score = fake_score};
 
 typedef struct fixture {
     lh_adapter *mods[NMOD];
     lh_examples ex;
     char *in[1], *out[1];
     fake f;
-    lh_backend b;
+    lh_backend *b;
     char dir[64];
 } fixture;
 
@@ -147,8 +147,7 @@ static void setup(void)
     for (int t = 0; t < 2; t++)
         for (int i = 0; i < DOUT * DIN; i++)
             fx.f.t_norm2 += fx.f.T[t][i] * fx.f.T[t][i];
-    fx.b.iface = &fake_iface;
-    fx.b.ctx = &fx.f;
+    ck_assert_int_eq(lh_backend_wrap(&fake_iface, &fx.f, &fx.b, NULL), LH_OK);
     strcpy(fx.dir, "/tmp/check_search.XXXXXX");
     ck_assert_ptr_nonnull(mkdtemp(fx.dir));
 }
@@ -160,6 +159,7 @@ static void teardown(void)
     free(fx.f.T[0]);
     free(fx.f.T[1]);
     lh_rmtree(fx.dir);
+    lh_backend_close(fx.b);
 }
 
 static char *tmp_path(const char *name)
@@ -193,7 +193,7 @@ START_TEST(test_finds_known_optimum)
     opts_cat(&o, "bobyqa", 120);
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     for (int i = 0; i < NMOD; i++)
         ck_assert_msg(fabs(r.weights[i] - W_TRUE[i]) < 0.02, "w[%d] = %g, want %g", i,
@@ -220,7 +220,7 @@ START_TEST(test_budget_exact_and_trace)
     o.trace_path = trace;
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.evaluations, 25);
     ck_assert_int_eq(fx.f.cands, 26);
@@ -251,16 +251,16 @@ START_TEST(test_resume_replays_without_backend)
     o.checkpoint_path = ck;
     lh_search_result r1, r2;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r1,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r1,
                                    &err), LH_OK);
     int calls1 = fx.f.calls;
     ck_assert_int_eq(calls1, r1.evaluations + 1);
     /* a second fresh run refuses to clobber the checkpoint */
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r2,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r2,
                                    &err), LH_ERR_EXISTS);
     o.resume = 1;
     fx.f.calls = 0;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r2,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r2,
                                    &err), LH_OK);
     ck_assert_int_eq(fx.f.calls, 1); /* only the final re-score */
     ck_assert_int_eq(r2.replayed, r1.evaluations);
@@ -272,7 +272,7 @@ START_TEST(test_resume_replays_without_backend)
 
     /* other settings: refused, naming the setting */
     o.l1 = 0.1;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r2,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r2,
                                    &err), LH_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(err.msg, "cannot resume"));
     ck_assert_ptr_nonnull(strstr(err.msg, "l1"));
@@ -288,7 +288,7 @@ START_TEST(test_resume_partial_continues)
     opts_cat(&o, "cobyla", 30);
     lh_search_result full, part, res;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b,
                                    &full, &err), LH_OK);
     volatile sig_atomic_t flag = 0;
     fx.f.calls = 0;
@@ -296,7 +296,7 @@ START_TEST(test_resume_partial_continues)
     fx.f.interrupt_at_call = 10;
     o.checkpoint_path = ck;
     o.interrupt = &flag;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b,
                                    &part, &err), LH_ERR_INTERRUPTED);
     ck_assert_int_eq(part.evaluations, 10);
     ck_assert_str_eq(part.stop_reason, "interrupted");
@@ -306,7 +306,7 @@ START_TEST(test_resume_partial_continues)
     fx.f.interrupt_at_call = 0;
     fx.f.calls = 0;
     o.resume = 1;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b,
                                    &res, &err), LH_OK);
     ck_assert_int_eq(res.replayed, 10);
     ck_assert_int_eq(fx.f.calls, full.evaluations - 10 + 1);
@@ -326,7 +326,7 @@ START_TEST(test_resume_refuses_other_point)
     o.checkpoint_path = ck;
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     lh_search_result_release(&r);
     /* Move the first recorded point (w = 0) somewhere else. */
@@ -340,7 +340,7 @@ START_TEST(test_resume_refuses_other_point)
     free(text);
     o.resume = 1;
     fx.f.calls = 0;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, "evaluation 1"));
     ck_assert_int_eq(fx.f.calls, 0);
@@ -351,7 +351,7 @@ START_TEST(test_resume_refuses_other_point)
     memcpy(p + 1, "0x1q-9", 6);
     ck_assert_int_eq(lh_write_file_atomic(ck, text, len, &err), LH_OK);
     free(text);
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, "not a hex float"));
     ck_assert_int_eq(fx.f.calls, 0);
@@ -366,13 +366,13 @@ START_TEST(test_nan)
     fx.f.nan_when_w0_gt = 1;
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_NUMERIC);
     ck_assert_ptr_nonnull(strstr(err.msg, "NaN"));
     o.nan_as_worst = 1;
     char *trace = tmp_path("t.tsv");
     o.trace_path = trace;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.evaluations, 30);
     ck_assert(isfinite(r.best_loss) && r.best_loss <= 0.9);
@@ -395,7 +395,7 @@ START_TEST(test_backend_error_stops)
     o.trace_path = trace;
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_BACKEND);
     ck_assert_str_eq(err.msg, "fake backend: out of cheese");
     ck_assert_int_eq(fx.f.calls, 4);
@@ -412,7 +412,7 @@ START_TEST(test_batches_population)
     opts_cat(&o, "cmaes", 40);
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.evaluations, 40);
     ck_assert_int_gt(fx.f.max_batch, 1);
@@ -429,7 +429,7 @@ START_TEST(test_select_modes)
     o.select = LH_SELECT_BEST_SINGLE;
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.n_kept, 1);
     ck_assert_int_eq(r.preselect_evaluations, NMOD);
@@ -451,7 +451,7 @@ START_TEST(test_select_modes)
     lh_search_result_release(&r);
 
     o.select = LH_SELECT_UNIFORM;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.evaluations, 1);
     for (int i = 0; i < NMOD; i++)
@@ -461,7 +461,7 @@ START_TEST(test_select_modes)
     o.select = LH_SELECT_SEARCH;
     o.preselect = 2;
     fx.f.calls = 0;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.n_kept, 2);
     ck_assert_int_eq(r.preselect_evaluations, NMOD);
@@ -481,7 +481,7 @@ START_TEST(test_report_formats)
     opts_cat(&o, "random", 5);
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     const char *extra[] = {"preset", "none", NULL};
     for (int y = 0; y < 2; y++) {
@@ -529,17 +529,17 @@ START_TEST(test_bad_options)
     opts_cat(&o, "no-such", 5);
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(err.msg, "no-such"));
     opts_cat(&o, "cobyla", 0);
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_ARG);
     opts_cat(&o, "cobyla", 5);
     o.resume = 1;
     char *ck = tmp_path("none.json");
     o.checkpoint_path = ck;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, &fx.b, &r,
+    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_NOT_FOUND);
     ck_assert_int_eq(fx.f.calls, 0);
     free(ck);
@@ -560,7 +560,7 @@ START_TEST(test_incompatible_modules)
     lh_search_result r;
     for (int pre = 0; pre < 2; pre++) {
         o.preselect = pre;
-        ck_assert_int_eq(lh_search_run(&o, mods, 2, &fx.ex, &fx.b, &r, &err), LH_ERR_SHAPE);
+        ck_assert_int_eq(lh_search_run(&o, mods, 2, &fx.ex, fx.b, &r, &err), LH_ERR_SHAPE);
         ck_assert_int_eq(fx.f.calls, 0);
     }
     lh_adapter_free(odd);

@@ -58,13 +58,6 @@ typedef struct exec_ctx {
     int broken;           /* protocol state unknown: kill at close, never reuse */
 } exec_ctx;
 
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 static lh_status xfail(exec_ctx *c, lh_error *err, lh_status code, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 4, 5)))
@@ -89,14 +82,14 @@ static int reap(exec_ctx *c, double wait_s)
 {
     if (c->pid <= 0)
         return 1;
-    double end = now_s() + wait_s;
+    double end = lh_monotonic_seconds() + wait_s;
     for (;;) {
         pid_t r = waitpid(c->pid, &c->wstatus, WNOHANG);
         if (r == c->pid || (r < 0 && errno == ECHILD)) {
             c->pid = 0;
             return 1;
         }
-        if (now_s() >= end)
+        if (lh_monotonic_seconds() >= end)
             return 0;
         struct timespec ts = {0, 10 * 1000 * 1000};
         nanosleep(&ts, NULL);
@@ -164,7 +157,7 @@ static lh_status write_all(exec_ctx *c, const char *data, size_t len, double dea
                 st = xfail(c, err, LH_ERR_INTERRUPTED, "interrupted while sending '%s'", op);
                 break;
             }
-            double left = deadline - now_s();
+            double left = deadline - lh_monotonic_seconds();
             if (left <= 0) {
                 c->broken = 1;
                 st = xfail(c, err, LH_ERR_TIMEOUT, "did not read the '%s' request within %g s",
@@ -218,7 +211,7 @@ static lh_status read_line(exec_ctx *c, double deadline, const char *op, char **
             c->broken = 1;
             return xfail(c, err, LH_ERR_INTERRUPTED, "interrupted while waiting for '%s'", op);
         }
-        double left = deadline - now_s();
+        double left = deadline - lh_monotonic_seconds();
         if (left <= 0) {
             c->broken = 1;
             return xfail(c, err, LH_ERR_TIMEOUT, "no answer to '%s' within %g s", op,
@@ -286,7 +279,7 @@ static lh_status request(exec_ctx *c, const char *req, size_t req_len, const cha
     *reply = NULL;
     if (c->broken)
         return xfail(c, err, LH_ERR_BACKEND, "not usable after an earlier failure");
-    double deadline = now_s() + c->timeout_s;
+    double deadline = lh_monotonic_seconds() + c->timeout_s;
     lh_status st = write_all(c, req, req_len, deadline, op, err);
     if (st != LH_OK)
         return st;
@@ -370,7 +363,7 @@ static void exec_close(void *ctx)
             double saved = c->timeout_s;
             c->timeout_s = 1.0;
             /* The reply to bye is optional: the child may exit at once. */
-            write_all(c, bye, sizeof bye - 1, now_s() + 1.0, "bye", &ignore);
+            write_all(c, bye, sizeof bye - 1, lh_monotonic_seconds() + 1.0, "bye", &ignore);
             c->timeout_s = saved;
         }
         if (c->in_fd >= 0)
@@ -402,17 +395,24 @@ static void exec_close(void *ctx)
 static lh_status exec_open(const lh_backend_opts *o, void **out, lh_error *err)
 {
     *out = NULL;
-    if (!o || !o->command || !*o->command)
+    const char *command = lh_backend_param(o, "backend-cmd");
+    const char *timeout_text = lh_backend_param(o, "backend-timeout");
+    double timeout_s = 0;
+    if (!command || !*command)
         return lh_error_set(err, LH_ERR_ARG, "exec backend: no command given");
-    if (o->timeout_s < 0 || isnan(o->timeout_s))
-        return lh_error_set(err, LH_ERR_ARG, "exec backend: bad timeout %g", o->timeout_s);
+    if (timeout_text) {
+        char *end;
+        timeout_s = strtod(timeout_text, &end);
+        if (end == timeout_text || *end || !(timeout_s >= 0) || isinf(timeout_s))
+            return lh_error_set(err, LH_ERR_ARG, "exec backend: bad timeout '%s'", timeout_text);
+    }
     exec_ctx *c = calloc(1, sizeof *c);
     if (!c)
         return lh_error_set(err, LH_ERR_NOMEM, "exec backend: out of memory");
     c->in_fd = c->out_fd = -1;
-    c->timeout_s = o->timeout_s > 0 ? o->timeout_s : EXEC_DEFAULT_TIMEOUT_S;
+    c->timeout_s = timeout_s > 0 ? timeout_s : EXEC_DEFAULT_TIMEOUT_S;
     c->interrupt = o->interrupt;
-    c->label = make_label(o->command);
+    c->label = make_label(command);
     if (!c->label) {
         free(c);
         return lh_error_set(err, LH_ERR_NOMEM, "exec backend: out of memory");
@@ -473,7 +473,7 @@ static lh_status exec_open(const lh_backend_opts *o, void **out, lh_error *err)
         sigprocmask(SIG_SETMASK, &none, NULL);
         signal(SIGPIPE, SIG_DFL);
         signal(SIGINT, SIG_DFL);
-        execl("/bin/sh", "sh", "-c", o->command, (char *)NULL);
+        execl("/bin/sh", "sh", "-c", command, (char *)NULL);
         _exit(127);
     }
     setpgid(pid, pid); /* also from the parent: whichever runs first wins the race */
@@ -705,10 +705,27 @@ static lh_status exec_generate(void *ctx, const lh_adapter *cand, const lh_examp
     return LH_OK;
 }
 
+static void exec_describe(void *ctx, lh_backend_info *info)
+{
+    exec_ctx *c = ctx;
+    info->identity[0] = '\0';
+    snprintf(info->description, sizeof info->description, "exec: %s%s%s%s", c->label,
+             c->name[0] ? " (" : "", c->name, c->name[0] ? ")" : "");
+}
+
+static const lh_backend_key exec_keys[] = {
+    {"backend-cmd", 1, "CMD"},
+    {"backend-timeout", 0, "SECONDS"},
+    {NULL, 0, NULL},
+};
+
 const lh_backend_i lh_backend_exec = {
     .name = "exec",
+    .summary = "a child process speaking JSON lines (lorahub-backend(7))",
+    .keys = exec_keys,
     .open = exec_open,
     .score = exec_score,
     .generate = exec_generate,
+    .describe = exec_describe,
     .close = exec_close,
 };

@@ -24,36 +24,50 @@ struct nm_backend {
     int add_bos, add_eos;
     int batched;
     volatile sig_atomic_t *interrupt;
+    char model_path[1024];
 };
 
 static lh_status native_open(const lh_backend_opts *o, void **ctx, lh_error *err)
 {
     *ctx = NULL;
-    if (!o->model_path || !*o->model_path)
+    const char *model_path = lh_backend_param(o, "base");
+    if (!model_path || !*model_path)
         return lh_error_set(err, LH_ERR_ARG, "native backend: no base model directory given");
+    int threads = 0;
+    const char *threads_text = lh_backend_param(o, "threads");
+    if (threads_text) {
+        char *end;
+        long t = strtol(threads_text, &end, 10);
+        if (end == threads_text || *end || t < 0 || t > 4096)
+            return lh_error_set(err, LH_ERR_ARG, "native backend: bad thread count '%s'",
+                                threads_text);
+        threads = (int)t;
+    }
     nm_backend *b = calloc(1, sizeof *b);
     if (!b)
         return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
-    b->add_bos = o->add_bos;
-    b->add_eos = o->add_eos;
+    const char *bos = lh_backend_param(o, "bos"), *eos = lh_backend_param(o, "eos");
+    b->add_bos = !bos || strcmp(bos, "false") != 0;
+    b->add_eos = !eos || strcmp(eos, "false") != 0;
     b->batched = 1;
     b->interrupt = o->interrupt;
-    if (o->threads > 0)
-        openblas_set_num_threads(o->threads);
-    lh_status s = nm_model_load(o->model_path, &b->m, err);
+    snprintf(b->model_path, sizeof b->model_path, "%s", model_path);
+    if (threads > 0)
+        openblas_set_num_threads(threads);
+    lh_status s = nm_model_load(model_path, &b->m, err);
     if (!s) {
         char path[4096];
-        snprintf(path, sizeof path, "%s/tokenizer.json", o->model_path);
+        snprintf(path, sizeof path, "%s/tokenizer.json", model_path);
         s = lh_tokenizer_load(path, &b->tok, err);
     }
     if (!s && b->add_eos && b->m->c.n_eos == 0)
         s = lh_error_set(err, LH_ERR_NOT_FOUND,
                          "%s/config.json: no eos_token_id to end the outputs with (use --no-eos)",
-                         o->model_path);
+                         model_path);
     if (!s && lh_tokenizer_vocab_size(b->tok) > b->m->c.vocab)
         s = lh_error_set(err, LH_ERR_SHAPE,
                          "%s: tokenizer.json has %d tokens, more than the model's vocab_size %d",
-                         o->model_path, (int)lh_tokenizer_vocab_size(b->tok), b->m->c.vocab);
+                         model_path, (int)lh_tokenizer_vocab_size(b->tok), b->m->c.vocab);
     if (s) {
         nm_backend_free(b);
         return s;
@@ -286,40 +300,39 @@ static lh_status native_generate(void *ctx, const lh_adapter *cand, const lh_exa
     return s;
 }
 
-static char *em_normalize(const char *s)
+static lh_status native_count_tokens(void *ctx, const lh_examples *ex, size_t *n_tokens,
+                                     lh_error *err)
 {
-    const char *ws = " \t\n\r\f\v";
-    while (*s && strchr(ws, *s))
-        s++;
-    size_t n = strlen(s);
-    while (n && strchr(ws, s[n - 1]))
-        n--;
-    char *o = malloc(n + 1);
-    if (!o)
-        return NULL;
-    for (size_t i = 0; i < n; i++)
-        o[i] = (s[i] >= 'A' && s[i] <= 'Z') ? (char)(s[i] - 'A' + 'a') : s[i];
-    if (n && o[n - 1] == '.')
-        n--;
-    o[n] = '\0';
-    return o;
+    return nm_backend_count_tokens(ctx, ex, n_tokens, err);
 }
 
-int nm_exact_match(const char *got, const char *want)
+static void native_describe(void *ctx, lh_backend_info *info)
 {
-    if (!got || !want)
-        return 0;
-    char *a = em_normalize(got), *b = em_normalize(want);
-    int eq = a && b && !strcmp(a, b);
-    free(a);
-    free(b);
-    return eq;
+    nm_backend *b = ctx;
+    const nm_config *c = &b->m->c;
+    snprintf(info->identity, sizeof info->identity, "%s", b->model_path);
+    snprintf(info->description, sizeof info->description,
+             "native: %.300s (%s, %d layers, dim %d, vocab %d, %.2fM parameters, %.1f MB F32)",
+             b->model_path, c->model_type, c->n_layers, c->dim, c->vocab,
+             (double)b->m->blob_floats / 1e6, (double)b->m->blob_floats * 4 / 1048576.0);
 }
+
+static const lh_backend_key native_keys[] = {
+    {"base", 1, "MODEL_DIR"},
+    {"threads", 0, "N"},
+    {"bos", 0, "true|false"},
+    {"eos", 0, "true|false"},
+    {NULL, 0, NULL},
+};
 
 const lh_backend_i lh_backend_native = {
     .name = "native",
+    .summary = "the built-in LLaMA-family runtime on the CPU (model/)",
+    .keys = native_keys,
     .open = native_open,
     .score = native_score,
     .generate = native_generate,
+    .count_tokens = native_count_tokens,
+    .describe = native_describe,
     .close = native_close,
 };

@@ -19,9 +19,4 @@ void nm_backend_set_batched(nm_backend *b, int batched);
 /* Number of scored tokens (outputs + EOS) of ex under the backend's options. */
 lh_status nm_backend_count_tokens(nm_backend *b, const lh_examples *ex, size_t *n_tokens,
                                   lh_error *err);
-/* The exact-match rule of lorahub-eval(1): 1 when got and want are equal
- * after stripping ASCII whitespace at both ends, folding ASCII letters to
- * lower case and removing one trailing period; else 0 (also on NULL). */
-int nm_exact_match(const char *got, const char *want);
-
 #endif
