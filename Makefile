@@ -1,5 +1,5 @@
 # lorahub - GNU Makefile.
-#   make            build/lorahub and build/liblorahub.a
+#   make            build/lorahub, build/liblorahub.a and build/liblorahub.so
 #   make check      unit tests (Check), CLI tests, man page lint
 #   make asan       the same tests under ASan+UBSan, in build-asan/
 #   make demo       adapt to one bundled task and show the result
@@ -17,7 +17,10 @@ MANDIR ?= $(PREFIX)/share/man
 PKGCONFIGDIR ?= $(LIBDIR)/pkgconfig
 PKG_CONFIG ?= pkg-config
 CC ?= cc
-VERSION := 0.1.0
+# The version has one definition: the LH_VERSION_* macros of the public header.
+version_part = $(shell sed -n 's/^\#define LH_VERSION_$(1) *\([0-9][0-9]*\).*/\1/p' include/lorahub.h)
+VERSION := $(call version_part,MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
+SOVERSION := $(call version_part,MAJOR)
 
 PKGS := openblas nlopt yaml-0.1 libpcre2-8
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
@@ -27,14 +30,18 @@ CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
 CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
-ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DLH_VERSION='"$(VERSION)"' $(WARN) -I. $(DEP_CFLAGS) $(CFLAGS)
+# Every object goes into both libraries: position-independent, and hidden
+# unless include/lorahub.h marks it LH_API, so the shared library exports
+# the public API only while the static one still serves cmd/, tests/, bench/.
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE -DLH_VERSION='"$(VERSION)"' $(WARN) -I. $(DEP_CFLAGS) \
+             -fPIC -fvisibility=hidden $(CFLAGS)
 ALL_LDFLAGS = $(LDFLAGS)
 ifdef SANITIZE
 ALL_CFLAGS += -fsanitize=$(SANITIZE) -fno-sanitize-recover=all -fno-omit-frame-pointer
 ALL_LDFLAGS += -fsanitize=$(SANITIZE)
 endif
 
-LIB_SRC := $(sort $(wildcard lib/*.c compose/*.c model/*.c model/*/*.c adapt/*.c adapt/*/*.c))
+LIB_SRC := $(sort $(wildcard lib/*.c compose/*.c model/*.c model/*/*.c adapt/*.c adapt/*/*.c api/*.c))
 CMD_SRC := $(sort $(wildcard cmd/*.c))
 TEST_SRC := $(sort $(wildcard tests/check_*.c))
 TOOL_SRC := $(sort $(wildcard tests/tools/*.c))
@@ -46,13 +53,18 @@ TEST_BIN := $(TEST_SRC:%.c=$(O)/%)
 TOOL_BIN := $(TOOL_SRC:%.c=$(O)/%)
 BENCH_BIN := $(BENCH_SRC:%.c=$(O)/%)
 LIB_A := $(O)/liblorahub.a
+# liblorahub.so -> liblorahub.so.0 (the soname) -> liblorahub.so.0.1.0
+LIB_SO := $(O)/liblorahub.so
+LIB_SONAME := liblorahub.so.$(SOVERSION)
+LIB_SO_REAL := liblorahub.so.$(VERSION)
 PROG := $(O)/lorahub
 MANPAGES := $(sort $(wildcard man/*.[1-8]))
 
-.PHONY: all deps check check-run asan demo demo-run table zoo bench bench-run fuzz install clean lint-man FORCE
+.PHONY: all deps check check-run check-embed asan demo demo-run table zoo bench bench-run fuzz \
+        install clean lint-man FORCE
 .SECONDARY:
 
-all: $(PROG) $(LIB_A)
+all: $(PROG) $(LIB_A) $(LIB_SO)
 
 deps:
 	@sh tools/install-deps.sh
@@ -72,6 +84,13 @@ $(LIB_A): $(LIB_OBJ)
 	@rm -f $@
 	$(AR) rcs $@ $^
 
+# --no-undefined: a dependency missing from DEP_LIBS fails here, not in a user's link.
+$(LIB_SO): $(LIB_OBJ)
+	$(CC) $(ALL_LDFLAGS) -shared -Wl,-soname,$(LIB_SONAME) -Wl,--no-undefined \
+	  -o $(O)/$(LIB_SO_REAL) $^ $(DEP_LIBS)
+	ln -sf $(LIB_SO_REAL) $(O)/$(LIB_SONAME)
+	ln -sf $(LIB_SONAME) $@
+
 $(PROG): $(CMD_OBJ) $(LIB_A)
 	$(CC) $(ALL_LDFLAGS) -o $@ $(CMD_OBJ) $(LIB_A) $(DEP_LIBS)
 
@@ -87,12 +106,24 @@ $(O)/bench/%: $(O)/bench/%.o $(LIB_A)
 check: deps
 	@$(MAKE) --no-print-directory check-run
 
-# Unit suites, then CLI tests, then the man pages. Each suite prints Check's
-# summary line; tests/cli/run.sh prints "N passed, N failed".
+# Unit suites, then CLI tests, then the library as a user sees it, then the
+# man pages. Each suite prints Check's summary line; tests/cli/run.sh prints
+# "N passed, N failed".
 check-run: $(PROG) $(TEST_BIN) $(TOOL_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
 	@O=$(O) LORAHUB=$(abspath $(PROG)) sh tests/cli/run.sh
+	@$(MAKE) --no-print-directory check-embed
 	@$(MAKE) --no-print-directory lint-man
+
+# examples/embed.c built against the installed library (a staged install,
+# found through pkg-config alone), run, and its losses checked against
+# `lorahub eval`. Under SANITIZE it links the sanitizer runtime too.
+STAGE := $(abspath $(O))/stage
+check-embed: all
+	@rm -rf '$(STAGE)'
+	@$(MAKE) --no-print-directory install DESTDIR='$(STAGE)' PREFIX=/usr >/dev/null
+	@O=$(O) STAGE='$(STAGE)' CC='$(CC)' LDFLAGS='$(ALL_LDFLAGS)' PKG_CONFIG='$(PKG_CONFIG)' \
+	  LORAHUB=$(abspath $(PROG)) sh tests/embed/run.sh
 
 lint-man:
 	@if command -v mandoc >/dev/null 2>&1; then \
@@ -139,20 +170,21 @@ fuzz: deps
 	  $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(O)-fuzz/corpus-$$(basename $$f .c) tests/fuzz/seeds; \
 	done
 
+# include/lorahub.h is the only header installed: everything else is internal.
 install: all
 	install -d '$(DESTDIR)$(BINDIR)' '$(DESTDIR)$(LIBDIR)' '$(DESTDIR)$(PKGCONFIGDIR)' \
-	  '$(DESTDIR)$(INCLUDEDIR)/lorahub/lib' '$(DESTDIR)$(INCLUDEDIR)/lorahub/compose' \
-	  '$(DESTDIR)$(INCLUDEDIR)/lorahub/adapt/backend'
+	  '$(DESTDIR)$(INCLUDEDIR)'
 	install -m 755 $(PROG) '$(DESTDIR)$(BINDIR)/lorahub'
 	install -m 644 $(LIB_A) '$(DESTDIR)$(LIBDIR)/liblorahub.a'
-	install -m 644 lib/*.h '$(DESTDIR)$(INCLUDEDIR)/lorahub/lib/'
-	install -m 644 compose/*.h '$(DESTDIR)$(INCLUDEDIR)/lorahub/compose/'
-	install -m 644 adapt/*.h '$(DESTDIR)$(INCLUDEDIR)/lorahub/adapt/'
-	install -m 644 adapt/backend/*.h '$(DESTDIR)$(INCLUDEDIR)/lorahub/adapt/backend/'
-	@for s in 1 5 7; do ls man/*.$$s >/dev/null 2>&1 || continue; \
+	install -m 755 $(O)/$(LIB_SO_REAL) '$(DESTDIR)$(LIBDIR)/$(LIB_SO_REAL)'
+	ln -sf $(LIB_SO_REAL) '$(DESTDIR)$(LIBDIR)/$(LIB_SONAME)'
+	ln -sf $(LIB_SONAME) '$(DESTDIR)$(LIBDIR)/liblorahub.so'
+	install -m 644 include/lorahub.h '$(DESTDIR)$(INCLUDEDIR)/lorahub.h'
+	@for s in 1 3 5 7; do ls man/*.$$s >/dev/null 2>&1 || continue; \
 	  install -d '$(DESTDIR)$(MANDIR)/man'$$s; install -m 644 man/*.$$s '$(DESTDIR)$(MANDIR)/man'$$s/; done
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	  -e 's|@VERSION@|$(VERSION)|' lorahub.pc.in > '$(DESTDIR)$(PKGCONFIGDIR)/lorahub.pc'
+	  -e 's|@VERSION@|$(VERSION)|' -e 's|@DEP_PKGS@|$(PKGS)|' lorahub.pc.in \
+	  > '$(DESTDIR)$(PKGCONFIGDIR)/lorahub.pc'
 
 clean:
 	rm -rf $(O) $(O)-asan $(O)-fuzz
