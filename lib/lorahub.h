@@ -1,9 +1,9 @@
-/* lib/lorahub.h - the umbrella header of liblorahub.
- *
- * Stages: lib (formats, the in-memory adapter) -> compose (merge methods)
- * -> adapt (optimizers, search driver, backends). cmd/ is the CLI. */
-#ifndef LORAHUB_H
-#define LORAHUB_H
+/* lib/lorahub.h - INTERNAL: the lib/ headers in one include, for the CLI,
+ * the tests and the tools, which use the internals. Never installed; a
+ * program outside the tree includes <lorahub.h> (include/lorahub.h), the
+ * public API. New code should include the lib/ header it needs. */
+#ifndef LH_LIB_LORAHUB_H
+#define LH_LIB_LORAHUB_H
 
 #include "status.h"
 #include "dtype.h"

@@ -30,4 +30,18 @@ for pair in "base $want_base" "add1 $want_m1" "cat $want_cat"; do
     set -- $pair
     [ "$(got "$1")" = "$2" ] || { cat "$out/stdout" >&2; fail "$1: embed says '$(got "$1")', lorahub eval $2"; }
 done
+# The EXAMPLES program of man/lorahub.3, as written, in a directory laid
+# out as it assumes; its batched losses may differ from eval's in the last
+# float bits only.
+sed -n '/^\.Sh EXAMPLES/,/^\.Ed/p' man/lorahub.3 | sed '1,/^\.Bd/d; /^\.Ed/d; s/\\e/\\/g' >"$out/man3.c"
+grep -q '^int main' "$out/man3.c" || fail "no program in the EXAMPLES of man/lorahub.3"
+# shellcheck disable=SC2086
+$CC -std=c11 -Wall -Wextra -Werror $LDFLAGS -o "$out/man3" "$out/man3.c" $flags ||
+    fail "the EXAMPLES program of man/lorahub.3 does not build"
+ln -s "$(pwd)/examples/zoo" "$out/zoo" && cp "$examples" "$out/fewshot.jsonl"
+(cd "$out" && LD_LIBRARY_PATH="$STAGE/usr/lib" ./man3) >"$out/man3.out" || fail "man/lorahub.3's example exited $?"
+awk -v b="$want_base" -v c="$want_cat" '
+    { gsub(",", "") } $1 == "base" && $3 == "cat" && ($2 - b) ^ 2 < 1e-8 && ($4 - c) ^ 2 < 1e-8 { ok = 1 }
+    END { exit !ok }' "$out/man3.out" || fail "man/lorahub.3's example printed '$(cat "$out/man3.out")'"
+
 echo "embed: built with pkg-config against the staged install; base $want_base, add1 $want_m1, cat $want_cat as lorahub eval"
