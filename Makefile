@@ -121,7 +121,8 @@ check-run: $(PROG) $(TEST_BIN) $(TOOL_BIN)
 STAGE := $(abspath $(O))/stage
 check-embed: all
 	@rm -rf '$(STAGE)'
-	@$(MAKE) --no-print-directory install DESTDIR='$(STAGE)' PREFIX=/usr >/dev/null
+	@$(MAKE) --no-print-directory install DESTDIR='$(STAGE)' PREFIX=/usr BINDIR=/usr/bin \
+	  LIBDIR=/usr/lib INCLUDEDIR=/usr/include MANDIR=/usr/share/man PKGCONFIGDIR=/usr/lib/pkgconfig >/dev/null
 	@O=$(O) STAGE='$(STAGE)' CC='$(CC)' LDFLAGS='$(ALL_LDFLAGS)' PKG_CONFIG='$(PKG_CONFIG)' \
 	  LORAHUB=$(abspath $(PROG)) sh tests/embed/run.sh
 
