@@ -18,6 +18,7 @@
 #include "adapt/backend/backend.h"
 #include "adapt/optim/optimizer.h"
 #include "adapt/search.h"
+#include "adapt/report.h"
 #include "compose/compose.h"
 #include "lib/examples.h"
 #include "lib/fsutil.h"
