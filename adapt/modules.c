@@ -168,3 +168,114 @@ lh_status lh_modules_from_list(const char *const *paths, size_t n, int pick, uin
         return lh_error_set(err, LH_ERR_ARG, "the module list is empty");
     return load_set((char **)paths, n, pick, seed, 0, out, err);
 }
+
+static char *resolve(const char *p, const char *base_dir)
+{
+    if (!base_dir || p[0] == '/' || !strcmp(p, "-"))
+        return strdup(p);
+    return lh_path_join(base_dir, p);
+}
+
+static char *dir_of(const char *path)
+{
+    char *dir = strdup(path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash)
+        *slash = '\0';
+    else if (dir)
+        strcpy(dir, ".");
+    return dir;
+}
+
+/* Split src on sep into trimmed items resolved against dir; skip empty
+ * items, and '#' comments when comments is set. */
+static lh_status split_paths(const char *src, const char *sep, int comments, const char *dir,
+                             char ***out, size_t *n_out, lh_error *err)
+{
+    char **list = NULL;
+    size_t n = 0, cap = 0;
+    lh_status st = LH_OK;
+    for (const char *p = src; *p && st == LH_OK;) {
+        size_t len = strcspn(p, sep);
+        char *item = strndup(p, len);
+        p += len;
+        if (*p)
+            p++;
+        if (!item)
+            return lh_error_set(err, LH_ERR_NOMEM, "modules: out of memory");
+        char *s = item, *e = item + strlen(item);
+        while (*s == ' ' || *s == '\t' || *s == '\r')
+            s++;
+        while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+            *--e = '\0';
+        if (*s && !(comments && *s == '#')) {
+            if (n == cap) {
+                size_t nc = cap ? cap * 2 : 16;
+                char **nl = realloc(list, nc * sizeof *nl);
+                if (nl) {
+                    list = nl;
+                    cap = nc;
+                }
+            }
+            char *r = n < cap ? resolve(s, dir) : NULL;
+            if (r)
+                list[n++] = r;
+            else
+                st = lh_error_set(err, LH_ERR_NOMEM, "modules: out of memory");
+        }
+        free(item);
+    }
+    *out = list;
+    *n_out = n;
+    return st;
+}
+
+/* "a,b,c" or a list file into paths [*n]. */
+static lh_status list_paths(const char *spec, const char *base_dir, char ***out, size_t *n,
+                            lh_error *err)
+{
+    *out = NULL;
+    *n = 0;
+    if (strchr(spec, ','))
+        return split_paths(spec, ",", 0, base_dir, out, n, err);
+    char *path = resolve(spec, base_dir);
+    char *text = NULL, *list_dir = path ? dir_of(path) : NULL;
+    size_t len;
+    lh_status st = list_dir ? lh_read_file(path, &text, &len, err)
+                            : lh_error_set(err, LH_ERR_NOMEM, "modules: out of memory");
+    if (st == LH_OK)
+        st = split_paths(text, "\n", 1, list_dir, out, n, err);
+    free(text);
+    free(list_dir);
+    free(path);
+    return st;
+}
+
+lh_status lh_modules_from_spec(const char *spec, const char *base_dir, int pick, uint64_t seed,
+                               lh_module_set **out, lh_error *err)
+{
+    *out = NULL;
+    char *p = resolve(spec, base_dir);
+    if (!p)
+        return lh_error_set(err, LH_ERR_NOMEM, "modules: out of memory");
+    lh_status st;
+    if (lh_is_dir(p)) {
+        st = lh_modules_from_dir(p, pick, seed, out, err);
+    } else if (!strchr(spec, ',') && lh_str_ends_with(p, ".safetensors")) {
+        const char *one[1] = {p};
+        st = lh_modules_from_list(one, 1, pick, seed, out, err);
+    } else {
+        char **list;
+        size_t n;
+        st = list_paths(spec, base_dir, &list, &n, err);
+        if (st == LH_OK && n == 0)
+            st = lh_error_set(err, LH_ERR_ARG, "the module list '%s' names no modules", spec);
+        if (st == LH_OK)
+            st = lh_modules_from_list((const char *const *)list, n, pick, seed, out, err);
+        for (size_t i = 0; i < n; i++)
+            free(list[i]);
+        free(list);
+    }
+    free(p);
+    return st;
+}

@@ -27,6 +27,12 @@ lh_status lh_modules_from_dir(const char *dir, int pick, uint64_t seed, lh_modul
 /* The same from a list of paths (kept in list order when pick draws none). */
 lh_status lh_modules_from_list(const char *const *paths, size_t n, int pick, uint64_t seed,
                                lh_module_set **out, lh_error *err);
+/* The modules a job's "modules" value names: a directory (as
+ * lh_modules_from_dir), one .safetensors file, "a,b,c" (paths relative to
+ * base_dir), or a list file (one path per line, '#' comments, paths
+ * relative to the list file). base_dir NULL: the current directory. */
+lh_status lh_modules_from_spec(const char *spec, const char *base_dir, int pick, uint64_t seed,
+                               lh_module_set **out, lh_error *err);
 void lh_module_set_free(lh_module_set *s);
 
 #endif

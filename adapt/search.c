@@ -386,9 +386,6 @@ static lh_status check_opts(const lh_search_opts *o, size_t n, lh_error *err)
         return lh_error_set(err, LH_ERR_ARG, "l1 must be a non-negative number, not %g", o->l1);
     if (o->preselect < 0)
         return lh_error_set(err, LH_ERR_ARG, "preselect must be non-negative");
-    if (o->start_best_single && o->preselect <= 0)
-        return lh_error_set(err, LH_ERR_ARG,
-                            "start best-single needs preselect (the single-module losses)");
     if (o->resume && !o->checkpoint_path)
         return lh_error_set(err, LH_ERR_ARG, "resume needs a checkpoint file");
     if (o->resume && !lh_path_exists(o->checkpoint_path))
