@@ -28,33 +28,12 @@
 #include "lib/examples.h"
 #include "lib/status.h"
 #include "adapt/backend/backend.h"
+#include "adapt/modules.h"
 
 /* The objective given to the optimizer for a NaN/Inf loss when nan_as_worst
  * is set: finite, so NLopt's local models stay finite, and far above any
  * cross-entropy a real model produces (ln(vocab) is ~12 nats for 150k). */
 #define LH_SEARCH_WORST 1e9
-
-/* ---- module sets ---------------------------------------------------- */
-
-typedef struct lh_module_set {
-    size_t n;
-    lh_adapter **mods;      /* [n] loaded modules, in weight order */
-    size_t n_available;     /* candidates seen before pick */
-} lh_module_set;
-
-/* Every entry of dir that looks like a module (a directory holding
- * adapter_config.json, or a *.safetensors file; names starting with '.'
- * are skipped), sorted by name (strcmp). pick > 0 and smaller than the
- * number found: draw pick of them without replacement with lh_rng seeded
- * by seed (a partial Fisher-Yates shuffle; the same idea as Python's
- * random.sample, not its stream), then sort the drawn ones by name. Only
- * the drawn modules are loaded; one that fails to load is an error. */
-lh_status lh_modules_from_dir(const char *dir, int pick, uint64_t seed, lh_module_set **out,
-                              lh_error *err);
-/* The same from a list of paths (kept in list order when pick draws none). */
-lh_status lh_modules_from_list(const char *const *paths, size_t n, int pick, uint64_t seed,
-                               lh_module_set **out, lh_error *err);
-void lh_module_set_free(lh_module_set *s);
 
 /* ---- the search ----------------------------------------------------- */
 
@@ -132,19 +111,9 @@ lh_status lh_search_run(const lh_search_opts *o, const lh_adapter *const *mods, 
                         lh_error *err);
 void lh_search_result_release(lh_search_result *res);
 
-/* Write a report (YAML when path ends in .yaml/.yml, JSON otherwise)
- * atomically: weights (module name -> weight), best_loss, best_objective,
- * rescored_loss, evaluations, optimizer, method, seed, budget, bound, l1,
- * modules, wall_seconds, backend_seconds, stop_reason, and extra string
- * pairs extra_kv = {key, value, key, value, ..., NULL}. */
-lh_status lh_search_write_report(const char *path, const lh_search_opts *o,
-                                 const lh_adapter *const *mods, size_t n,
-                                 const lh_search_result *res, const char *const *extra_kv,
-                                 lh_error *err);
-/* The same report as text (malloc'd), YAML when yaml is non-zero. */
-lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
-                                const lh_adapter *const *mods, size_t n,
-                                const lh_search_result *res, const char *const *extra_kv,
-                                char **out, lh_error *err);
+/* "search", "best-single", "uniform"; lh_select_from_name returns -1 for
+ * another name. */
+const char *lh_select_name(lh_select s);
+int lh_select_from_name(const char *name, lh_select *out);
 
 #endif

@@ -24,6 +24,7 @@
 
 #include "adapt/backend/backend.h"
 #include "adapt/search.h"
+#include "adapt/report.h"
 #include "bench/bench_util.h"
 #include "compose/compose.h"
 #include "lib/fsutil.h"

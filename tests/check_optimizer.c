@@ -153,6 +153,38 @@ START_TEST(test_list)
 }
 END_TEST
 
+/* The traits table is looked up by name, whatever the row order. */
+START_TEST(test_traits_table)
+{
+    for (const lh_optimizer_info *l = lh_optimizer_list(); l->name; l++) {
+        ck_assert_ptr_eq(lh_optimizer_find(l->name), l);
+        ck_assert_int_ge(l->min_n, 1);
+        if (l->engine == LH_ENGINE_NLOPT)
+            ck_assert_int_ge(l->nlopt_algorithm, 0);
+        else
+            ck_assert_int_eq(l->nlopt_algorithm, -1);
+    }
+    ck_assert_ptr_null(lh_optimizer_find("cma-es"));
+    ck_assert_ptr_null(lh_optimizer_find(NULL));
+    ck_assert_int_eq(lh_optimizer_find("cmaes")->engine, LH_ENGINE_CMAES);
+    ck_assert_int_eq(lh_optimizer_find("random")->engine, LH_ENGINE_RANDOM);
+    ck_assert(lh_optimizer_find("cobyla")->traits & LH_OPTIM_LOCAL);
+    ck_assert(!(lh_optimizer_find("isres")->traits & LH_OPTIM_LOCAL));
+    ck_assert(lh_optimizer_find("newuoa")->traits & LH_OPTIM_BOUNDARY_MAP);
+    ck_assert_int_eq(lh_optimizer_find("newuoa")->min_n, 2);
+    ck_assert(lh_optimizer_find("direct")->traits & LH_OPTIM_SEES_NONFINITE);
+    ck_assert(lh_optimizer_find("cmaes")->traits & LH_OPTIM_BATCH);
+    /* min_n is enforced from the table */
+    prob p;
+    prob_init(&p, SPHERE, 1);
+    double xb[1];
+    lh_optim_opts o = box_opts(1, 10, 1);
+    lh_error err;
+    ck_assert_int_eq(lh_optimize("newuoa", &o, objective, &p, xb, NULL, &err), LH_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "at least 2"));
+}
+END_TEST
+
 START_TEST(test_bad_args)
 {
     prob p;
@@ -764,6 +796,7 @@ static Suite *optimizer_suite(void)
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_list);
+    tcase_add_test(tc, test_traits_table);
     tcase_add_test(tc, test_bad_args);
     tcase_add_test(tc, test_rng);
     tcase_add_test(tc, test_cmaes_parameters);

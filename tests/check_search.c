@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "adapt/search.h"
+#include "adapt/report.h"
 #include "lib/fsutil.h"
 #include "lib/json.h"
 

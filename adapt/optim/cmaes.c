@@ -1,4 +1,4 @@
-/* adapt/cmaes.c - CMA-ES, written from Hansen's tutorial ("The CMA Evolution
+/* adapt/optim/cmaes.c - CMA-ES, written from Hansen's tutorial ("The CMA Evolution
  * Strategy: A Tutorial", arXiv:1604.00772) with the safeguards of the
  * reference implementations (c-cmaes, pycma's purecma).
  *
@@ -279,13 +279,142 @@ static const char *cma_eigen(cma *c)
     return NULL;
 }
 
+/* Sample lambda points: z ~ N(0, I), y = B D z, x = m + sigma y, and
+ * their phenotypes in the box (what the objective sees). */
+static void cma_sample(cma *c, const lh_optim_opts *o, lh_rng *rng)
+{
+    int n = c->n;
+    for (int k = 0; k < c->p.lambda; k++) {
+        double *z = c->arz + (size_t)k * n, *y = c->ary + (size_t)k * n;
+        double *x = c->arx + (size_t)k * n, *ph = c->arp + (size_t)k * n;
+        for (int i = 0; i < n; i++)
+            z[i] = lh_rng_normal(rng);
+        for (int j = 0; j < n; j++)
+            c->tmp[j] = c->D[j] * z[j];
+        for (int i = 0; i < n; i++) {
+            double s = 0;
+            for (int j = 0; j < n; j++)
+                s += c->B[i + (size_t)j * n] * c->tmp[j];
+            y[i] = s;
+            x[i] = c->m[i] + c->sigma * s;
+            ph[i] = lh_cmaes_bound_map(o->lower, o->upper, x[i]);
+        }
+    }
+}
+
+/* The distribution update of generation gen from the ranked population:
+ * mean, evolution paths, covariance and step size. */
+static void cma_update(cma *c, int gen)
+{
+    int n = c->n, lambda = c->p.lambda, mu = c->p.mu;
+    const lh_cmaes_params *p = &c->p;
+    /* Mean, and the weighted steps in z and y space. */
+    memcpy(c->mold, c->m, (size_t)n * sizeof *c->m);
+    double *zw = c->tmp;
+    for (int i = 0; i < n; i++) {
+        double sm = 0, sz = 0;
+        for (int r = 0; r < mu; r++) {
+            size_t k = (size_t)c->idx[r] * n;
+            sm += c->w[r] * c->arx[k + i];
+            sz += c->w[r] * c->arz[k + i];
+        }
+        c->m[i] = sm;
+        zw[i] = sz;
+    }
+    /* ps = (1-cs) ps + sqrt(cs(2-cs)mueff) C^-1/2 yw, and C^-1/2 yw =
+     * B zw exactly, because every y_k = B D z_k with the B, D used for
+     * sampling this generation. */
+    double a = sqrt(p->cs * (2 - p->cs) * p->mueff), psn = 0;
+    for (int i = 0; i < n; i++) {
+        double s = 0;
+        for (int j = 0; j < n; j++)
+            s += c->B[i + (size_t)j * n] * zw[j];
+        c->ps[i] = (1 - p->cs) * c->ps[i] + a * s;
+        psn += c->ps[i] * c->ps[i];
+    }
+    psn = sqrt(psn);
+    double hsig_den = sqrt(1 - pow(1 - p->cs, 2.0 * gen));
+    int hsig = psn / hsig_den / p->chin < 1.4 + 2.0 / (n + 1);
+    double ac = hsig ? sqrt(p->cc * (2 - p->cc) * p->mueff) : 0.0;
+    for (int i = 0; i < n; i++) {
+        double yw = (c->m[i] - c->mold[i]) / c->sigma;
+        c->pc[i] = (1 - p->cc) * c->pc[i] + ac * yw;
+    }
+    /* C = (1 - c1a - cmu) C + c1 pc pc' + cmu sum w y y', where c1a
+     * folds in the variance lost when hsig stalls pc (tutorial eq. 47). */
+    double c1a = p->c1 * (1 - (1 - hsig) * p->cc * (2 - p->cc));
+    double keep = 1 - c1a - p->cmu;
+    for (int i = 0; i < n; i++)
+        for (int j = i; j < n; j++) {
+            double rmu = 0;
+            for (int r = 0; r < mu; r++) {
+                const double *y = c->ary + (size_t)c->idx[r] * n;
+                rmu += c->w[r] * y[i] * y[j];
+            }
+            size_t ij = (size_t)i * n + j;
+            c->C[ij] = keep * c->C[ij] + p->c1 * c->pc[i] * c->pc[j] + p->cmu * rmu;
+        }
+    /* Step size; the exponent is capped so one wild generation cannot
+     * overflow sigma. */
+    c->sigma *= exp(fmin(1.0, (p->cs / p->ds) * (psn / p->chin - 1)));
+    /* Flat fitness: best equals a near-median value, the ranking says
+     * nothing; widen the search (c-cmaes). */
+    double fbest = c->f[c->idx[0]];
+    int mid = lambda / 2 < lambda - 1 ? lambda / 2 : lambda - 1;
+    if (fbest == c->f[c->idx[mid]])
+        c->sigma *= exp(0.2 + p->cs / p->ds);
+}
+
+/* The stop tests after generation gen (best value fbest): the reason, or
+ * NULL to go on. */
+static const char *cma_stop(cma *c, int gen, double fbest)
+{
+    int n = c->n;
+    c->hist[c->hist_pos] = fbest;
+    c->hist_pos = (c->hist_pos + 1) % c->hist_cap;
+    if (c->hist_count < c->hist_cap)
+        c->hist_count++;
+    if (c->hist_count == c->hist_cap) {
+        double hmin = c->hist[0], hmax = c->hist[0];
+        for (int i = 1; i < c->hist_cap; i++) {
+            hmin = fmin(hmin, c->hist[i]);
+            hmax = fmax(hmax, c->hist[i]);
+        }
+        double spread = c->f[c->idx[c->p.lambda - 1]] - fbest;
+        if (hmax - hmin < CMA_TOLFUN && spread < CMA_TOLFUN)
+            return "tolfun";
+    }
+    double maxd = 0, maxpc = 0, maxsd = 0;
+    for (int i = 0; i < n; i++) {
+        maxd = fmax(maxd, c->D[i]);
+        maxpc = fmax(maxpc, fabs(c->pc[i]));
+        maxsd = fmax(maxsd, sqrt(c->C[(size_t)i * n + i]));
+    }
+    if (!isfinite(c->sigma) || !isfinite(maxd))
+        return "numeric";
+    if (c->sigma * maxsd < CMA_TOLX_REL * c->sigma0 && c->sigma * maxpc < CMA_TOLX_REL * c->sigma0)
+        return "tolx";
+    if (c->sigma * maxd > CMA_TOLUPX_REL * c->sigma0)
+        return "tolupx";
+    /* A step of 0.1 sigma along a principal axis, or 0.2 sigma in a
+     * coordinate, no longer changes the mean: precision is exhausted. */
+    int ax = gen % n, noeff = 1;
+    for (int i = 0; i < n && noeff; i++)
+        noeff = c->m[i] == c->m[i] + 0.1 * c->sigma * c->D[ax] * c->B[i + (size_t)ax * n];
+    if (noeff)
+        return "noeffectaxis";
+    for (int i = 0; i < n; i++)
+        if (c->m[i] == c->m[i] + 0.2 * c->sigma * sqrt(c->C[(size_t)i * n + i]))
+            return "noeffectcoord";
+    return NULL;
+}
+
 /* One CMA-ES run from genotype mean m0 until a stop. Returns LH_OK with
  * *reason set, or an error (objective error: g->status). */
 static lh_status cma_run(cma *c, const lh_optim_opts *o, lh_rng *rng, lh_optim_guard *g,
                          const char **reason)
 {
-    int n = c->n, lambda = c->p.lambda, mu = c->p.mu;
-    const lh_cmaes_params *p = &c->p;
+    int lambda = c->p.lambda;
     long long evals = 0, eigen_evals = 0;
     int gen = 0;
     for (;;) {
@@ -293,23 +422,7 @@ static lh_status cma_run(cma *c, const lh_optim_opts *o, lh_rng *rng, lh_optim_g
             *reason = "budget";
             return LH_OK;
         }
-        /* Sample lambda points: z ~ N(0, I), y = B D z, x = m + sigma y. */
-        for (int k = 0; k < lambda; k++) {
-            double *z = c->arz + (size_t)k * n, *y = c->ary + (size_t)k * n;
-            double *x = c->arx + (size_t)k * n, *ph = c->arp + (size_t)k * n;
-            for (int i = 0; i < n; i++)
-                z[i] = lh_rng_normal(rng);
-            for (int j = 0; j < n; j++)
-                c->tmp[j] = c->D[j] * z[j];
-            for (int i = 0; i < n; i++) {
-                double s = 0;
-                for (int j = 0; j < n; j++)
-                    s += c->B[i + (size_t)j * n] * c->tmp[j];
-                y[i] = s;
-                x[i] = c->m[i] + c->sigma * s;
-                ph[i] = lh_cmaes_bound_map(o->lower, o->upper, x[i]);
-            }
-        }
+        cma_sample(c, o, rng);
         int done = 0;
         lh_status st = lh_guard_eval(g, c->arp, lambda, c->f, &done);
         if (st != LH_OK)
@@ -321,64 +434,11 @@ static lh_status cma_run(cma *c, const lh_optim_opts *o, lh_rng *rng, lh_optim_g
         evals += lambda;
         gen++;
         rank(c->f, c->idx, lambda);
-
-        /* Mean, and the weighted steps in z and y space. */
-        memcpy(c->mold, c->m, (size_t)n * sizeof *c->m);
-        double *zw = c->tmp;
-        for (int i = 0; i < n; i++) {
-            double sm = 0, sz = 0;
-            for (int r = 0; r < mu; r++) {
-                size_t k = (size_t)c->idx[r] * n;
-                sm += c->w[r] * c->arx[k + i];
-                sz += c->w[r] * c->arz[k + i];
-            }
-            c->m[i] = sm;
-            zw[i] = sz;
-        }
-        /* ps = (1-cs) ps + sqrt(cs(2-cs)mueff) C^-1/2 yw, and C^-1/2 yw =
-         * B zw exactly, because every y_k = B D z_k with the B, D used for
-         * sampling this generation. */
-        double a = sqrt(p->cs * (2 - p->cs) * p->mueff), psn = 0;
-        for (int i = 0; i < n; i++) {
-            double s = 0;
-            for (int j = 0; j < n; j++)
-                s += c->B[i + (size_t)j * n] * zw[j];
-            c->ps[i] = (1 - p->cs) * c->ps[i] + a * s;
-            psn += c->ps[i] * c->ps[i];
-        }
-        psn = sqrt(psn);
-        double hsig_den = sqrt(1 - pow(1 - p->cs, 2.0 * gen));
-        int hsig = psn / hsig_den / p->chin < 1.4 + 2.0 / (n + 1);
-        double ac = hsig ? sqrt(p->cc * (2 - p->cc) * p->mueff) : 0.0;
-        for (int i = 0; i < n; i++) {
-            double yw = (c->m[i] - c->mold[i]) / c->sigma;
-            c->pc[i] = (1 - p->cc) * c->pc[i] + ac * yw;
-        }
-        /* C = (1 - c1a - cmu) C + c1 pc pc' + cmu sum w y y', where c1a
-         * folds in the variance lost when hsig stalls pc (tutorial eq. 47). */
-        double c1a = p->c1 * (1 - (1 - hsig) * p->cc * (2 - p->cc));
-        double keep = 1 - c1a - p->cmu;
-        for (int i = 0; i < n; i++)
-            for (int j = i; j < n; j++) {
-                double rmu = 0;
-                for (int r = 0; r < mu; r++) {
-                    const double *y = c->ary + (size_t)c->idx[r] * n;
-                    rmu += c->w[r] * y[i] * y[j];
-                }
-                size_t ij = (size_t)i * n + j;
-                c->C[ij] = keep * c->C[ij] + p->c1 * c->pc[i] * c->pc[j] + p->cmu * rmu;
-            }
-        /* Step size; the exponent is capped so one wild generation cannot
-         * overflow sigma. */
-        c->sigma *= exp(fmin(1.0, (p->cs / p->ds) * (psn / p->chin - 1)));
-        /* Flat fitness: best equals a near-median value, the ranking says
-         * nothing; widen the search (c-cmaes). */
+        /* fbest before the update: the flat-fitness test and the history
+         * use this generation's values, which the update does not touch */
         double fbest = c->f[c->idx[0]];
-        int mid = lambda / 2 < lambda - 1 ? lambda / 2 : lambda - 1;
-        if (fbest == c->f[c->idx[mid]])
-            c->sigma *= exp(0.2 + p->cs / p->ds);
-
-        if ((double)(evals - eigen_evals) > lambda / (p->c1 + p->cmu) / n / 10.0) {
+        cma_update(c, gen);
+        if ((double)(evals - eigen_evals) > lambda / (c->p.c1 + c->p.cmu) / c->n / 10.0) {
             eigen_evals = evals;
             const char *why = cma_eigen(c);
             if (why) {
@@ -386,57 +446,11 @@ static lh_status cma_run(cma *c, const lh_optim_opts *o, lh_rng *rng, lh_optim_g
                 return LH_OK;
             }
         }
-
-        /* Stops. */
-        c->hist[c->hist_pos] = fbest;
-        c->hist_pos = (c->hist_pos + 1) % c->hist_cap;
-        if (c->hist_count < c->hist_cap)
-            c->hist_count++;
-        if (c->hist_count == c->hist_cap) {
-            double hmin = c->hist[0], hmax = c->hist[0];
-            for (int i = 1; i < c->hist_cap; i++) {
-                hmin = fmin(hmin, c->hist[i]);
-                hmax = fmax(hmax, c->hist[i]);
-            }
-            double spread = c->f[c->idx[lambda - 1]] - fbest;
-            if (hmax - hmin < CMA_TOLFUN && spread < CMA_TOLFUN) {
-                *reason = "tolfun";
-                return LH_OK;
-            }
-        }
-        double maxd = 0, maxpc = 0, maxsd = 0;
-        for (int i = 0; i < n; i++) {
-            maxd = fmax(maxd, c->D[i]);
-            maxpc = fmax(maxpc, fabs(c->pc[i]));
-            maxsd = fmax(maxsd, sqrt(c->C[(size_t)i * n + i]));
-        }
-        if (!isfinite(c->sigma) || !isfinite(maxd)) {
-            *reason = "numeric";
+        const char *why = cma_stop(c, gen, fbest);
+        if (why) {
+            *reason = why;
             return LH_OK;
         }
-        if (c->sigma * maxsd < CMA_TOLX_REL * c->sigma0 &&
-            c->sigma * maxpc < CMA_TOLX_REL * c->sigma0) {
-            *reason = "tolx";
-            return LH_OK;
-        }
-        if (c->sigma * maxd > CMA_TOLUPX_REL * c->sigma0) {
-            *reason = "tolupx";
-            return LH_OK;
-        }
-        /* A step of 0.1 sigma along a principal axis, or 0.2 sigma in a
-         * coordinate, no longer changes the mean: precision is exhausted. */
-        int ax = gen % n, noeff = 1;
-        for (int i = 0; i < n && noeff; i++)
-            noeff = c->m[i] == c->m[i] + 0.1 * c->sigma * c->D[ax] * c->B[i + (size_t)ax * n];
-        if (noeff) {
-            *reason = "noeffectaxis";
-            return LH_OK;
-        }
-        for (int i = 0; i < n; i++)
-            if (c->m[i] == c->m[i] + 0.2 * c->sigma * sqrt(c->C[(size_t)i * n + i])) {
-                *reason = "noeffectcoord";
-                return LH_OK;
-            }
     }
 }
 

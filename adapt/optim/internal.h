@@ -42,7 +42,7 @@ static inline int lh_guard_left(const lh_optim_guard *g)
  * (bad options for this algorithm, allocation, LAPACK) fill err. */
 lh_status lh_cmaes_run(const lh_optim_opts *o, const double *x0, double step,
                        lh_optim_guard *g, char *stop, lh_error *err);
-lh_status lh_nlopt_run(const char *name, const lh_optim_opts *o, const double *x0,
+lh_status lh_nlopt_run(const lh_optimizer_info *info, const lh_optim_opts *o, const double *x0,
                        double step, lh_optim_guard *g, char *stop, lh_error *err);
 lh_status lh_random_run(const lh_optim_opts *o, const double *x0, lh_optim_guard *g,
                         char *stop, lh_error *err);

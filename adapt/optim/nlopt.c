@@ -27,8 +27,10 @@
  * at the edges): the objective still only sees in-box points.
  *
  * Non-finite objective values: only DIRECT understands NaN/Inf ("undefined
- * point"); every other algorithm gets a finite penalty worse than anything
- * seen, so its models stay finite. */
+ * point", trait LH_OPTIM_SEES_NONFINITE); every other algorithm gets a
+ * finite penalty worse than anything seen, so its models stay finite.
+ *
+ * Which NLopt algorithm a name runs, and its traits, are in traits.c. */
 #include "internal.h"
 
 #include <float.h>
@@ -39,23 +41,6 @@
 #include <string.h>
 
 enum { STOP_BUDGET = 1, STOP_ERROR = 2 };
-
-static const struct {
-    const char *name;
-    nlopt_algorithm alg;
-    int min_n;
-} algs[] = {
-    { "cobyla", NLOPT_LN_COBYLA, 1 },
-    { "bobyqa", NLOPT_LN_BOBYQA, 1 },
-    { "newuoa", NLOPT_LN_NEWUOA, 2 }, /* on the box via the boundary map, see above */
-    { "nelder-mead", NLOPT_LN_NELDERMEAD, 1 },
-    { "sbplx", NLOPT_LN_SBPLX, 1 },
-    { "praxis", NLOPT_LN_PRAXIS, 1 },
-    { "esch", NLOPT_GN_ESCH, 1 },
-    { "crs2", NLOPT_GN_CRS2_LM, 1 },
-    { "isres", NLOPT_GN_ISRES, 1 },
-    { "direct", NLOPT_GN_DIRECT_L, 1 },
-};
 
 typedef struct nl_ctx {
     lh_optim_guard *g;
@@ -120,24 +105,24 @@ static const char *result_reason(nlopt_result r)
     }
 }
 
-lh_status lh_nlopt_run(const char *name, const lh_optim_opts *o, const double *x0, double step,
-                       lh_optim_guard *g, char *stop, lh_error *err)
+lh_status lh_nlopt_run(const lh_optimizer_info *info, const lh_optim_opts *o, const double *x0,
+                       double step, lh_optim_guard *g, char *stop, lh_error *err)
 {
-    size_t ai = 0, na = sizeof algs / sizeof algs[0];
-    while (ai < na && strcmp(algs[ai].name, name))
-        ai++;
-    if (ai == na)
-        return lh_error_set(err, LH_ERR_ARG, "unknown optimizer '%s'", name);
-    if (o->n < algs[ai].min_n)
+    const char *name = info->name;
+    nlopt_algorithm alg = (nlopt_algorithm)info->nlopt_algorithm;
+    if (info->engine != LH_ENGINE_NLOPT)
+        return lh_error_set(err, LH_ERR_ARG, "optimizer %s is not an NLopt algorithm", name);
+    if (o->n < info->min_n)
         return lh_error_set(err, LH_ERR_ARG,
                             "optimizer %s needs at least %d variables, got %d (use bobyqa)", name,
-                            algs[ai].min_n, o->n);
+                            info->min_n, o->n);
     int n = o->n;
-    nlopt_opt opt = nlopt_create(algs[ai].alg, (unsigned)n);
+    nlopt_opt opt = nlopt_create(alg, (unsigned)n);
     if (!opt)
         return lh_error_set(err, LH_ERR_NOMEM, "optimizer %s: nlopt_create failed", name);
-    nl_ctx c = { .g = g, .opt = opt, .direct = algs[ai].alg == NLOPT_GN_DIRECT_L,
-                 .mapped = algs[ai].alg == NLOPT_LN_NEWUOA, .lower = o->lower, .upper = o->upper };
+    nl_ctx c = { .g = g, .opt = opt, .direct = (info->traits & LH_OPTIM_SEES_NONFINITE) != 0,
+                 .mapped = (info->traits & LH_OPTIM_BOUNDARY_MAP) != 0, .lower = o->lower,
+                 .upper = o->upper };
     double *x = malloc(2 * (size_t)n * sizeof *x); /* [2, n]: NLopt's point, mapped point */
     if (!x) {
         nlopt_destroy(opt);
@@ -189,7 +174,7 @@ lh_status lh_nlopt_run(const char *name, const lh_optim_opts *o, const double *x
                          : r == NLOPT_INVALID_ARGS ? LH_ERR_ARG
                                                    : LH_ERR_NUMERIC;
         st = lh_error_set(err, code, "optimizer %s (NLopt %s) failed after %d evaluations: %s",
-                          name, nlopt_algorithm_to_string(algs[ai].alg), g->used,
+                          name, nlopt_algorithm_to_string(alg), g->used,
                           msg ? msg : nlopt_result_to_string(r));
         snprintf(stop, 64, "failure");
     }

@@ -1,42 +1,12 @@
-/* adapt/optim/optimizer.c - lh_optimize: option checks, dispatch by name, and the
- * budget guard every optimizer evaluates through. */
+/* adapt/optim/optimizer.c - lh_optimize: option checks, dispatch by the
+ * optimizer's engine (traits.c), and the budget guard every optimizer
+ * evaluates through. */
 #include "internal.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-static const lh_optimizer_info optimizers[] = {
-    { "cmaes", "CMA-ES (own implementation), whole population per call, optional IPOP restarts" },
-    { "cobyla", "NLopt LN_COBYLA: linear models on a simplex; LoraHub's reference choice" },
-    { "bobyqa", "NLopt LN_BOBYQA: bound-constrained quadratic models, 2n+1 start points" },
-    { "newuoa", "NLopt LN_NEWUOA through a boundary map: quadratic models, needs n >= 2" },
-    { "nelder-mead", "NLopt LN_NELDERMEAD: simplex method, projected onto the box" },
-    { "sbplx", "NLopt LN_SBPLX: Subplex, Nelder-Mead on subspaces; tolerates noise" },
-    { "praxis", "NLopt LN_PRAXIS: Brent's principal-axis method" },
-    { "esch", "NLopt GN_ESCH: evolutionary global search (population 40)" },
-    { "crs2", "NLopt GN_CRS2_LM: controlled random search, population 10(n+1)" },
-    { "isres", "NLopt GN_ISRES: stochastic ranking evolution strategy, population 20(n+1)" },
-    { "direct", "NLopt GN_DIRECT_L: deterministic box subdivision (ignores x0)" },
-    { "random", "uniform random search in the box; the first point is x0" },
-    { NULL, NULL },
-};
-
-const lh_optimizer_info *lh_optimizer_list(void)
-{
-    return optimizers;
-}
-
-int lh_optimizer_exists(const char *name)
-{
-    if (!name)
-        return 0;
-    for (const lh_optimizer_info *p = optimizers; p->name; p++)
-        if (!strcmp(p->name, name))
-            return 1;
-    return 0;
-}
 
 lh_status lh_guard_eval(lh_optim_guard *g, const double *x, int k, double *f, int *done)
 {
@@ -124,7 +94,8 @@ lh_status lh_optimize(const char *name, const lh_optim_opts *o, lh_objective_fn 
     if (!name || !o || !f || !x_best)
         return lh_error_set(err, LH_ERR_ARG, "lh_optimize: name, options, objective and x_best "
                                              "are required");
-    if (!lh_optimizer_exists(name))
+    const lh_optimizer_info *info = lh_optimizer_find(name);
+    if (!info)
         return lh_error_set(err, LH_ERR_ARG, "unknown optimizer '%s'", name);
     lh_status st = check_opts(name, o, err);
     if (st != LH_OK)
@@ -150,12 +121,17 @@ lh_status lh_optimize(const char *name, const lh_optim_opts *o, lh_objective_fn 
 
     char stop[64] = "";
     lh_error lerr = { LH_OK, "" };
-    if (!strcmp(name, "cmaes"))
+    switch (info->engine) {
+    case LH_ENGINE_CMAES:
         st = lh_cmaes_run(o, x0, step, &g, stop, &lerr);
-    else if (!strcmp(name, "random"))
+        break;
+    case LH_ENGINE_RANDOM:
         st = lh_random_run(o, x0, &g, stop, &lerr);
-    else
-        st = lh_nlopt_run(name, o, x0, step, &g, stop, &lerr);
+        break;
+    case LH_ENGINE_NLOPT:
+        st = lh_nlopt_run(info, o, x0, step, &g, stop, &lerr);
+        break;
+    }
     free(x0);
 
     if (g.status != LH_OK) {

@@ -59,12 +59,37 @@ typedef struct lh_optim_result {
 lh_status lh_optimize(const char *name, const lh_optim_opts *o, lh_objective_fn f, void *ctx,
                       double *x_best /* [n] */, lh_optim_result *res, lh_error *err);
 
-/* Names of all optimizers, NULL-terminated, with one-line descriptions. */
+/* What runs an optimizer: our own code, or an NLopt algorithm. */
+typedef enum lh_optim_engine {
+    LH_ENGINE_CMAES,     /* adapt/optim/cmaes.c */
+    LH_ENGINE_RANDOM,    /* adapt/optim/random_search.c */
+    LH_ENGINE_NLOPT      /* adapt/optim/nlopt.c, algorithm nlopt_algorithm */
+} lh_optim_engine;
+
+/* Traits (bit flags of lh_optimizer_info.traits). */
+enum {
+    LH_OPTIM_LOCAL = 1u << 0,        /* refines around x0 (else a global search of the box) */
+    LH_OPTIM_BATCH = 1u << 1,        /* hands the objective several points per call */
+    LH_OPTIM_BOUNDARY_MAP = 1u << 2, /* searches unbounded through the boundary map */
+    LH_OPTIM_SEES_NONFINITE = 1u << 3, /* understands NaN/Inf values (no finite penalty) */
+    LH_OPTIM_IGNORES_X0 = 1u << 4    /* the start point does not matter */
+};
+
+/* One row per optimizer: everything lh_optimize needs to know about it,
+ * looked up by name (never by position). */
 typedef struct lh_optimizer_info {
     const char *name;
-    const char *description;
+    const char *description;  /* one line, for `lorahub adapt --optimizer list` */
+    lh_optim_engine engine;
+    int nlopt_algorithm;      /* LH_ENGINE_NLOPT: NLopt's nlopt_algorithm value; else -1 */
+    int min_n;                /* smallest dimension it accepts */
+    unsigned traits;          /* LH_OPTIM_* */
 } lh_optimizer_info;
+
+/* All optimizers, ending with a row whose name is NULL. */
 const lh_optimizer_info *lh_optimizer_list(void);
+/* The row named name, or NULL (also for a NULL name). */
+const lh_optimizer_info *lh_optimizer_find(const char *name);
 int lh_optimizer_exists(const char *name);
 
 #endif

@@ -1,4 +1,4 @@
-/* adapt/random_search.c - uniform random search in the box.
+/* adapt/optim/random_search.c - uniform random search in the box.
  *
  * The first point is x0 (so a run never ends worse than the start), then
  * points uniform in [lower, upper]^n from the seeded generator. Points go

@@ -49,7 +49,7 @@ expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd
 expect_exit 0 "$LORAHUB" inspect --json half
 expect_out_contains "BF16"
 expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" -o h2 --dtype f8
-expect_err_contains "--dtype 'f8'"
+expect_err_contains "dtype 'f8'"
 
 # ---- existing outputs are refused without --force, before any work ----
 expect_exit 1 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" -o merged

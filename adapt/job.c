@@ -1,0 +1,366 @@
+/* adapt/job.c - a job: settings resolved into a search, its inputs
+ * loaded, its outputs written (see job.h). */
+#include "job.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "adapt/modules.h"
+#include "adapt/optim/optimizer.h"
+#include "adapt/report.h"
+#include "lib/fsutil.h"
+#include "lib/peft.h"
+#include "lib/strbuf.h"
+
+#define MAX_BACKEND_PARAMS 16
+
+struct lh_job {
+    char *name;
+    char *preset;
+    lh_search_opts so;
+    lh_dtype out_dtype;         /* of the written adapter; the search composes in F32 */
+    char *backend_name;
+    char *modules;              /* the "modules" value (dir, list file, "a,b,c") */
+    char *modules_dir;          /* where it resolves */
+    char **module_list;         /* a YAML list instead: [n_module_list] */
+    size_t n_module_list;
+    int pick;
+    int pick_given;
+    char *examples, *output, *report, *trace, *weights_out, *checkpoint;
+    char *params[MAX_BACKEND_PARAMS + 1]; /* {key, value, ..., NULL} for the backend */
+    lh_job_hooks hooks;
+
+    lh_module_set *ms;
+    lh_examples *ex;
+    lh_backend *b;
+    char *fingerprint;          /* "NAME IDENTITY" of the backend */
+    lh_search_result res;
+    int have_result;
+};
+
+static char *dup_or_null(const char *s)
+{
+    return s ? strdup(s) : NULL;
+}
+
+void lh_job_free(lh_job *j)
+{
+    if (!j)
+        return;
+    lh_search_result_release(&j->res);
+    lh_backend_close(j->b);
+    lh_examples_free(j->ex);
+    lh_module_set_free(j->ms);
+    free(j->fingerprint);
+    for (size_t i = 0; j->params[i]; i++)
+        free(j->params[i]);
+    for (size_t i = 0; i < j->n_module_list; i++)
+        free(j->module_list[i]);
+    free(j->module_list);
+    free(j->name);
+    free(j->preset);
+    free(j->backend_name);
+    free(j->modules);
+    free(j->modules_dir);
+    free(j->examples);
+    free(j->output);
+    free(j->report);
+    free(j->trace);
+    free(j->weights_out);
+    free(j->checkpoint);
+    free(j);
+}
+
+/* The search options from the settings; every value was checked when set. */
+static void resolve_search(lh_job *j, const lh_settings *s)
+{
+    lh_search_opts *so = &j->so;
+    lh_search_opts_default(so);
+    lh_merge_method_from_name(lh_settings_text(s, "method"), &so->merge.method);
+    so->optimizer = lh_optimizer_find(lh_settings_text(s, "optimizer"))->name;
+    so->budget = (int)lh_settings_int(s, "budget", so->budget);
+    so->bound = lh_settings_number(s, "bound", so->bound);
+    so->l1 = lh_settings_number(s, "l1", so->l1);
+    so->seed = (uint64_t)lh_settings_int(s, "seed", (long long)so->seed);
+    so->merge.seed = so->seed;
+    so->nan_as_worst = lh_settings_bool(s, "nan-as-worst");
+    so->resume = lh_settings_bool(s, "resume");
+    /* A resumed run replaces the outputs of the run it continues. */
+    so->force = lh_settings_bool(s, "force") || so->resume;
+    so->preselect = (int)lh_settings_int(s, "preselect", 0);
+    lh_select_from_name(lh_settings_text(s, "select"), &so->select);
+    so->start_best_single = !strcmp(lh_settings_text(s, "start"), "best-single");
+    j->pick = (int)lh_settings_int(s, "pick", 0);
+    j->pick_given = lh_settings_given(s, "pick");
+    so->pick = j->pick;
+    const char *dt = lh_settings_text(s, "dtype");
+    j->out_dtype = !strcmp(dt, "f16") ? LH_F16 : !strcmp(dt, "bf16") ? LH_BF16 : LH_F32;
+}
+
+/* Which backend, and the settings it reads (the table's backend keys the
+ * user gave). */
+static lh_status resolve_backend(lh_job *j, const lh_settings *s, lh_error *err)
+{
+    const char *backend = lh_settings_is_set(s, "backend")       ? lh_settings_text(s, "backend")
+                          : lh_settings_is_set(s, "base")        ? "native"
+                          : lh_settings_is_set(s, "backend-cmd") ? "exec"
+                                                                 : NULL;
+    if (!backend)
+        return lh_error_set(err, LH_ERR_ARG, "%s: no backend (--base MODEL_DIR, or --backend-cmd CMD)",
+                            j->name);
+    const lh_backend_i *bi = lh_backend_find(backend);
+    if (!bi)
+        return lh_error_set(err, LH_ERR_ARG, "no backend named '%s' is built in", backend);
+    for (const lh_backend_key *bk = bi->keys; bk && bk->key; bk++)
+        if (bk->required && !lh_settings_is_set(s, bk->key))
+            return lh_error_set(err, LH_ERR_ARG, "the %s backend needs --%s %s", backend, bk->key,
+                                bk->what);
+    if (!(j->backend_name = strdup(backend)))
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
+    size_t np = 0;
+    for (const lh_setting_def *d = lh_setting_defs(); d->key; d++) {
+        if (!(d->uses & LH_SETTING_BACKEND) || !lh_settings_is_set(s, d->key) ||
+            np + 2 > MAX_BACKEND_PARAMS)
+            continue;
+        char num[32];
+        const char *v = lh_settings_text(s, d->key);
+        if (d->type == LH_SETTING_NUMBER) {
+            snprintf(num, sizeof num, "%.17g", lh_settings_number(s, d->key, 0));
+            v = num;
+        }
+        j->params[np] = strdup(d->key);
+        j->params[np + 1] = strdup(v);
+        if (!j->params[np] || !j->params[np + 1])
+            return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
+        np += 2;
+    }
+    return LH_OK;
+}
+
+static lh_status check_absent(const char *path, const char *what, int force, lh_error *err)
+{
+    if (!path || !strcmp(path, "-") || force || !lh_path_exists(path))
+        return LH_OK;
+    return lh_error_set(err, LH_ERR_EXISTS, "%s '%s' exists (use --force to replace it)", what, path);
+}
+
+/* The outputs: at least one, none in the way, the checkpoint's default
+ * (next to the output directory). */
+static lh_status resolve_outputs(lh_job *j, const lh_settings *s, lh_error *err)
+{
+    j->output = dup_or_null(lh_settings_text(s, "output"));
+    j->report = dup_or_null(lh_settings_text(s, "report"));
+    j->trace = dup_or_null(lh_settings_text(s, "trace"));
+    j->weights_out = dup_or_null(lh_settings_text(s, "weights-out"));
+    j->checkpoint = dup_or_null(lh_settings_text(s, "checkpoint"));
+    if (!j->checkpoint && j->output) {
+        size_t n = strlen(j->output);
+        while (n > 1 && j->output[n - 1] == '/')
+            n--;
+        if ((j->checkpoint = malloc(n + 32)))
+            snprintf(j->checkpoint, n + 32, "%.*s.checkpoint.json", (int)n, j->output);
+    }
+    j->so.checkpoint_path = j->checkpoint;
+    j->so.trace_path = j->trace;
+    if (!j->output && !j->report && !j->weights_out)
+        return lh_error_set(err, LH_ERR_ARG,
+                            "%s: nothing to write (give -o OUTDIR, --report or --weights-out)", j->name);
+    if (j->so.resume && !j->so.checkpoint_path)
+        return lh_error_set(err, LH_ERR_ARG, "--resume needs -o OUTDIR or --checkpoint FILE");
+    lh_status st = check_absent(j->output, "output directory", j->so.force, err);
+    if (st == LH_OK)
+        st = check_absent(j->report, "report", j->so.force, err);
+    if (st == LH_OK)
+        st = check_absent(j->weights_out, "weights file", j->so.force, err);
+    if (st == LH_OK && j->report && j->weights_out && !strcmp(j->report, "-") &&
+        !strcmp(j->weights_out, "-"))
+        st = lh_error_set(err, LH_ERR_ARG, "--report - and --weights-out - both want standard output");
+    return st;
+}
+
+static lh_status resolve_inputs(lh_job *j, const lh_settings *s, lh_error *err)
+{
+    if (!lh_settings_is_set(s, "modules"))
+        return lh_error_set(err, LH_ERR_ARG, "%s: no modules (--modules DIR|LIST)", j->name);
+    if (!lh_settings_is_set(s, "examples"))
+        return lh_error_set(err, LH_ERR_ARG, "%s: no examples (--examples FILE)", j->name);
+    size_t n;
+    const char *const *list = lh_settings_list(s, "modules", &n);
+    if (list) {
+        if (!(j->module_list = calloc(n, sizeof *j->module_list)))
+            return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
+        for (; j->n_module_list < n; j->n_module_list++)
+            if (!(j->module_list[j->n_module_list] = strdup(list[j->n_module_list])))
+                return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
+    } else {
+        j->modules = dup_or_null(lh_settings_text(s, "modules"));
+        j->modules_dir = dup_or_null(lh_settings_base_dir(s, "modules"));
+    }
+    j->examples = dup_or_null(lh_settings_text(s, "examples"));
+    return LH_OK;
+}
+
+lh_status lh_job_new(const lh_settings *s, const char *name, const lh_job_hooks *hooks,
+                     lh_job **out, lh_error *err)
+{
+    *out = NULL;
+    lh_job *j = calloc(1, sizeof *j);
+    if (!j || !(j->name = strdup(name ? name : "job")) ||
+        !(j->preset = strdup(lh_settings_is_set(s, "preset") ? lh_settings_text(s, "preset") : "default"))) {
+        lh_job_free(j);
+        return lh_error_set(err, LH_ERR_NOMEM, "job: out of memory");
+    }
+    if (hooks)
+        j->hooks = *hooks;
+    lh_status st = LH_OK;
+    for (const lh_setting_def *d = lh_setting_defs(); d->key && st == LH_OK; d++)
+        if (d->preset_default[0] && !lh_settings_is_set(s, d->key))
+            st = lh_error_set(err, LH_ERR_ARG, "%s: '%s' is not set (apply a preset first)", j->name,
+                              d->key);
+    if (st == LH_OK) {
+        resolve_search(j, s);
+        if (j->so.start_best_single && j->so.preselect <= 0)
+            st = lh_error_set(err, LH_ERR_ARG,
+                              "--start best-single needs --preselect (the single-module losses)");
+    }
+    if (st == LH_OK)
+        st = resolve_inputs(j, s, err);
+    if (st == LH_OK)
+        st = resolve_backend(j, s, err);
+    if (st == LH_OK)
+        st = resolve_outputs(j, s, err);
+    if (st != LH_OK) {
+        lh_job_free(j);
+        return st;
+    }
+    j->so.progress = j->hooks.progress;
+    j->so.progress_ud = j->hooks.ud;
+    j->so.interrupt = j->hooks.interrupt;
+    *out = j;
+    return LH_OK;
+}
+
+static lh_status load_modules(lh_job *j, lh_error *err)
+{
+    lh_status st = j->module_list
+                       ? lh_modules_from_list((const char *const *)j->module_list, j->n_module_list,
+                                              j->pick, j->so.seed, &j->ms, err)
+                       : lh_modules_from_spec(j->modules, j->modules_dir, j->pick, j->so.seed,
+                                              &j->ms, err);
+    if (st == LH_OK && !j->pick_given && j->ms->n < j->ms->n_available && j->hooks.notice) {
+        char line[512];
+        snprintf(line, sizeof line,
+                 "%s: using %zu of %zu modules, drawn with seed %llu (--pick 0 uses all)", j->name,
+                 j->ms->n, j->ms->n_available, (unsigned long long)j->so.seed);
+        j->hooks.notice(j->hooks.ud, line);
+    }
+    return st;
+}
+
+lh_status lh_job_load(lh_job *j, lh_error *err)
+{
+    lh_status st = load_modules(j, err);
+    if (st == LH_OK)
+        st = lh_examples_load(j->examples, &j->ex, err);
+    lh_backend_opts bo;
+    lh_backend_opts_default(&bo);
+    bo.params = (const char *const *)j->params;
+    bo.interrupt = j->hooks.interrupt;
+    if (st == LH_OK)
+        st = lh_backend_open(j->backend_name, &bo, &j->b, err);
+    if (st != LH_OK)
+        return st;
+    /* The checkpoint is only resumed against the same backend and model. */
+    lh_backend_info info;
+    lh_backend_describe(j->b, &info);
+    lh_sb fp;
+    lh_sb_init(&fp);
+    lh_sb_appendf(&fp, "%s %s", j->backend_name, info.identity);
+    if (lh_sb_failed(&fp)) {
+        lh_sb_release(&fp);
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
+    }
+    j->fingerprint = lh_sb_detach(&fp);
+    j->so.fingerprint_extra = j->fingerprint;
+    return LH_OK;
+}
+
+lh_status lh_job_run(lh_job *j, lh_error *err)
+{
+    lh_status st = LH_OK;
+    if (!j->b)
+        st = lh_error_set(err, LH_ERR_ARG, "%s: lh_job_run before lh_job_load", j->name);
+    else if (j->hooks.interrupt && *j->hooks.interrupt)
+        st = lh_error_set(err, LH_ERR_INTERRUPTED, "interrupted");
+    else
+        st = lh_search_run(&j->so, (const lh_adapter *const *)j->ms->mods, j->ms->n, j->ex, j->b,
+                           &j->res, err);
+    lh_backend_close(j->b); /* also removes the exec backend's temp dir */
+    j->b = NULL;
+    j->have_result = st == LH_OK || (st == LH_ERR_INTERRUPTED && j->res.weights);
+    return st;
+}
+
+static lh_status write_weights(const lh_job *j, lh_error *err)
+{
+    const lh_module_set *ms = j->ms;
+    const lh_search_result *r = &j->res;
+    lh_sb sb;
+    lh_sb_init(&sb);
+    for (size_t i = 0; i < r->n_kept; i++) {
+        size_t m = r->kept[i];
+        lh_sb_appendf(&sb, "%s\t%.17g\n", ms->mods[m]->path ? ms->mods[m]->path : ms->mods[m]->name,
+                      r->weights[m]);
+    }
+    lh_status st = LH_OK;
+    if (lh_sb_failed(&sb))
+        st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->weights_out);
+    else if (!strcmp(j->weights_out, "-"))
+        fwrite(sb.buf ? sb.buf : "", 1, sb.len, j->hooks.out ? j->hooks.out : stdout);
+    else
+        st = lh_write_file_atomic(j->weights_out, sb.buf ? sb.buf : "", sb.len, err);
+    lh_sb_release(&sb);
+    return st;
+}
+
+static lh_status write_report(const lh_job *j, lh_error *err)
+{
+    const char *extra[] = {"preset", j->preset, "backend", j->backend_name,
+                           "examples", j->examples, "job", j->name,
+                           "output", j->output ? j->output : "", NULL};
+    const lh_adapter *const *mods = (const lh_adapter *const *)j->ms->mods;
+    if (strcmp(j->report, "-"))
+        return lh_search_write_report(j->report, &j->so, mods, j->ms->n, &j->res, extra, err);
+    char *text = NULL;
+    lh_status st = lh_search_report_text(0, &j->so, mods, j->ms->n, &j->res, extra, &text, err);
+    if (st == LH_OK)
+        fputs(text, j->hooks.out ? j->hooks.out : stdout);
+    free(text);
+    return st;
+}
+
+lh_status lh_job_write(lh_job *j, lh_error *err)
+{
+    if (!j->have_result)
+        return lh_error_set(err, LH_ERR_ARG, "%s: no result to write", j->name);
+    lh_status st = LH_OK;
+    if (j->output) {
+        lh_peft_save_opts po = {j->out_dtype, j->so.force, NULL};
+        st = lh_peft_save(j->res.merged, j->output, &po, err);
+    }
+    if (st == LH_OK && j->report)
+        st = write_report(j, err);
+    if (st == LH_OK && j->weights_out)
+        st = write_weights(j, err);
+    return st;
+}
+
+const lh_search_result *lh_job_result(const lh_job *j)
+{
+    return j && j->have_result ? &j->res : NULL;
+}
+
+const lh_search_opts *lh_job_search_opts(const lh_job *j)
+{
+    return j ? &j->so : NULL;
+}
