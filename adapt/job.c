@@ -48,7 +48,8 @@ void lh_job_free(lh_job *j)
     if (!j)
         return;
     lh_search_result_release(&j->res);
-    lh_backend_close(j->b);
+    if (j->b != j->hooks.backend)
+        lh_backend_close(j->b);
     lh_examples_free(j->ex);
     lh_module_set_free(j->ms);
     free(j->fingerprint);
@@ -162,7 +163,7 @@ static lh_status resolve_outputs(lh_job *j, const lh_settings *s, lh_error *err)
     }
     j->so.checkpoint_path = j->checkpoint;
     j->so.trace_path = j->trace;
-    if (!j->output && !j->report && !j->weights_out)
+    if (!j->output && !j->report && !j->weights_out && !j->hooks.outputs_optional)
         return lh_error_set(err, LH_ERR_ARG,
                             "%s: nothing to write (give -o OUTDIR, --report or --weights-out)", j->name);
     if (j->so.resume && !j->so.checkpoint_path)
@@ -225,8 +226,10 @@ lh_status lh_job_new(const lh_settings *s, const char *name, const lh_job_hooks 
     }
     if (st == LH_OK)
         st = resolve_inputs(j, s, err);
-    if (st == LH_OK)
+    if (st == LH_OK && !j->hooks.backend)
         st = resolve_backend(j, s, err);
+    else if (st == LH_OK && !(j->backend_name = strdup(lh_backend_name(j->hooks.backend))))
+        st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
     if (st == LH_OK)
         st = resolve_outputs(j, s, err);
     if (st != LH_OK) {
@@ -266,7 +269,9 @@ lh_status lh_job_load(lh_job *j, lh_error *err)
     lh_backend_opts_default(&bo);
     bo.params = (const char *const *)j->params;
     bo.interrupt = j->hooks.interrupt;
-    if (st == LH_OK)
+    if (st == LH_OK && j->hooks.backend)
+        j->b = j->hooks.backend;
+    else if (st == LH_OK)
         st = lh_backend_open(j->backend_name, &bo, &j->b, err);
     if (st != LH_OK)
         return st;
@@ -293,9 +298,10 @@ lh_status lh_job_run(lh_job *j, lh_error *err)
     else if (j->hooks.interrupt && *j->hooks.interrupt)
         st = lh_error_set(err, LH_ERR_INTERRUPTED, "interrupted");
     else
-        st = lh_search_run(&j->so, (const lh_adapter *const *)j->ms->mods, j->ms->n, j->ex, j->b,
+        st = lh_search_modules(&j->so, (const lh_adapter *const *)j->ms->mods, j->ms->n, j->ex, j->b,
                            &j->res, err);
-    lh_backend_close(j->b); /* also removes the exec backend's temp dir */
+    if (j->b != j->hooks.backend)
+        lh_backend_close(j->b); /* also removes the exec backend's temp dir */
     j->b = NULL;
     j->have_result = st == LH_OK || (st == LH_ERR_INTERRUPTED && j->res.weights);
     return st;
@@ -353,6 +359,11 @@ lh_status lh_job_write(lh_job *j, lh_error *err)
     if (st == LH_OK && j->weights_out)
         st = write_weights(j, err);
     return st;
+}
+
+const lh_adapter *lh_job_module(const lh_job *j, size_t i)
+{
+    return j && j->ms && i < j->ms->n ? j->ms->mods[i] : NULL;
 }
 
 const lh_search_result *lh_job_result(const lh_job *j)

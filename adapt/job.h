@@ -24,6 +24,13 @@ typedef struct lh_job_hooks {
     void *ud;
     volatile sig_atomic_t *interrupt;  /* the caller's SIGINT flag, or NULL */
     FILE *out;                         /* where "-" outputs go; NULL: stdout */
+    /* An open backend of the caller's (lh_backend_wrap) to score with; the
+     * job neither opens one from the settings nor closes this one. NULL:
+     * open the backend the settings name. */
+    lh_backend *backend;
+    /* Non-zero: a job that writes nothing is fine (a library caller reads
+     * lh_job_result); the CLI insists on -o, --report or --weights-out. */
+    int outputs_optional;
 } lh_job_hooks;
 
 typedef struct lh_job lh_job;
@@ -39,6 +46,8 @@ lh_status lh_job_run(lh_job *j, lh_error *err);
 lh_status lh_job_write(lh_job *j, lh_error *err);
 /* The search's result once lh_job_run returned one, else NULL. */
 const lh_search_result *lh_job_result(const lh_job *j);
+/* Module i (0 <= i < lh_job_result(j)->n) in weight order, or NULL. */
+const lh_adapter *lh_job_module(const lh_job *j, size_t i);
 /* The resolved search options (for a caller that reports them). */
 const lh_search_opts *lh_job_search_opts(const lh_job *j);
 void lh_job_free(lh_job *j);

@@ -1,6 +1,6 @@
 /* adapt/search.c - the ADAPT search driver (see search.h).
  *
- * lh_search_run is a sequence of phases sharing one context: prepare
+ * lh_search_modules is a sequence of phases sharing one context: prepare
  * (fingerprint, the checkpoint to replay), preselect (every module alone),
  * open (the modules searched over, trace, first checkpoint), the mode
  * (retrieve, uniform or an optimizer run from the chosen start), rescore.
@@ -598,7 +598,7 @@ static void search_release(search *s)
     lh_fingerprint_release(&s->settings);
 }
 
-lh_status lh_search_run(const lh_search_opts *o, const lh_adapter *const *mods, size_t n,
+lh_status lh_search_modules(const lh_search_opts *o, const lh_adapter *const *mods, size_t n,
                         const lh_examples *ex, lh_backend *b, lh_search_result *res,
                         lh_error *err)
 {

@@ -106,7 +106,7 @@ typedef struct lh_search_result {
 /* Run the search. On LH_OK or LH_ERR_INTERRUPTED, res is filled (the best
  * point so far on interrupt; no re-score then) and must be released with
  * lh_search_result_release; on other errors res holds nothing. */
-lh_status lh_search_run(const lh_search_opts *o, const lh_adapter *const *mods, size_t n,
+lh_status lh_search_modules(const lh_search_opts *o, const lh_adapter *const *mods, size_t n,
                         const lh_examples *ex, lh_backend *b, lh_search_result *res,
                         lh_error *err);
 void lh_search_result_release(lh_search_result *res);

@@ -3,7 +3,7 @@
  *
  *  (a) Driver overhead: 20 modules (rank 8, q/v of 16 layers at 2048x2048,
  *      4 MB each), lorahub method, 40 evaluations with an in-process backend
- *      that costs nothing. Per evaluation, lh_search_run (compose into the
+ *      that costs nothing. Per evaluation, lh_search_modules (compose into the
  *      preallocated output, trace line, checkpoint rewrite; measured as the
  *      difference of an 80- and a 40-evaluation run, so fixed costs cancel)
  *      against lh_compose_into alone on the same weights: ratio, goal <= 1.10
@@ -132,7 +132,7 @@ int main(int argc, char **argv)
             so.checkpoint_path = ck ? ckp : NULL;
             lh_search_result r;
             t0 = bench_now();
-            if (lh_search_run(&so, (const lh_adapter *const *)mods, NMOD, ex, b, &r, &err) != LH_OK)
+            if (lh_search_modules(&so, (const lh_adapter *const *)mods, NMOD, ex, b, &r, &err) != LH_OK)
                 bench_die("bench/search", "search", &err);
             if (bench_now() - t0 < t_b[rep])
                 t_b[rep] = bench_now() - t0;

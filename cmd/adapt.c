@@ -141,7 +141,8 @@ static int job_settings(const char *job_file, const lh_settings *flags, lh_setti
 static int run_job(const lh_settings *s, const char *job_name, int quiet, int verbose)
 {
     progress pr = {isatty(2) && !quiet, verbose, 0};
-    lh_job_hooks hooks = {on_progress, quiet ? NULL : on_notice, &pr, &interrupted, stdout};
+    lh_job_hooks hooks = {.progress = on_progress, .notice = quiet ? NULL : on_notice, .ud = &pr,
+                          .interrupt = &interrupted, .out = stdout};
     lh_error err;
     lh_error_clear(&err);
     lh_job *job = NULL;

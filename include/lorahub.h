@@ -174,7 +174,35 @@ LH_API const char *lh_backend_name(const lh_backend *b);
 LH_API void lh_backend_close(lh_backend *b);
 
 /* ---- Search -----------------------------------------------------------
- * (Reserved: gradient-free weight search, as `lorahub adapt`.) */
+ * The weight search of `lorahub adapt`, set by job-file keys
+ * (lorahub-job(5)): "modules", "examples", "base" or "backend-cmd",
+ * "method", "optimizer", "budget", "select", "preset", "output", ... with
+ * the preset's defaults (lorahub-adapt(1)) for the keys not set. Files are
+ * written only where "output", "report" or "weights-out" ask for them. */
+typedef struct lh_search lh_search;
+
+LH_API lh_status lh_search_new(lh_search **out, lh_error *err);
+/* Set one key from its text form, checked at once: an unknown key or a
+ * bad value is an error naming the key. Relative paths are taken as
+ * given (from the working directory). */
+LH_API lh_status lh_search_set(lh_search *s, const char *key, const char *value,
+                               lh_error *err);
+/* Set the keys of a YAML job file (its relative paths are relative to it). */
+LH_API lh_status lh_search_load_job(lh_search *s, const char *yaml_path, lh_error *err);
+/* Load the modules and examples, and search. b: a backend of yours (it is
+ * not closed), or NULL to open the one the settings name. Runs once. */
+LH_API lh_status lh_search_run(lh_search *s, lh_backend *b, lh_error *err);
+/* The result after a run: the modules in weight order, their weights (0
+ * for modules preselection left out), the loss of the chosen point, the
+ * number of evaluations, and the merged adapter (owned by s). Before a
+ * run: 0, NULL or NaN. */
+LH_API size_t lh_search_n_modules(const lh_search *s);
+LH_API const char *lh_search_module_name(const lh_search *s, size_t i);
+LH_API double lh_search_weight(const lh_search *s, size_t i);
+LH_API double lh_search_best_loss(const lh_search *s);
+LH_API int lh_search_evaluations(const lh_search *s);
+LH_API const lh_adapter *lh_search_adapter(const lh_search *s);
+LH_API void lh_search_free(lh_search *s);
 
 #ifdef __cplusplus
 }

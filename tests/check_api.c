@@ -265,6 +265,140 @@ START_TEST(test_own_scorer)
 }
 END_TEST
 
+
+/* ---- the search ---------------------------------------------------------- */
+
+#define ZOO "examples/zoo/"
+static const char *const zoo_mods = ZOO "modules/add1," ZOO "modules/add3," ZOO "modules/reverse";
+
+static lh_search *zoo_search(const char *select, lh_error *err)
+{
+    lh_search *s = NULL;
+    ck_assert_int_eq(lh_search_new(&s, err), LH_OK);
+    ck_assert_int_eq(lh_search_set(s, "modules", zoo_mods, err), LH_OK);
+    ck_assert_int_eq(lh_search_set(s, "examples", ZOO "tasks/add2/fewshot.jsonl", err), LH_OK);
+    ck_assert_int_eq(lh_search_set(s, "select", select, err), LH_OK);
+    return s;
+}
+
+START_TEST(test_search_best_single)
+{
+    lh_error err = {0};
+    lh_search *s = zoo_search("best-single", &err);
+    ck_assert_int_eq(lh_search_set(s, "base", ZOO "base", &err), LH_OK);
+    ck_assert(isnan(lh_search_best_loss(s)) && lh_search_adapter(s) == NULL);
+    ck_assert_msg(lh_search_run(s, NULL, &err) == LH_OK, "%s", err.msg);
+    ck_assert_uint_eq(lh_search_n_modules(s), 3);
+    /* The chosen module has weight 1, the others 0, and the reported loss
+     * is that module's own loss, scored here independently. */
+    size_t chosen = 3;
+    for (size_t i = 0; i < 3; i++) {
+        double w = lh_search_weight(s, i);
+        ck_assert(w == 0.0 || w == 1.0);
+        if (w == 1.0)
+            chosen = i;
+    }
+    ck_assert_uint_lt(chosen, 3);
+    char path[256];
+    snprintf(path, sizeof path, ZOO "modules/%s", lh_search_module_name(s, chosen));
+    lh_adapter *a = NULL;
+    lh_examples *ex = NULL;
+    lh_backend *b = NULL;
+    const char *settings[] = {"base", ZOO "base", NULL};
+    ck_assert_int_eq(lh_adapter_load(path, &a, &err), LH_OK);
+    ck_assert_int_eq(lh_examples_load(ZOO "tasks/add2/fewshot.jsonl", &ex, &err), LH_OK);
+    ck_assert_int_eq(lh_backend_new("native", settings, &b, &err), LH_OK);
+    const lh_adapter *cands[3];
+    double loss[3];
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(path, sizeof path, ZOO "modules/%s", lh_search_module_name(s, i));
+        lh_adapter *m = NULL;
+        ck_assert_int_eq(lh_adapter_load(path, &m, &err), LH_OK);
+        cands[0] = m;
+        ck_assert_int_eq(lh_backend_score(b, cands, 1, ex, &loss[i], &err), LH_OK);
+        lh_adapter_free(m);
+    }
+    for (size_t i = 0; i < 3; i++)
+        ck_assert(loss[chosen] <= loss[i]);
+    ck_assert_msg(fabs(lh_search_best_loss(s) - loss[chosen]) < 1e-5, "%g vs %g",
+                  lh_search_best_loss(s), loss[chosen]);
+    ck_assert_ptr_nonnull(lh_search_adapter(s));
+    ck_assert_int_eq(lh_search_run(s, NULL, &err), LH_ERR_ARG); /* runs once */
+    ck_assert_int_eq(lh_search_set(s, "budget", "5", &err), LH_ERR_ARG);
+    lh_backend_close(b);
+    lh_examples_free(ex);
+    lh_adapter_free(a);
+    lh_search_free(s);
+    lh_search_free(NULL);
+}
+END_TEST
+
+/* A scorer of the caller's own that forwards to a native backend: the
+ * search through it must find exactly what the search through the
+ * settings' backend finds. */
+static lh_status forward_score(void *user_data, const lh_adapter *const *cands, int n,
+                               const lh_examples *ex, double *loss, lh_error *err)
+{
+    return lh_backend_score(user_data, cands, n, ex, loss, err);
+}
+
+START_TEST(test_search_own_backend)
+{
+    lh_error err = {0};
+    const char *settings[] = {"base", ZOO "base", "threads", "1", NULL};
+    lh_backend *native = NULL, *mine = NULL;
+    ck_assert_int_eq(lh_backend_new("native", settings, &native, &err), LH_OK);
+    ck_assert_int_eq(lh_backend_from_scorer("forward", forward_score, native, &mine, &err), LH_OK);
+    lh_search *by_settings = zoo_search("search", &err), *by_mine = zoo_search("search", &err);
+    const char *keys[][2] = {{"method", "cat"}, {"optimizer", "cobyla"}, {"budget", "6"},
+                             {"preselect", "0"}};
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        ck_assert_int_eq(lh_search_set(by_settings, keys[k][0], keys[k][1], &err), LH_OK);
+        ck_assert_int_eq(lh_search_set(by_mine, keys[k][0], keys[k][1], &err), LH_OK);
+    }
+    ck_assert_int_eq(lh_search_set(by_settings, "base", ZOO "base", &err), LH_OK);
+    ck_assert_msg(lh_search_run(by_settings, NULL, &err) == LH_OK, "%s", err.msg);
+    ck_assert_msg(lh_search_run(by_mine, mine, &err) == LH_OK, "%s", err.msg);
+    ck_assert_int_eq(lh_search_evaluations(by_mine), 6);
+    ck_assert_int_eq(lh_search_evaluations(by_settings), 6);
+    int moved = 0;
+    for (size_t i = 0; i < 3; i++) {
+        ck_assert(lh_search_weight(by_mine, i) == lh_search_weight(by_settings, i));
+        moved |= lh_search_weight(by_mine, i) != 0.0;
+    }
+    ck_assert(moved);
+    ck_assert(lh_search_best_loss(by_mine) == lh_search_best_loss(by_settings));
+    /* The caller's backend is still open and usable. */
+    double loss;
+    const lh_adapter *base = NULL;
+    lh_examples *ex = NULL;
+    ck_assert_int_eq(lh_examples_load(ZOO "tasks/add2/fewshot.jsonl", &ex, &err), LH_OK);
+    ck_assert_int_eq(lh_backend_score(mine, &base, 1, ex, &loss, &err), LH_OK);
+    lh_examples_free(ex);
+    lh_search_free(by_settings);
+    lh_search_free(by_mine);
+    lh_backend_close(mine);
+    lh_backend_close(native);
+}
+END_TEST
+
+START_TEST(test_search_refusals)
+{
+    lh_error err = {0};
+    lh_search *s = NULL;
+    ck_assert_int_eq(lh_search_new(&s, &err), LH_OK);
+    ck_assert_int_eq(lh_search_set(s, "no-such-key", "1", &err), LH_ERR_ARG);
+    assert_one_line(&err, "no-such-key");
+    ck_assert_int_eq(lh_search_set(s, "budget", "0", &err), LH_ERR_ARG);
+    assert_one_line(&err, "budget");
+    ck_assert_int_eq(lh_search_set(s, "method", "blend", &err), LH_ERR_ARG);
+    assert_one_line(&err, "blend");
+    ck_assert_int_eq(lh_search_run(s, NULL, &err), LH_ERR_ARG);
+    assert_one_line(&err, "no modules");
+    lh_search_free(s);
+}
+END_TEST
+
 static Suite *api_suite(void)
 {
     Suite *s = suite_create("api");
@@ -278,6 +412,9 @@ static Suite *api_suite(void)
     tcase_add_test(tc, test_examples);
     tcase_add_test(tc, test_native_backend);
     tcase_add_test(tc, test_own_scorer);
+    tcase_add_test(tc, test_search_best_single);
+    tcase_add_test(tc, test_search_own_backend);
+    tcase_add_test(tc, test_search_refusals);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -194,7 +194,7 @@ START_TEST(test_finds_known_optimum)
     opts_cat(&o, "bobyqa", 120);
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     for (int i = 0; i < NMOD; i++)
         ck_assert_msg(fabs(r.weights[i] - W_TRUE[i]) < 0.02, "w[%d] = %g, want %g", i,
@@ -221,7 +221,7 @@ START_TEST(test_budget_exact_and_trace)
     o.trace_path = trace;
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.evaluations, 25);
     ck_assert_int_eq(fx.f.cands, 26);
@@ -252,16 +252,16 @@ START_TEST(test_resume_replays_without_backend)
     o.checkpoint_path = ck;
     lh_search_result r1, r2;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r1,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r1,
                                    &err), LH_OK);
     int calls1 = fx.f.calls;
     ck_assert_int_eq(calls1, r1.evaluations + 1);
     /* a second fresh run refuses to clobber the checkpoint */
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r2,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r2,
                                    &err), LH_ERR_EXISTS);
     o.resume = 1;
     fx.f.calls = 0;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r2,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r2,
                                    &err), LH_OK);
     ck_assert_int_eq(fx.f.calls, 1); /* only the final re-score */
     ck_assert_int_eq(r2.replayed, r1.evaluations);
@@ -273,7 +273,7 @@ START_TEST(test_resume_replays_without_backend)
 
     /* other settings: refused, naming the setting */
     o.l1 = 0.1;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r2,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r2,
                                    &err), LH_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(err.msg, "cannot resume"));
     ck_assert_ptr_nonnull(strstr(err.msg, "l1"));
@@ -289,7 +289,7 @@ START_TEST(test_resume_partial_continues)
     opts_cat(&o, "cobyla", 30);
     lh_search_result full, part, res;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b,
                                    &full, &err), LH_OK);
     volatile sig_atomic_t flag = 0;
     fx.f.calls = 0;
@@ -297,7 +297,7 @@ START_TEST(test_resume_partial_continues)
     fx.f.interrupt_at_call = 10;
     o.checkpoint_path = ck;
     o.interrupt = &flag;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b,
                                    &part, &err), LH_ERR_INTERRUPTED);
     ck_assert_int_eq(part.evaluations, 10);
     ck_assert_str_eq(part.stop_reason, "interrupted");
@@ -307,7 +307,7 @@ START_TEST(test_resume_partial_continues)
     fx.f.interrupt_at_call = 0;
     fx.f.calls = 0;
     o.resume = 1;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b,
                                    &res, &err), LH_OK);
     ck_assert_int_eq(res.replayed, 10);
     ck_assert_int_eq(fx.f.calls, full.evaluations - 10 + 1);
@@ -327,7 +327,7 @@ START_TEST(test_resume_refuses_other_point)
     o.checkpoint_path = ck;
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     lh_search_result_release(&r);
     /* Move the first recorded point (w = 0) somewhere else. */
@@ -341,7 +341,7 @@ START_TEST(test_resume_refuses_other_point)
     free(text);
     o.resume = 1;
     fx.f.calls = 0;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, "evaluation 1"));
     ck_assert_int_eq(fx.f.calls, 0);
@@ -352,7 +352,7 @@ START_TEST(test_resume_refuses_other_point)
     memcpy(p + 1, "0x1q-9", 6);
     ck_assert_int_eq(lh_write_file_atomic(ck, text, len, &err), LH_OK);
     free(text);
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, "not a hex float"));
     ck_assert_int_eq(fx.f.calls, 0);
@@ -367,13 +367,13 @@ START_TEST(test_nan)
     fx.f.nan_when_w0_gt = 1;
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_NUMERIC);
     ck_assert_ptr_nonnull(strstr(err.msg, "NaN"));
     o.nan_as_worst = 1;
     char *trace = tmp_path("t.tsv");
     o.trace_path = trace;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.evaluations, 30);
     ck_assert(isfinite(r.best_loss) && r.best_loss <= 0.9);
@@ -396,7 +396,7 @@ START_TEST(test_backend_error_stops)
     o.trace_path = trace;
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_BACKEND);
     ck_assert_str_eq(err.msg, "fake backend: out of cheese");
     ck_assert_int_eq(fx.f.calls, 4);
@@ -413,7 +413,7 @@ START_TEST(test_batches_population)
     opts_cat(&o, "cmaes", 40);
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.evaluations, 40);
     ck_assert_int_gt(fx.f.max_batch, 1);
@@ -430,7 +430,7 @@ START_TEST(test_select_modes)
     o.select = LH_SELECT_BEST_SINGLE;
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.n_kept, 1);
     ck_assert_int_eq(r.preselect_evaluations, NMOD);
@@ -452,7 +452,7 @@ START_TEST(test_select_modes)
     lh_search_result_release(&r);
 
     o.select = LH_SELECT_UNIFORM;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.evaluations, 1);
     for (int i = 0; i < NMOD; i++)
@@ -462,7 +462,7 @@ START_TEST(test_select_modes)
     o.select = LH_SELECT_SEARCH;
     o.preselect = 2;
     fx.f.calls = 0;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     ck_assert_int_eq(r.n_kept, 2);
     ck_assert_int_eq(r.preselect_evaluations, NMOD);
@@ -482,7 +482,7 @@ START_TEST(test_report_formats)
     opts_cat(&o, "random", 5);
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_OK);
     const char *extra[] = {"preset", "none", NULL};
     for (int y = 0; y < 2; y++) {
@@ -530,17 +530,17 @@ START_TEST(test_bad_options)
     opts_cat(&o, "no-such", 5);
     lh_search_result r;
     lh_error err;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_ARG);
     ck_assert_ptr_nonnull(strstr(err.msg, "no-such"));
     opts_cat(&o, "cobyla", 0);
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_ARG);
     opts_cat(&o, "cobyla", 5);
     o.resume = 1;
     char *ck = tmp_path("none.json");
     o.checkpoint_path = ck;
-    ck_assert_int_eq(lh_search_run(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
                                    &err), LH_ERR_NOT_FOUND);
     ck_assert_int_eq(fx.f.calls, 0);
     free(ck);
@@ -561,7 +561,7 @@ START_TEST(test_incompatible_modules)
     lh_search_result r;
     for (int pre = 0; pre < 2; pre++) {
         o.preselect = pre;
-        ck_assert_int_eq(lh_search_run(&o, mods, 2, &fx.ex, fx.b, &r, &err), LH_ERR_SHAPE);
+        ck_assert_int_eq(lh_search_modules(&o, mods, 2, &fx.ex, fx.b, &r, &err), LH_ERR_SHAPE);
         ck_assert_int_eq(fx.f.calls, 0);
     }
     lh_adapter_free(odd);
