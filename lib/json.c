@@ -1,23 +1,20 @@
-/* lib/json.c - JSON and YAML into one read-only tree, via libyaml's events.
+/* lib/json.c - JSON and YAML into one read-only tree.
  *
- * JSON is YAML flow syntax, but libyaml alone accepts too much (comments,
- * single quotes, anchors, raw newlines folded inside strings, YAML-only
- * escapes) and too little (tabs between tokens at the top level, surrogate
- * pair escapes, keys longer than 1024 characters, raw U+007F..U+009F,
- * U+2028/U+2029 and U+FFFE/U+FFFF inside strings). So JSON text first goes
- * through json_prepass(), one linear scan that enforces JSON's lexical rules
- * and UTF-8, and rewrites what libyaml cannot take:
- *   - tabs between tokens become spaces;
- *   - \uD83D\uDE00 becomes \U0001F600 (libyaml refuses surrogate escapes);
- *   - raw characters libyaml refuses or treats as line breaks become \uXXXX;
- *   - a long object key becomes "" and is decoded by us when libyaml reports
- *     a scalar starting at that character index (libyaml's marks count
- *     characters, so the prepass counts the characters it writes).
- * Newlines are never added or removed, so libyaml's line numbers are those
- * of the original text.
+ * JSON goes through a recursive-descent parser of our own (strict RFC 8259:
+ * UTF-8 validated, \u escapes with surrogate pairs, the number grammar,
+ * nesting bounded, duplicate keys refused). It is one pass over the text
+ * that writes the tree as it goes; tokenizer.json, the biggest file we read,
+ * is almost all short strings, so the string scanner has a fast path for
+ * printable ASCII and copies those bodies with one memcpy.
+ *
+ * YAML (job and weight files) goes through libyaml's event parser; its
+ * events build the same tree.
  *
  * The tree lives in an arena (a list of large chunks) so that a
- * tokenizer.json with 150k entries costs a few allocations, not 300k. */
+ * tokenizer.json with 150k entries costs a few allocations, not 300k.
+ * While a container is open its finished children wait on one shared
+ * stack (child below), so each container's arrays are allocated once, at
+ * their final size. */
 #include "json.h"
 #include "fsutil.h"
 
@@ -31,10 +28,6 @@
 #include <yaml.h>
 
 #define MAX_DEPTH 512
-/* libyaml forgets a possible simple key after 1024 characters; keys whose
- * source is longer than this many bytes are decoded by us (3x: the largest
- * growth of a string in the prepass, 2 bytes -> \u0080). */
-#define LONG_KEY_BYTES 300
 
 /* ---------------------------------------------------------------- arena */
 
@@ -211,343 +204,6 @@ static int hex4(const unsigned char *s, uint32_t *out)
     return 1;
 }
 
-/* ---------------------------------------------------------------- prepass */
-
-typedef struct long_key {
-    size_t char_index;   /* libyaml mark.index of the placeholder's quote */
-    size_t src_off;      /* the original string body in the input */
-    size_t src_len;
-} long_key;
-
-typedef struct prep {
-    unsigned char *text; /* rewritten input */
-    size_t len, cap;
-    size_t chars;        /* characters in text[0..counted) */
-    size_t counted;
-    long_key *keys;
-    size_t n_keys, cap_keys;
-} prep;
-
-static int prep_grow(prep *p, size_t n)
-{
-    size_t cap = p->cap * 2 + n;
-    unsigned char *t = realloc(p->text, cap);
-    if (!t)
-        return 0;
-    p->text = t;
-    p->cap = cap;
-    return 1;
-}
-
-static inline int prep_put(prep *p, const void *s, size_t n)
-{
-    if (p->cap - p->len < n && !prep_grow(p, n))
-        return 0;
-    memcpy(p->text + p->len, s, n);
-    p->len += n;
-    return 1;
-}
-
-/* Characters (UTF-8 lead bytes) in text[0..len): counted lazily, only when a
- * long key needs its libyaml character index; len never decreases between
- * calls (placeholders come in order). */
-static size_t prep_chars_at(prep *p, size_t len)
-{
-    size_t c = p->chars;
-    for (size_t i = p->counted; i < len; i++)
-        c += (p->text[i] & 0xc0) != 0x80;
-    p->chars = c;
-    p->counted = len;
-    return c;
-}
-
-static void prep_release(prep *p)
-{
-    free(p->text);
-    free(p->keys);
-}
-
-/* Skip JSON whitespace from i; returns the index of the next other byte. */
-static size_t skip_ws(const unsigned char *s, size_t n, size_t i)
-{
-    while (i < n && (s[i] == ' ' || s[i] == '\t' || s[i] == '\n' || s[i] == '\r'))
-        i++;
-    return i;
-}
-
-/* Scan the string whose opening quote is at s[q]; append its rewritten form
- * (quotes included) to p. Returns the index after the closing quote, or 0
- * after filling err. */
-static size_t prep_string(prep *p, const unsigned char *s, size_t n, size_t q, size_t line,
-                          const char *origin, lh_error *err, lh_status *st)
-{
-    size_t start_len = p->len;
-    size_t i = q + 1;
-    *st = LH_ERR_NOMEM;
-    if (!prep_put(p, "\"", 1))
-        return 0;
-    for (;;) {
-        size_t run = i;
-        /* the common case: printable ASCII that is copied as is */
-        while (i < n && s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\')
-            i++;
-        if (i > run && !prep_put(p, s + run, i - run))
-            return 0;
-        if (i >= n) {
-            *st = fail(err, origin, line, "unterminated string");
-            return 0;
-        }
-        unsigned char c = s[i];
-        if (c == '"')
-            break;
-        if (c == '\\') {
-            if (i + 1 >= n) {
-                *st = fail(err, origin, line, "unterminated string");
-                return 0;
-            }
-            unsigned char e = s[i + 1];
-            if (e == 'u') {
-                uint32_t v, lo;
-                if (i + 6 > n || !hex4(s + i + 2, &v)) {
-                    *st = fail(err, origin, line, "invalid \\u escape (4 hex digits expected)");
-                    return 0;
-                }
-                if (v >= 0xdc00 && v <= 0xdfff) {
-                    *st = fail(err, origin, line, "unpaired surrogate \\u%04X in a string", (unsigned)v);
-                    return 0;
-                }
-                if (v >= 0xd800 && v <= 0xdbff) {
-                    if (i + 12 > n || s[i + 6] != '\\' || s[i + 7] != 'u' || !hex4(s + i + 8, &lo) ||
-                        lo < 0xdc00 || lo > 0xdfff) {
-                        *st = fail(err, origin, line, "unpaired surrogate \\u%04X in a string",
-                                   (unsigned)v);
-                        return 0;
-                    }
-                    char u[11];
-                    snprintf(u, sizeof u, "\\U%08X",
-                             (unsigned)(0x10000 + ((v - 0xd800) << 10) + (lo - 0xdc00)));
-                    if (!prep_put(p, u, 10))
-                        return 0;
-                    i += 12;
-                    continue;
-                }
-                if (!prep_put(p, s + i, 6))
-                    return 0;
-                i += 6;
-                continue;
-            }
-            if (!strchr("\"\\/bfnrt", e) || e == '\0') {
-                char shown[8];
-                show(shown, sizeof shown, (const char *)&s[i + 1], 1);
-                *st = fail(err, origin, line, "invalid escape '\\%s' in a string", shown);
-                return 0;
-            }
-            if (!prep_put(p, s + i, 2))
-                return 0;
-            i += 2;
-            continue;
-        }
-        if (c < 0x20) {
-            *st = fail(err, origin, line, "control character 0x%02x in a string (must be escaped)", c);
-            return 0;
-        }
-        uint32_t cp = c;
-        size_t k = c == 0x7f ? 1 : utf8_decode(s + i, n - i, &cp);
-        if (!k) {
-            *st = fail(err, origin, line, "invalid UTF-8 in a string (byte 0x%02x)", c);
-            return 0;
-        }
-        if ((cp >= 0x7f && cp <= 0x9f) || cp == 0x2028 || cp == 0x2029 || cp == 0xfffe ||
-            cp == 0xffff) {
-            char u[7];
-            snprintf(u, sizeof u, "\\u%04X", (unsigned)cp);
-            if (!prep_put(p, u, 6))
-                return 0;
-        } else if (!prep_put(p, s + i, k)) {
-            return 0;
-        }
-        i += k;
-    }
-    i++; /* closing quote */
-    size_t body = i - q - 2;
-    size_t after = skip_ws(s, n, i);
-    if (body > LONG_KEY_BYTES && after < n && s[after] == ':') {
-        p->len = start_len;
-        size_t start_chars = prep_chars_at(p, start_len);
-        if (p->n_keys == p->cap_keys) {
-            size_t cap = p->cap_keys ? p->cap_keys * 2 : 8;
-            long_key *t = realloc(p->keys, cap * sizeof *t);
-            if (!t)
-                return 0;
-            p->keys = t;
-            p->cap_keys = cap;
-        }
-        p->keys[p->n_keys++] = (long_key){ start_chars, q + 1, body };
-        if (!prep_put(p, "\"\"", 2))
-            return 0;
-        return i;
-    }
-    if (!prep_put(p, "\"", 1))
-        return 0;
-    return i;
-}
-
-static lh_status json_prepass(const char *text, size_t n, const char *origin, prep *p, lh_error *err)
-{
-    const unsigned char *s = (const unsigned char *)text;
-    char stack[MAX_DEPTH + 1];
-    int depth = 0;
-    unsigned char last = 0; /* last significant byte outside strings */
-    int in_lit = 0;         /* the previous byte belongs to a literal (1, true, ...) */
-    size_t line = 1, i = 0;
-    lh_status st;
-    memset(p, 0, sizeof *p);
-    p->cap = n + n / 16 + 64;
-    p->text = malloc(p->cap);
-    if (!p->text)
-        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", origin ? origin : "JSON");
-    if (n >= 3 && s[0] == 0xef && s[1] == 0xbb && s[2] == 0xbf)
-        i = 3; /* a UTF-8 byte order mark: libyaml would skip it too */
-    while (i < n) {
-        unsigned char c = s[i];
-        /* a value may only start at the beginning, after '[', '{', ',' or
-         * ':'; otherwise libyaml could glue it to a neighbour (a plain
-         * scalar may hold spaces and quotes) */
-        int value_start = c == '"' || c == '{' || c == '[' ||
-                          (!in_lit && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') ||
-                                       (c >= 'A' && c <= 'Z') || c == '+' || c == '-' || c == '.'));
-        if (value_start && !(last == 0 || last == '[' || last == '{' || last == ',' || last == ':')) {
-            if (c >= 0x21 && c < 0x7f)
-                st = fail(err, origin, line, "unexpected '%c' (a ',' or ':' is missing)", c);
-            else
-                st = fail(err, origin, line, "unexpected character");
-            goto failed;
-        }
-        in_lit = 0;
-        switch (c) {
-        case '\n':
-            line++;
-            /* fall through */
-        case ' ':
-            if (!prep_put(p, s + i, 1))
-                goto nomem;
-            i++;
-            continue;
-        case '\r':
-            if (i + 1 >= n || s[i + 1] != '\n')
-                line++;
-            if (!prep_put(p, s + i, 1))
-                goto nomem;
-            i++;
-            continue;
-        case '\t':
-            if (!prep_put(p, " ", 1))
-                goto nomem;
-            i++;
-            continue;
-        case '"':
-            i = prep_string(p, s, n, i, line, origin, err, &st);
-            if (!i)
-                goto failed;
-            last = c;
-            continue;
-        case '{':
-        case '[':
-            if (depth >= MAX_DEPTH) {
-                st = fail(err, origin, line, "nesting deeper than %d levels", MAX_DEPTH);
-                goto failed;
-            }
-            stack[depth++] = (char)c;
-            break;
-        case '}':
-        case ']':
-            if (!depth || stack[depth - 1] != (c == '}' ? '{' : '[')) {
-                st = fail(err, origin, line, "unexpected '%c'", c);
-                goto failed;
-            }
-            if (last == ',') {
-                st = fail(err, origin, line, "trailing comma before '%c'", c);
-                goto failed;
-            }
-            depth--;
-            break;
-        case ':':
-            if (!depth || stack[depth - 1] != '{') {
-                st = fail(err, origin, line, "':' outside an object");
-                goto failed;
-            }
-            break;
-        case ',':
-            if (!depth || last == ',' || last == '[' || last == '{' || last == ':') {
-                st = fail(err, origin, line, "unexpected ','");
-                goto failed;
-            }
-            break;
-        default:
-            if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-                c == '+' || c == '-' || c == '.') {
-                in_lit = 1;
-                break;
-            }
-            if (c >= 0x21 && c < 0x7f)
-                st = fail(err, origin, line, "unexpected character '%c'", c);
-            else
-                st = fail(err, origin, line, "unexpected byte 0x%02x outside a string", c);
-            goto failed;
-        }
-        last = c;
-        if (!prep_put(p, s + i, 1))
-            goto nomem;
-        i++;
-    }
-    return LH_OK;
-nomem:
-    st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", origin ? origin : "JSON");
-failed:
-    if (st == LH_ERR_NOMEM && err && err->code != LH_ERR_NOMEM)
-        lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", origin ? origin : "JSON");
-    prep_release(p);
-    return st;
-}
-
-/* Decode a JSON string body already validated by the prepass. */
-static char *decode_json_string(json_root *r, const unsigned char *s, size_t n, size_t *out_len)
-{
-    unsigned char *o = arena_alloc(r, n + 1), *w = o;
-    if (!o)
-        return NULL;
-    for (size_t i = 0; i < n;) {
-        if (s[i] != '\\') {
-            *w++ = s[i++];
-            continue;
-        }
-        unsigned char e = s[i + 1];
-        uint32_t v, lo;
-        switch (e) {
-        case 'b': *w++ = '\b'; break;
-        case 'f': *w++ = '\f'; break;
-        case 'n': *w++ = '\n'; break;
-        case 'r': *w++ = '\r'; break;
-        case 't': *w++ = '\t'; break;
-        case 'u':
-            hex4(s + i + 2, &v);
-            if (v >= 0xd800 && v <= 0xdbff) {
-                hex4(s + i + 8, &lo);
-                v = 0x10000 + ((v - 0xd800) << 10) + (lo - 0xdc00);
-                i += 6;
-            }
-            w += utf8_encode(v, w);
-            i += 6;
-            continue;
-        default: *w++ = e; break; /* \" \\ \/ */
-        }
-        i += 2;
-    }
-    *w = '\0';
-    *out_len = (size_t)(w - o);
-    return (char *)o;
-}
-
 /* ---------------------------------------------------------------- scalars */
 
 static size_t skip_digits(const char *s, size_t n, size_t i)
@@ -695,33 +351,32 @@ static lh_json_type yaml_plain_type(const char *s, size_t n, double *num)
 
 /* ---------------------------------------------------------------- tree */
 
+/* A finished child of an open container, waiting on the child stack. */
 typedef struct child {
     char *key;      /* NULL in arrays */
     lh_json *val;
     size_t line;    /* of the key, for duplicate-key messages */
+    size_t off;     /* JSON: byte offset of the key in the text (its column) */
 } child;
 
-typedef struct frame {
-    lh_json *node;
-    size_t base;    /* first child on the child stack */
-    char *key;      /* objects: key waiting for its value */
-    size_t key_line;
-    int has_key;
-} frame;
+typedef struct child_stack {
+    child *items;   /* [cap] */
+    size_t n, cap;
+} child_stack;
 
-typedef struct builder {
-    json_root *root;
-    const char *origin;
-    int json;       /* enforce JSON rules on scalars */
-    frame frames[MAX_DEPTH + 1];
-    int depth;
-    child *kids;
-    size_t n_kids, cap_kids;
-    lh_json *result;
-    const prep *pp; /* JSON: long keys to decode ourselves */
-    size_t next_long_key;
-    const unsigned char *src;
-} builder;
+static int child_push(child_stack *k, child c)
+{
+    if (k->n == k->cap) {
+        size_t cap = k->cap ? k->cap * 2 : 256;
+        child *t = realloc(k->items, cap * sizeof *t);
+        if (!t)
+            return 0;
+        k->items = t;
+        k->cap = cap;
+    }
+    k->items[k->n++] = c;
+    return 1;
+}
 
 static uint64_t hash_bytes(const char *s)
 {
@@ -731,40 +386,474 @@ static uint64_t hash_bytes(const char *s)
     return h;
 }
 
-static lh_status check_duplicates(builder *b, const child *kids, size_t n, lh_error *err)
+/* Looks for a key given twice in kids[0..n): returns 1 and sets *dup to the
+ * later one's index, 0 if there is none, -1 when out of memory. */
+static int find_duplicate(const child *kids, size_t n, size_t *dup)
 {
     if (n < 2)
-        return LH_OK;
-    if (n <= 8) {
+        return 0;
+    if (n <= 8) { /* a hash table costs more than the comparisons */
         for (size_t i = 1; i < n; i++)
             for (size_t k = 0; k < i; k++)
-                if (!strcmp(kids[i].key, kids[k].key))
-                    goto dup_small;
-        return LH_OK;
-    dup_small:;
+                if (!strcmp(kids[i].key, kids[k].key)) {
+                    *dup = i;
+                    return 1;
+                }
+        return 0;
     }
     size_t cap = 16;
     while (cap < 2 * n)
         cap *= 2;
-    uint32_t *slots = calloc(cap, sizeof *slots); /* index+1, 0 = empty */
+    uint32_t *slots = calloc(cap, sizeof *slots); /* [cap] index+1, 0 = empty */
     if (!slots)
-        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", b->origin ? b->origin : "JSON");
+        return -1;
     for (size_t i = 0; i < n; i++) {
         size_t h = (size_t)hash_bytes(kids[i].key) & (cap - 1);
         while (slots[h]) {
             if (!strcmp(kids[slots[h] - 1].key, kids[i].key)) {
-                char shown[200];
-                show(shown, sizeof shown, kids[i].key, strlen(kids[i].key));
                 free(slots);
-                return fail(err, b->origin, kids[i].line, "duplicate key '%s'", shown);
+                *dup = i;
+                return 1;
             }
             h = (h + 1) & (cap - 1);
         }
         slots[h] = (uint32_t)(i + 1);
     }
     free(slots);
+    return 0;
+}
+
+typedef enum fill_result { FILL_OK, FILL_NOMEM, FILL_DUPLICATE, FILL_TOO_MANY } fill_result;
+
+/* Gives container j its children kids[0..n) (copied into the arena), after
+ * the duplicate-key check for an object; *dup: see find_duplicate. */
+static fill_result fill_container(json_root *r, lh_json *j, const child *kids, size_t n, size_t *dup)
+{
+    if (n > UINT32_MAX - 1)
+        return FILL_TOO_MANY; /* find_duplicate's slots hold 32-bit indices */
+    if (j->type == LH_JSON_OBJECT) {
+        int d = find_duplicate(kids, n, dup);
+        if (d)
+            return d < 0 ? FILL_NOMEM : FILL_DUPLICATE;
+    }
+    j->len = n;
+    if (!n)
+        return FILL_OK;
+    j->items = arena_alloc(r, n * sizeof *j->items);
+    if (!j->items)
+        return FILL_NOMEM;
+    for (size_t i = 0; i < n; i++)
+        j->items[i] = kids[i].val;
+    if (j->type == LH_JSON_OBJECT) {
+        j->keys = arena_alloc(r, n * sizeof *j->keys);
+        if (!j->keys)
+            return FILL_NOMEM;
+        for (size_t i = 0; i < n; i++)
+            j->keys[i] = kids[i].key;
+    }
+    return FILL_OK;
+}
+
+static char *arena_strndup(json_root *r, const char *s, size_t n)
+{
+    char *p = arena_alloc(r, n + 1);
+    if (p) {
+        memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static lh_status out_of_memory(lh_error *err, const char *origin)
+{
+    return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", origin ? origin : "JSON");
+}
+
+/* ---------------------------------------------------------------- JSON */
+
+typedef struct jparser {
+    const unsigned char *s; /* the text, [n] bytes */
+    size_t n;
+    size_t i;               /* next byte to read */
+    size_t line;            /* 1-based line of s[i] */
+    const char *origin;
+    lh_error *err;
+    json_root *root;
+    int root_used;          /* the first node made is the root (inside json_root) */
+    child_stack kids;
+} jparser;
+
+/* 1-based column (in characters) of s[off]: only computed for a message. */
+static size_t column_of(const unsigned char *s, size_t off)
+{
+    size_t start = off;
+    while (start > 0 && s[start - 1] != '\n' && s[start - 1] != '\r')
+        start--;
+    if (start == 0 && off >= 3 && s[0] == 0xef && s[1] == 0xbb && s[2] == 0xbf)
+        start = 3; /* a byte order mark is no character of the first line */
+    size_t col = 1;
+    for (size_t k = start; k < off; k++)
+        col += (s[k] & 0xc0) != 0x80;
+    return col;
+}
+
+static lh_status jfail(jparser *p, size_t off, size_t line, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 4, 5)))
+#endif
+    ;
+
+/* "origin: line L: <message> at column C" (the prefix every reader has). */
+static lh_status jfail(jparser *p, size_t off, size_t line, const char *fmt, ...)
+{
+    char msg[640];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return fail(p->err, p->origin, line, "%s at column %zu", msg, column_of(p->s, off));
+}
+
+static int is_literal_char(unsigned char c)
+{
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '+' ||
+           c == '-' || c == '.';
+}
+
+static void skip_ws(jparser *p)
+{
+    const unsigned char *s = p->s;
+    size_t i = p->i, n = p->n;
+    while (i < n) {
+        unsigned char c = s[i];
+        if (c == ' ' || c == '\t') {
+            i++;
+        } else if (c == '\n') {
+            p->line++;
+            i++;
+        } else if (c == '\r') { /* CRLF is one line break, a lone CR one too */
+            if (i + 1 >= n || s[i + 1] != '\n')
+                p->line++;
+            i++;
+        } else {
+            break;
+        }
+    }
+    p->i = i;
+}
+
+/* s[i] is not what the grammar allows here; hint says what was due. */
+static lh_status unexpected(jparser *p, const char *hint)
+{
+    if (p->i >= p->n)
+        return jfail(p, p->i, p->line, "unexpected end of input%s", hint);
+    unsigned char c = p->s[p->i];
+    if ((c && strchr("{}[]:,\"", c)) || is_literal_char(c))
+        return jfail(p, p->i, p->line, "unexpected '%c'%s", c, hint);
+    if (c >= 0x21 && c < 0x7f)
+        return jfail(p, p->i, p->line, "unexpected character '%c'%s", c, hint);
+    return jfail(p, p->i, p->line, "unexpected byte 0x%02x outside a string%s", c, hint);
+}
+
+static lh_json *new_jnode(jparser *p, lh_json_type t)
+{
+    lh_json *j = p->root_used ? arena_alloc(p->root, sizeof *j) : &p->root->node;
+    p->root_used = 1;
+    if (j) {
+        memset(j, 0, sizeof *j);
+        j->type = t;
+        j->line = p->line;
+    }
+    return j;
+}
+
+/* Decodes the escaped or non-ASCII string body s[from..to) into o (room for
+ * to - from + 1 bytes: no escape grows). */
+static lh_status decode_string(jparser *p, size_t from, size_t to, char *o, size_t *out_len)
+{
+    const unsigned char *s = p->s;
+    unsigned char *w = (unsigned char *)o;
+    for (size_t k = from; k < to;) {
+        unsigned char c = s[k];
+        if (c >= 0x80) {
+            uint32_t cp;
+            size_t l = utf8_decode(s + k, to - k, &cp);
+            if (!l)
+                return jfail(p, k, p->line, "invalid UTF-8 in a string (byte 0x%02x)", c);
+            memcpy(w, s + k, l);
+            w += l;
+            k += l;
+            continue;
+        }
+        if (c != '\\') {
+            *w++ = c;
+            k++;
+            continue;
+        }
+        unsigned char e = s[k + 1]; /* k + 1 < to: the scan skipped the escaped byte */
+        uint32_t v, lo;
+        switch (e) {
+        case '"': case '\\': case '/': *w++ = e; break;
+        case 'b': *w++ = '\b'; break;
+        case 'f': *w++ = '\f'; break;
+        case 'n': *w++ = '\n'; break;
+        case 'r': *w++ = '\r'; break;
+        case 't': *w++ = '\t'; break;
+        case 'u':
+            if (k + 6 > to || !hex4(s + k + 2, &v))
+                return jfail(p, k, p->line, "invalid \\u escape (4 hex digits expected)");
+            if (v >= 0xdc00 && v <= 0xdfff)
+                return jfail(p, k, p->line, "unpaired surrogate \\u%04X in a string", (unsigned)v);
+            if (v >= 0xd800 && v <= 0xdbff) {
+                if (k + 12 > to || s[k + 6] != '\\' || s[k + 7] != 'u' || !hex4(s + k + 8, &lo) ||
+                    lo < 0xdc00 || lo > 0xdfff)
+                    return jfail(p, k, p->line, "unpaired surrogate \\u%04X in a string", (unsigned)v);
+                v = 0x10000 + ((v - 0xd800) << 10) + (lo - 0xdc00);
+                k += 6;
+            }
+            w += utf8_encode(v, w);
+            k += 6;
+            continue;
+        default: {
+            char shown[8];
+            show(shown, sizeof shown, (const char *)&s[k + 1], 1);
+            return jfail(p, k, p->line, "invalid escape '\\%s' in a string", shown);
+        }
+        }
+        k += 2;
+    }
+    *w = '\0';
+    *out_len = (size_t)(w - (unsigned char *)o);
     return LH_OK;
 }
+
+/* The string whose opening quote is s[i]: *out (in the arena, NUL-terminated,
+ * *out_len bytes without the NUL). */
+static lh_status parse_string(jparser *p, char **out, size_t *out_len)
+{
+    const unsigned char *s = p->s;
+    size_t n = p->n, from = p->i + 1, i = from;
+    int plain = 1; /* no escape, no byte >= 0x80: the body is the string */
+    for (;;) {
+        while (i < n && s[i] >= 0x20 && s[i] < 0x80 && s[i] != '"' && s[i] != '\\')
+            i++;
+        if (i >= n)
+            return jfail(p, p->i, p->line, "unterminated string");
+        unsigned char c = s[i];
+        if (c == '"')
+            break;
+        if (c < 0x20)
+            return jfail(p, i, p->line, "control character 0x%02x in a string (must be escaped)", c);
+        plain = 0;
+        i += c == '\\' ? 2 : 1; /* an escaped quote does not end the string */
+    }
+    char *o = arena_alloc(p->root, i - from + 1);
+    if (!o)
+        return out_of_memory(p->err, p->origin);
+    if (plain) {
+        memcpy(o, s + from, i - from);
+        o[i - from] = '\0';
+        *out_len = i - from;
+    } else {
+        lh_status st = decode_string(p, from, i, o, out_len);
+        if (st)
+            return st;
+    }
+    *out = o;
+    p->i = i + 1;
+    return LH_OK;
+}
+
+/* null, true, false or a number: a run of literal characters at s[i]. */
+static lh_status parse_literal(jparser *p, lh_json **out)
+{
+    const unsigned char *s = p->s;
+    size_t from = p->i, i = from;
+    while (i < p->n && is_literal_char(s[i]))
+        i++;
+    size_t len = i - from;
+    const char *lit = (const char *)s + from;
+    lh_json_type t;
+    if (len == 4 && !memcmp(lit, "null", 4))
+        t = LH_JSON_NULL;
+    else if ((len == 4 && !memcmp(lit, "true", 4)) || (len == 5 && !memcmp(lit, "false", 5)))
+        t = LH_JSON_BOOL;
+    else if (is_json_number(lit, len))
+        t = LH_JSON_NUMBER;
+    else {
+        char shown[64];
+        show(shown, sizeof shown, lit, len);
+        return jfail(p, from, p->line, "invalid literal '%s'", shown);
+    }
+    lh_json *j = new_jnode(p, t);
+    if (!j || !(j->string = arena_strndup(p->root, lit, len)))
+        return out_of_memory(p->err, p->origin);
+    j->len = len; /* numbers keep their literal so that integers read back exactly */
+    j->boolean = t == LH_JSON_BOOL && lit[0] == 't';
+    if (t == LH_JSON_NUMBER) {
+        /* up to 15 digits a plain integer is exact as a double: skip strtod */
+        size_t neg = lit[0] == '-', k = neg;
+        double v = 0;
+        while (k < len && k - neg < 15 && lit[k] >= '0' && lit[k] <= '9')
+            v = v * 10 + (lit[k++] - '0');
+        j->number = k == len ? (neg ? -v : v) : c_strtod(j->string);
+        if (isinf(j->number)) {
+            char shown[64];
+            show(shown, sizeof shown, lit, len);
+            return jfail(p, from, p->line, "number %s is out of range", shown);
+        }
+    }
+    p->i = i;
+    *out = j;
+    return LH_OK;
+}
+
+static lh_status parse_value(jparser *p, int depth, lh_json **out);
+
+/* The array or object whose bracket is s[i]. */
+static lh_status parse_container(jparser *p, int depth, lh_json **out)
+{
+    int is_object = p->s[p->i] == '{';
+    unsigned char close = is_object ? '}' : ']';
+    if (depth >= MAX_DEPTH)
+        return jfail(p, p->i, p->line, "nesting deeper than %d levels", MAX_DEPTH);
+    lh_json *j = new_jnode(p, is_object ? LH_JSON_OBJECT : LH_JSON_ARRAY);
+    if (!j)
+        return out_of_memory(p->err, p->origin);
+    size_t base = p->kids.n;
+    p->i++;
+    skip_ws(p);
+    int empty = p->i < p->n && p->s[p->i] == close;
+    while (!empty) {
+        child c = { NULL, NULL, p->line, p->i };
+        lh_status st;
+        if (is_object) {
+            unsigned char k = p->i < p->n ? p->s[p->i] : 0;
+            if (k != '"') {
+                if (k == '{' || k == '[' || is_literal_char(k))
+                    return jfail(p, p->i, p->line, "object keys must be strings");
+                return unexpected(p, " (a key is missing)");
+            }
+            size_t klen;
+            if ((st = parse_string(p, &c.key, &klen)))
+                return st;
+            if (strlen(c.key) != klen)
+                return jfail(p, c.off, c.line, "key contains a NUL character");
+            skip_ws(p);
+            if (p->i >= p->n || p->s[p->i] != ':')
+                return unexpected(p, " (a ':' is missing)");
+            p->i++;
+            skip_ws(p);
+        }
+        if ((st = parse_value(p, depth + 1, &c.val)))
+            return st;
+        if (!child_push(&p->kids, c))
+            return out_of_memory(p->err, p->origin);
+        skip_ws(p);
+        unsigned char next = p->i < p->n ? p->s[p->i] : 0;
+        if (next == close)
+            break;
+        if (next == ',') {
+            p->i++;
+            skip_ws(p);
+            if (p->i < p->n && (p->s[p->i] == ']' || p->s[p->i] == '}'))
+                return jfail(p, p->i, p->line, "trailing comma before '%c'", p->s[p->i]);
+            continue;
+        }
+        if (next == ':' && !is_object)
+            return jfail(p, p->i, p->line, "':' outside an object");
+        return unexpected(p, is_object ? " (a ',' or '}' is missing)" : " (a ',' or ']' is missing)");
+    }
+    p->i++; /* the closing bracket */
+    size_t dup;
+    switch (fill_container(p->root, j, p->kids.items + base, p->kids.n - base, &dup)) {
+    case FILL_OK:
+        break;
+    case FILL_DUPLICATE: {
+        const child *d = &p->kids.items[base + dup];
+        char shown[200];
+        show(shown, sizeof shown, d->key, strlen(d->key));
+        return jfail(p, d->off, d->line, "duplicate key '%s'", shown);
+    }
+    case FILL_TOO_MANY:
+        return jfail(p, p->i - 1, p->line, "too many items");
+    case FILL_NOMEM:
+        return out_of_memory(p->err, p->origin);
+    }
+    p->kids.n = base;
+    *out = j;
+    return LH_OK;
+}
+
+/* The value at s[i] (whitespace already skipped). */
+static lh_status parse_value(jparser *p, int depth, lh_json **out)
+{
+    unsigned char c = p->i < p->n ? p->s[p->i] : 0;
+    if (c == '"') {
+        lh_json *j = new_jnode(p, LH_JSON_STRING);
+        if (!j)
+            return out_of_memory(p->err, p->origin);
+        *out = j;
+        return parse_string(p, &j->string, &j->len);
+    }
+    if (c == '[' || c == '{')
+        return parse_container(p, depth, out);
+    if (is_literal_char(c))
+        return parse_literal(p, out);
+    if (c == ',' && p->i < p->n)
+        return jfail(p, p->i, p->line, "unexpected ','");
+    return unexpected(p, " (a value is missing)");
+}
+
+static lh_status json_parse(const char *text, size_t len, const char *origin, lh_json **out,
+                            lh_error *err)
+{
+    *out = NULL;
+    if (!text && len)
+        return lh_error_set(err, LH_ERR_ARG, "%s: no text", origin ? origin : "JSON");
+    jparser p = { .s = (const unsigned char *)(text ? text : ""), .n = len, .line = 1,
+                  .origin = origin, .err = err };
+    if (len >= 3 && p.s[0] == 0xef && p.s[1] == 0xbb && p.s[2] == 0xbf)
+        p.i = 3; /* a UTF-8 byte order mark */
+    skip_ws(&p);
+    if (p.i >= p.n)
+        return fail(err, origin, 1, "no JSON value (empty input)");
+    if (!(p.root = calloc(1, sizeof *p.root)))
+        return out_of_memory(err, origin);
+    lh_json *v = NULL;
+    lh_status st = parse_value(&p, 0, &v);
+    if (!st) {
+        skip_ws(&p);
+        if (p.i < p.n)
+            st = unexpected(&p, " after the JSON value");
+    }
+    free(p.kids.items);
+    if (st) {
+        lh_json_free(&p.root->node);
+        return st;
+    }
+    *out = v;
+    return LH_OK;
+}
+
+/* ---------------------------------------------------------------- YAML */
+
+typedef struct frame {
+    lh_json *node;
+    size_t base;    /* its first child on the child stack */
+    char *key;      /* objects: key waiting for its value */
+    size_t key_line;
+    int has_key;
+} frame;
+
+typedef struct builder {
+    json_root *root;
+    const char *origin;
+    frame frames[MAX_DEPTH + 1];
+    int depth;
+    child_stack kids;
+    lh_json *result;
+} builder;
 
 static lh_json *new_node(builder *b, lh_json_type t, size_t line)
 {
@@ -784,15 +873,8 @@ static lh_status attach(builder *b, lh_json *v, lh_error *err)
         return LH_OK;
     }
     frame *f = &b->frames[b->depth - 1];
-    if (b->n_kids == b->cap_kids) {
-        size_t cap = b->cap_kids ? b->cap_kids * 2 : 256;
-        child *t = realloc(b->kids, cap * sizeof *t);
-        if (!t)
-            return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", b->origin ? b->origin : "JSON");
-        b->kids = t;
-        b->cap_kids = cap;
-    }
-    b->kids[b->n_kids++] = (child){ f->key, v, f->key_line };
+    if (!child_push(&b->kids, (child){ f->key, v, f->key_line, 0 }))
+        return out_of_memory(err, b->origin);
     f->has_key = 0;
     f->key = NULL;
     return LH_OK;
@@ -802,45 +884,24 @@ static lh_status close_container(builder *b, lh_error *err)
 {
     frame *f = &b->frames[b->depth - 1];
     lh_json *j = f->node;
-    size_t n = b->n_kids - f->base;
-    child *kids = n ? b->kids + f->base : NULL; /* b->kids is NULL until a first child */
-    if (n > UINT32_MAX - 1)
+    size_t dup;
+    switch (fill_container(b->root, j, b->kids.items + f->base, b->kids.n - f->base, &dup)) {
+    case FILL_OK:
+        break;
+    case FILL_DUPLICATE: {
+        const child *d = &b->kids.items[f->base + dup];
+        char shown[200];
+        show(shown, sizeof shown, d->key, strlen(d->key));
+        return fail(err, b->origin, d->line, "duplicate key '%s'", shown);
+    }
+    case FILL_TOO_MANY:
         return fail(err, b->origin, 0, "too many items");
-    if (j->type == LH_JSON_OBJECT) {
-        lh_status st = check_duplicates(b, kids, n, err);
-        if (st)
-            return st;
+    case FILL_NOMEM:
+        return out_of_memory(err, b->origin);
     }
-    j->len = n;
-    if (n) {
-        j->items = arena_alloc(b->root, n * sizeof *j->items);
-        if (!j->items)
-            goto nomem;
-        for (size_t i = 0; i < n; i++)
-            j->items[i] = kids[i].val;
-        if (j->type == LH_JSON_OBJECT) {
-            j->keys = arena_alloc(b->root, n * sizeof *j->keys);
-            if (!j->keys)
-                goto nomem;
-            for (size_t i = 0; i < n; i++)
-                j->keys[i] = kids[i].key;
-        }
-    }
-    b->n_kids = f->base;
+    b->kids.n = f->base;
     b->depth--;
     return attach(b, j, err);
-nomem:
-    return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", b->origin ? b->origin : "JSON");
-}
-
-static char *arena_strndup(json_root *r, const char *s, size_t n)
-{
-    char *p = arena_alloc(r, n + 1);
-    if (p) {
-        memcpy(p, s, n);
-        p[n] = '\0';
-    }
-    return p;
 }
 
 static lh_status on_scalar(builder *b, yaml_event_t *ev, lh_error *err)
@@ -848,98 +909,41 @@ static lh_status on_scalar(builder *b, yaml_event_t *ev, lh_error *err)
     size_t line = ev->start_mark.line + 1;
     const char *s = (const char *)ev->data.scalar.value;
     size_t n = ev->data.scalar.length;
-    yaml_scalar_style_t style = ev->data.scalar.style;
-    int quoted = style != YAML_PLAIN_SCALAR_STYLE;
+    int quoted = ev->data.scalar.style != YAML_PLAIN_SCALAR_STYLE;
     frame *f = b->depth ? &b->frames[b->depth - 1] : NULL;
     int is_key = f && f->node->type == LH_JSON_OBJECT && !f->has_key;
-    char *str = NULL;
-    size_t slen = n;
 
     if (ev->data.scalar.anchor)
         return fail(err, b->origin, line, "anchors and aliases are not supported");
     if (ev->data.scalar.tag)
         return fail(err, b->origin, line, "tags are not supported");
-    if (b->json && quoted && style != YAML_DOUBLE_QUOTED_SCALAR_STYLE)
-        return fail(err, b->origin, line, "strings must be double-quoted");
-
-    /* placeholders libyaml never reported as scalars (only possible in a
-     * document that fails anyway) must not shift the ones that follow */
-    while (b->pp && b->next_long_key < b->pp->n_keys &&
-           b->pp->keys[b->next_long_key].char_index < ev->start_mark.index)
-        b->next_long_key++;
-    if (b->pp && b->next_long_key < b->pp->n_keys &&
-        b->pp->keys[b->next_long_key].char_index == ev->start_mark.index && quoted) {
-        const long_key *lk = &b->pp->keys[b->next_long_key++];
-        str = decode_json_string(b->root, b->src + lk->src_off, lk->src_len, &slen);
-    } else if (quoted || is_key) {
-        str = arena_strndup(b->root, s, n);
-    }
+    char *str = arena_strndup(b->root, s, n);
+    if (!str)
+        return out_of_memory(err, b->origin);
 
     if (is_key) {
-        if (b->json && !quoted)
-            return fail(err, b->origin, line, "object keys must be strings");
-        if (!str)
-            goto nomem;
         if (!quoted && n == 0)
             return fail(err, b->origin, line, "empty key");
-        if (strlen(str) != slen)
+        if (strlen(str) != n)
             return fail(err, b->origin, line, "key contains a NUL character");
         f->key = str;
         f->key_line = line;
         f->has_key = 1;
         return LH_OK;
     }
-
-    lh_json *j;
-    if (quoted) {
-        if (!str)
-            goto nomem;
-        j = new_node(b, LH_JSON_STRING, line);
-        if (!j)
-            goto nomem;
-        j->string = str;
-        j->len = slen;
-        return attach(b, j, err);
-    }
     double num = 0;
-    lh_json_type t;
-    if (b->json) {
-        if (!strcmp(s, "null"))
-            t = LH_JSON_NULL;
-        else if (!strcmp(s, "true"))
-            t = LH_JSON_BOOL, num = 1;
-        else if (!strcmp(s, "false"))
-            t = LH_JSON_BOOL, num = 0;
-        else if (is_json_number(s, n))
-            t = LH_JSON_NUMBER, num = c_strtod(s);
-        else {
-            char shown[64];
-            show(shown, sizeof shown, s, n);
-            return fail(err, b->origin, line, "invalid literal '%s'", shown);
-        }
-        if (t == LH_JSON_NUMBER && isinf(num))
-            return fail(err, b->origin, line, "number %s is out of range", s);
-    } else {
-        t = yaml_plain_type(s, n, &num);
-    }
-    j = new_node(b, t, line);
+    /* plain scalars keep their text too: numbers so that integers read back
+     * exactly, and YAML users may want "output: 42" or "yes: true" as text */
+    lh_json_type t = quoted ? LH_JSON_STRING : yaml_plain_type(s, n, &num);
+    lh_json *j = new_node(b, t, line);
     if (!j)
-        goto nomem;
-    if (t == LH_JSON_BOOL)
-        j->boolean = num != 0;
+        return out_of_memory(err, b->origin);
+    j->boolean = t == LH_JSON_BOOL && num != 0;
     if (t == LH_JSON_NUMBER)
         j->number = num;
-    {
-        /* numbers keep their literal so integers read back exactly; YAML
-         * users may want "output: 42" or "yes: true" as text */
-        j->string = arena_strndup(b->root, s, n);
-        j->len = n;
-        if (!j->string)
-            goto nomem;
-    }
+    j->string = str;
+    j->len = n;
     return attach(b, j, err);
-nomem:
-    return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", b->origin ? b->origin : "JSON");
 }
 
 static lh_status on_start(builder *b, yaml_event_t *ev, lh_json_type t, lh_error *err)
@@ -953,12 +957,6 @@ static lh_status on_start(builder *b, yaml_event_t *ev, lh_json_type t, lh_error
         return fail(err, b->origin, line, "anchors and aliases are not supported");
     if (tag)
         return fail(err, b->origin, line, "tags are not supported");
-    if (b->json) {
-        int flow = t == LH_JSON_OBJECT ? ev->data.mapping_start.style == YAML_FLOW_MAPPING_STYLE
-                                       : ev->data.sequence_start.style == YAML_FLOW_SEQUENCE_STYLE;
-        if (!flow)
-            return fail(err, b->origin, line, "not JSON (block-style YAML)");
-    }
     if (b->depth) {
         frame *f = &b->frames[b->depth - 1];
         if (f->node->type == LH_JSON_OBJECT && !f->has_key)
@@ -968,43 +966,48 @@ static lh_status on_start(builder *b, yaml_event_t *ev, lh_json_type t, lh_error
         return fail(err, b->origin, line, "nesting deeper than %d levels", MAX_DEPTH);
     lh_json *j = new_node(b, t, line);
     if (!j)
-        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", b->origin ? b->origin : "JSON");
+        return out_of_memory(err, b->origin);
     frame *f = &b->frames[b->depth++];
     f->node = j;
-    f->base = b->n_kids;
+    f->base = b->kids.n;
     f->key = NULL;
     f->has_key = 0;
     return LH_OK;
+}
+
+/* libyaml's failure as "origin: line L: problem context". */
+static lh_status yaml_failure(const yaml_parser_t *parser, const unsigned char *text, size_t len,
+                              const char *origin, lh_error *err)
+{
+    if (parser->error == YAML_MEMORY_ERROR)
+        return out_of_memory(err, origin);
+    char shown[256];
+    const char *problem = parser->problem ? parser->problem : "syntax error";
+    show(shown, sizeof shown, problem, strlen(problem));
+    /* at the end of the input libyaml reports the line after the last */
+    size_t eline = parser->problem_mark.line + 1, lines = 1;
+    for (size_t k = 0; k < len; k++)
+        lines += text[k] == '\n';
+    if (eline > lines)
+        eline = lines;
+    if (parser->context)
+        return fail(err, origin, eline, "%s %s", shown, parser->context);
+    return fail(err, origin, eline, "%s", shown);
 }
 
 static lh_status parse_events(const unsigned char *text, size_t len, builder *b, lh_error *err)
 {
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser))
-        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", b->origin ? b->origin : "JSON");
+        return out_of_memory(err, b->origin);
     yaml_parser_set_input_string(&parser, text, len);
     yaml_parser_set_encoding(&parser, YAML_UTF8_ENCODING);
     lh_status st = LH_OK;
     int docs = 0, done = 0;
-    while (!done) {
+    while (!done && !st) {
         yaml_event_t ev;
         if (!yaml_parser_parse(&parser, &ev)) {
-            char shown[256];
-            const char *problem = parser.problem ? parser.problem : "syntax error";
-            show(shown, sizeof shown, problem, strlen(problem));
-            /* at the end of the input libyaml reports the line after the last */
-            size_t eline = parser.problem_mark.line + 1, lines = 1;
-            for (size_t k = 0; k < len; k++)
-                lines += text[k] == '\n';
-            if (eline > lines)
-                eline = lines;
-            if (parser.error == YAML_MEMORY_ERROR)
-                st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory",
-                                  b->origin ? b->origin : "JSON");
-            else if (parser.context)
-                st = fail(err, b->origin, eline, "%s %s", shown, parser.context);
-            else
-                st = fail(err, b->origin, eline, "%s", shown);
+            st = yaml_failure(&parser, text, len, b->origin, err);
             break;
         }
         size_t line = ev.start_mark.line + 1;
@@ -1015,8 +1018,6 @@ static lh_status parse_events(const unsigned char *text, size_t len, builder *b,
         case YAML_DOCUMENT_START_EVENT:
             if (++docs > 1)
                 st = fail(err, b->origin, line, "more than one document");
-            else if (b->json && (!ev.data.document_start.implicit || ev.data.document_start.version_directive))
-                st = fail(err, b->origin, line, "not JSON (YAML document marker)");
             break;
         case YAML_SCALAR_EVENT:
             st = on_scalar(b, &ev, err);
@@ -1038,50 +1039,31 @@ static lh_status parse_events(const unsigned char *text, size_t len, builder *b,
             break;
         }
         yaml_event_delete(&ev);
-        if (st)
-            break;
     }
     yaml_parser_delete(&parser);
     return st;
 }
 
-static lh_status parse_common(const char *text, size_t len, const char *origin, int json,
-                              lh_json **out, lh_error *err)
+static lh_status yaml_parse(const char *text, size_t len, const char *origin, lh_json **out,
+                            lh_error *err)
 {
     *out = NULL;
     if (!text && len)
         return lh_error_set(err, LH_ERR_ARG, "%s: no text", origin ? origin : "JSON");
-    prep pp;
-    const unsigned char *src = (const unsigned char *)text;
-    size_t src_len = len;
-    lh_status st;
-    if (json) {
-        st = json_prepass(text ? text : "", len, origin, &pp, err);
-        if (st)
-            return st;
-        src = pp.text;
-        src_len = pp.len;
-    }
     builder *b = calloc(1, sizeof *b);
     json_root *root = calloc(1, sizeof *root);
+    lh_status st;
     if (!b || !root) {
-        st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", origin ? origin : "JSON");
+        st = out_of_memory(err, origin);
         goto done;
     }
     b->root = root;
     b->origin = origin;
-    b->json = json;
-    b->pp = json ? &pp : NULL;
-    b->src = (const unsigned char *)text;
-    st = parse_events(src ? src : (const unsigned char *)"", src_len, b, err);
+    st = parse_events(text ? (const unsigned char *)text : (const unsigned char *)"", len, b, err);
     if (!st && !b->result) {
-        if (json) {
-            st = fail(err, origin, 1, "no JSON value (empty input)");
-        } else {
-            root->node.type = LH_JSON_NULL; /* an empty YAML file is null */
-            root->node.line = 1;
-            b->result = &root->node;
-        }
+        root->node.type = LH_JSON_NULL; /* an empty YAML file is null */
+        root->node.line = 1;
+        b->result = &root->node;
     }
     if (!st) {
         *out = b->result;
@@ -1091,23 +1073,23 @@ done:
     if (root)
         lh_json_free(&root->node);
     if (b)
-        free(b->kids);
+        free(b->kids.items);
     free(b);
-    if (json)
-        prep_release(&pp);
     return st;
 }
+
+/* ---------------------------------------------------------------- entry points */
 
 lh_status lh_json_parse(const char *text, size_t len, const char *origin, lh_json **out,
                         lh_error *err)
 {
-    return parse_common(text, len, origin, 1, out, err);
+    return json_parse(text, len, origin, out, err);
 }
 
 lh_status lh_yaml_parse(const char *text, size_t len, const char *origin, lh_json **out,
                         lh_error *err)
 {
-    return parse_common(text, len, origin, 0, out, err);
+    return yaml_parse(text, len, origin, out, err);
 }
 
 static lh_status parse_file(const char *path, int json, lh_json **out, lh_error *err)
@@ -1118,7 +1100,7 @@ static lh_status parse_file(const char *path, int json, lh_json **out, lh_error 
     lh_status st = lh_read_file(path, &text, &len, err);
     if (st)
         return st;
-    st = parse_common(text, len, path, json, out, err);
+    st = json ? json_parse(text, len, path, out, err) : yaml_parse(text, len, path, out, err);
     free(text);
     return st;
 }

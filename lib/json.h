@@ -1,11 +1,10 @@
-/* lib/json.h - a small read-only JSON tree, parsed with libyaml.
+/* lib/json.h - a small read-only JSON tree; YAML files read into the same tree.
  *
- * JSON is YAML flow syntax, so libyaml's event parser reads it; this module
- * turns the events into a tree and enforces JSON's rules on top (quoted
- * scalars are strings, plain scalars must be null/true/false/numbers,
- * \u escapes including surrogate pairs, valid UTF-8). Used for
- * adapter_config.json, safetensors headers, JSONL examples, tokenizer.json
- * and backend replies. */
+ * JSON is read by a strict RFC 8259 parser of our own (valid UTF-8, \u
+ * escapes with surrogate pairs, the number grammar, nesting bounded,
+ * duplicate keys refused); YAML by libyaml. Used for adapter_config.json,
+ * safetensors headers, JSONL examples, tokenizer.json and backend replies;
+ * YAML for job and weight files. */
 #ifndef LH_JSON_H
 #define LH_JSON_H
 
@@ -32,8 +31,9 @@ struct lh_json {
 };
 
 /* Parse text[0..len) as one JSON value. origin (a file name, may be NULL)
- * prefixes error messages: "origin: line 3: ...". Duplicate object keys are
- * an error. */
+ * prefixes error messages: "origin: line 3: <problem> at column 7" (the
+ * column counts characters). Duplicate object keys are an error; a UTF-8
+ * byte order mark is skipped. */
 lh_status lh_json_parse(const char *text, size_t len, const char *origin,
                         lh_json **out, lh_error *err);
 /* Read a whole file and parse it. */

@@ -144,7 +144,7 @@ START_TEST(test_not_json)
     bad_json("  \n ", "empty input");
     bad_json("{'a': 1}", "unexpected character '''");
     bad_json("{\"a\": 1} # c", "unexpected character '#'");
-    bad_json("a: 1", "':' outside an object");
+    bad_json("a: 1", "line 1: invalid literal 'a' at column 1");
     bad_json("{a: 1}", "object keys must be strings");
     bad_json("{1: 1}", "object keys must be strings");
     bad_json("{\"a\": [1, 2,]}", "trailing comma before ']'");
@@ -158,16 +158,16 @@ START_TEST(test_not_json)
     bad_json("{} {}", "line 1");
     bad_json("[1] [2]", "line 1");
     bad_json("{\"a\": 1", "line 1");
-    bad_json("{\"a\"}", "invalid literal ''");
-    bad_json("- 1\n- 2", "line 1: unexpected");
-    bad_json("--- 1", "line 1: unexpected");
-    bad_json("---\n[1]", "line 2: unexpected");
+    bad_json("{\"a\"}", "unexpected '}' (a ':' is missing) at column 5");
+    bad_json("- 1\n- 2", "line 1: invalid literal '-'");
+    bad_json("--- 1", "line 1: invalid literal '---'");
+    bad_json("---\n[1]", "line 1: invalid literal '---'");
     bad_json("[tru]", "invalid literal 'tru'");
     bad_json("[True]", "invalid literal 'True'");
     bad_json("[nan]", "invalid literal 'nan'");
     bad_json("{\"a\": 1,\n\"b\": 2,\n\"c\": bad}", "line 3: invalid literal 'bad'");
-    /* values glued together: libyaml would read some as one plain scalar */
-    bad_json("[1 2]", "unexpected '2' (a ',' or ':' is missing)");
+    /* values glued together */
+    bad_json("[1 2]", "unexpected '2' (a ',' or ']' is missing) at column 4");
     bad_json("[1\"a\"]", "unexpected '\"'");
     bad_json("[\"a\" \"b\"]", "unexpected '\"'");
     bad_json("[\"a\"1]", "unexpected '1'");
@@ -303,7 +303,7 @@ START_TEST(test_depth_limit)
             lh_json_free(j);
         } else {
             ck_assert_int_eq(st, LH_ERR_FORMAT);
-            ck_assert_str_eq(err.msg, "deep.json: line 1: nesting deeper than 512 levels");
+            ck_assert_str_eq(err.msg, "deep.json: line 1: nesting deeper than 512 levels at column 513");
         }
     }
     /* YAML's flow and block nesting are bounded too */
@@ -470,7 +470,7 @@ START_TEST(test_files)
     lh_error err = { 0 };
     ck_assert_int_eq(lh_json_parse_file(path, &j, &err), LH_ERR_FORMAT);
     char want[300];
-    snprintf(want, sizeof want, "%s: line 2: invalid literal 'tru'", path);
+    snprintf(want, sizeof want, "%s: line 2: invalid literal 'tru' at column 9", path);
     ck_assert_str_eq(err.msg, want);
     f = fopen(path, "w");
     fputs("r: 8\n", f);
@@ -483,6 +483,143 @@ START_TEST(test_files)
     ck_assert(strstr(err.msg, path) != NULL);
     ck_assert_int_eq(lh_json_parse_file(dir, &j, &err), LH_ERR_IO);
     rmdir(dir);
+}
+END_TEST
+
+/* What the parser must refuse beyond the basics above (RFC 8259 is strict). */
+START_TEST(test_strict_refusals)
+{
+    /* bad UTF-8 in keys too; the column counts characters */
+    bad_json("{\"\xff\": 1}", "line 1: invalid UTF-8 in a string (byte 0xff) at column 3");
+    bad_json("[\"\xc3\xa9\xc3\"]", "invalid UTF-8 in a string (byte 0xc3) at column 4");
+    bad_json("[\"\xf0\x9f\x98\"]", "invalid UTF-8");               /* truncated 4-byte */
+    bad_json("[\"\xf8\x88\x80\x80\x80\"]", "invalid UTF-8");       /* 5-byte form */
+    bad_json("[\"\xc2\xa0\", \xc2\xa0 1]", "unexpected byte 0xc2 outside a string (a value is missing) at column 7");
+    /* lone and misordered surrogates */
+    bad_json("[\"\\uDC00\"]", "unpaired surrogate \\uDC00");
+    bad_json("[\"x\\uDBFF\"]", "unpaired surrogate \\uDBFF");
+    bad_json("[\"\\uD800\\uD800\"]", "unpaired surrogate \\uD800");
+    bad_json("[\"\\uD800\\n\"]", "unpaired surrogate \\uD800");
+    bad_json("[\"\\uD800\\uDC0\"]", "unpaired surrogate \\uD800");
+    bad_json("{\"\\uDE00\": 1}", "unpaired surrogate \\uDE00");
+    /* the number grammar: no leading zeros, signs, bare dots or hex */
+    bad_json("[00]", "invalid literal '00'");
+    bad_json("[-01]", "invalid literal '-01'");
+    bad_json("[007]", "invalid literal '007'");
+    bad_json("[1.0e+]", "invalid literal '1.0e+'");
+    bad_json("[1.5E3x]", "invalid literal '1.5E3x'");
+    bad_json("[--1]", "invalid literal '--1'");
+    bad_json("[1e5.5]", "invalid literal '1e5.5'");
+    bad_json("[NaN]", "invalid literal 'NaN'");
+    bad_json("[nul]", "invalid literal 'nul'");
+    bad_json("[nulls]", "invalid literal 'nulls'");
+    /* trailing commas, wherever they are */
+    bad_json("[1,]", "trailing comma before ']' at column 4");
+    bad_json("[[1],\n]", "line 2: trailing comma before ']' at column 1");
+    bad_json("{\"a\": {\"b\": 1,}}", "trailing comma before '}'");
+    bad_json("{,}", "unexpected ','");
+    /* only space, tab, LF and CR separate tokens */
+    bad_json("[1,\f2]", "unexpected byte 0x0c outside a string");
+    bad_json("[1,\v2]", "unexpected byte 0x0b outside a string");
+    bad_json_n("[1,\0 2]", 6, "unexpected byte 0x00 outside a string");
+    bad_json("{\"a\" 1}", "unexpected '1' (a ':' is missing)");
+    /* a line and a column point at the problem */
+    bad_json("{\n  \"a\": tru\n}", "t.json: line 2: invalid literal 'tru' at column 8");
+    bad_json("[\"\xc3\xa9\", x]", "line 1: invalid literal 'x' at column 7");
+    bad_json("[1,\r\n2,\r3 4]", "line 3: unexpected '4' (a ',' or ']' is missing) at column 3");
+    bad_json("\xef\xbb\xbf[1 2]", "at column 4"); /* the byte order mark is no character */
+}
+END_TEST
+
+/* 100000 opening brackets: refused at the limit, in constant stack. */
+START_TEST(test_depth_bomb)
+{
+    size_t n = 100000;
+    char *bomb = malloc(2 * n);
+    memset(bomb, '[', n);
+    bad_json_n(bomb, n, "line 1: nesting deeper than 512 levels at column 513");
+    for (size_t i = 0; i < n / 5; i++)
+        memcpy(bomb + 5 * i, "{\"a\":", 5);
+    bad_json_n(bomb, n, "nesting deeper than 512 levels at column 2561");
+    free(bomb);
+}
+END_TEST
+
+/* Every proper prefix of a valid document is refused with a message. */
+START_TEST(test_truncated)
+{
+    const char *doc = "{\"a\": [1, -2.5e3, true, false, null, \"x\\u00e9\\uD83D\\uDE00\xc3\xa9\"],\n"
+                      " \"b\": {\"c\": {}, \"d\": []}, \"e\": \"\\\\\\\"\"}";
+    size_t n = strlen(doc);
+    lh_json_free(ok_json(doc)); /* the whole one is valid */
+    for (size_t len = 0; len < n; len++) {
+        lh_json *j = (lh_json *)1;
+        lh_error err = { 0 };
+        ck_assert_msg(lh_json_parse(doc, len, "t.json", &j, &err) == LH_ERR_FORMAT, "prefix %zu accepted", len);
+        ck_assert_ptr_null(j);
+        ck_assert_msg(strncmp(err.msg, "t.json: line ", 13) == 0, "prefix %zu: '%s'", len, err.msg);
+    }
+    bad_json("[1, 2", "line 1: unexpected end of input (a ',' or ']' is missing) at column 6");
+    bad_json("{\"a\": ", "unexpected end of input (a value is missing)");
+    bad_json("{\"a\"", "unexpected end of input (a ':' is missing)");
+    bad_json("[\"abc\\", "unterminated string at column 2");
+    bad_json("\"\\u00", "unterminated string");
+    bad_json("\"\\u00\"", "invalid \\u escape");
+}
+END_TEST
+
+START_TEST(test_accepts)
+{
+    /* big and small numbers; the literal is kept exactly */
+    lh_json *j = ok_json("[1e308, -1.7976931348623157e308, 123456789012345678901234567890, 4.9e-324,"
+                         " 999999999999999, 1234567890123456, -0, 0.1, 1E+2, -9007199254740993]");
+    double d;
+    long long ll;
+    ck_assert(lh_json_as_number(j->items[0], &d) && d == 1e308);
+    ck_assert(lh_json_as_number(j->items[1], &d) && d == -1.7976931348623157e308);
+    ck_assert(lh_json_as_number(j->items[2], &d) && d == 123456789012345678901234567890.0);
+    ck_assert_str_eq(j->items[2]->string, "123456789012345678901234567890");
+    ck_assert(!lh_json_as_int64(j->items[2], &ll));
+    ck_assert(lh_json_as_number(j->items[3], &d) && d == 4.9e-324 && d > 0);
+    ck_assert(lh_json_as_int64(j->items[4], &ll) && ll == 999999999999999LL);
+    ck_assert(lh_json_as_number(j->items[5], &d) && d == 1234567890123456.0);
+    ck_assert(lh_json_as_number(j->items[6], &d) && d == 0 && signbit(d));
+    ck_assert(lh_json_as_number(j->items[7], &d) && d == 0.1);
+    ck_assert(lh_json_as_number(j->items[8], &d) && d == 100);
+    ck_assert(lh_json_as_int64(j->items[9], &ll) && ll == -9007199254740993LL);
+    lh_json_free(j);
+    /* escapes in keys as in values; raw 4-byte UTF-8 */
+    j = ok_json("{\"k\\t\\u00e9\\/\\uD83D\\uDE00\": \"\\\"\\\\\\b\\f\\n\\r\\t\\/\\u0000\\uDBFF\\uDFFF\","
+                " \"\xf0\x9f\x98\x80\": \"\xf4\x8f\xbf\xbf\"}");
+    ck_assert_str_eq(j->keys[0], "k\t\xc3\xa9/\xf0\x9f\x98\x80");
+    ck_assert_uint_eq(j->items[0]->len, 13);
+    ck_assert(memcmp(j->items[0]->string, "\"\\\b\f\n\r\t/\0\xf4\x8f\xbf\xbf", 14) == 0);
+    ck_assert_str_eq(lh_json_get(j, "\xf0\x9f\x98\x80")->string, "\xf4\x8f\xbf\xbf");
+    lh_json_free(j);
+    /* empty containers, strings and nesting at the limit's edge */
+    j = ok_json("[[], {}, [ ], { \n }, \"\", [[{}]], {\"\": {}}]");
+    ck_assert_uint_eq(j->len, 7);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_uint_eq(j->items[i]->len, 0);
+        ck_assert_ptr_null(j->items[i]->items);
+    }
+    ck_assert_int_eq(j->items[1]->type, LH_JSON_OBJECT);
+    ck_assert_uint_eq(j->items[4]->len, 0);
+    ck_assert_str_eq(j->items[4]->string, "");
+    ck_assert_str_eq(j->items[6]->keys[0], "");
+    ck_assert_uint_eq(j->items[3]->line, 1);
+    lh_json_free(j);
+    j = ok_json("{}");
+    ck_assert(j->type == LH_JSON_OBJECT && j->len == 0);
+    lh_json_free(j);
+    j = ok_json("\r\n\t null \n");
+    ck_assert_int_eq(j->type, LH_JSON_NULL);
+    ck_assert_uint_eq(j->line, 2);
+    ck_assert_str_eq(j->string, "null");
+    lh_json_free(j);
+    j = ok_json("false");
+    ck_assert(j->type == LH_JSON_BOOL && !j->boolean);
+    lh_json_free(j);
 }
 END_TEST
 
@@ -503,6 +640,10 @@ static Suite *json_suite(void)
     tcase_add_test(tc, test_yaml_typing);
     tcase_add_test(tc, test_yaml_refusals);
     tcase_add_test(tc, test_files);
+    tcase_add_test(tc, test_strict_refusals);
+    tcase_add_test(tc, test_depth_bomb);
+    tcase_add_test(tc, test_truncated);
+    tcase_add_test(tc, test_accepts);
     suite_add_tcase(s, tc);
     return s;
 }
