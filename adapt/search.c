@@ -546,8 +546,10 @@ static lh_status score(search *s, int m, lh_error *err)
     if (st == LH_OK)
         for (int i = 0; i < m; i++)
             if (!isfinite(s->loss_buf[i])) {
-                st = lh_error_set(err, LH_ERR_NUMERIC, "backend '%s': loss of candidate %d of %d is %s",
-                                  lh_backend_name(s->b), i + 1, m,
+                lh_backend_info info; /* names the model or command */
+                lh_backend_describe(s->b, &info);
+                st = lh_error_set(err, LH_ERR_NUMERIC, "%s: loss of candidate %d of %d is %s",
+                                  info.description, i + 1, m,
                                   isnan(s->loss_buf[i]) ? "NaN" : "infinite");
                 break;
             }
@@ -743,10 +745,14 @@ static lh_status single_losses(search *s, const lh_adapter *const *mods, size_t 
                 s->fresh += (int)m;
                 s->fresh_s += dt;
                 res->preselect_evaluations += (int)m;
-                for (size_t j = 0; j < m; j++)
-                    if (!isfinite(res->single_loss[i0 + j]) && !s->o->nan_as_worst)
-                        st = lh_error_set(err, LH_ERR_NUMERIC, "backend '%s': loss of module '%s' alone is not finite",
-                                          lh_backend_name(s->b), mods[i0 + j]->name);
+                for (size_t j = 0; j < m && st == LH_OK; j++)
+                    if (!isfinite(res->single_loss[i0 + j]) && !s->o->nan_as_worst) {
+                        lh_backend_info info;
+                        lh_backend_describe(s->b, &info);
+                        st = lh_error_set(err, LH_ERR_NUMERIC, "%s: loss of module '%s' alone is %s",
+                                          info.description, mods[i0 + j]->name,
+                                          isnan(res->single_loss[i0 + j]) ? "NaN" : "infinite");
+                    }
             }
         }
         for (size_t j = 0; j < m; j++)
