@@ -57,8 +57,10 @@ lh_status lh_evaluate(lh_backend *b, const lh_adapter *cand, const lh_examples *
     lh_status st = LH_OK;
     if (o->want_loss) {
         st = lh_backend_score(b, &cand, 1, ex, &res->loss, err);
-        if (st == LH_OK)
+        if (st == LH_OK && lh_backend_iface(b)->count_tokens) {
             st = lh_backend_count_tokens(b, ex, &res->tokens, err);
+            res->have_tokens = st == LH_OK;
+        }
     }
     if (st == LH_OK && o->want_exact_match) {
         size_t n = ex->n ? ex->n : 1;

@@ -21,7 +21,8 @@ typedef struct lh_eval_opts {
 
 typedef struct lh_eval_result {
     double loss;          /* mean token cross-entropy (want_loss) */
-    size_t tokens;        /* tokens it averages over (want_loss) */
+    int have_tokens;      /* the backend counts tokens (want_loss); exec does not */
+    size_t tokens;        /* tokens the loss averages over (have_tokens), else 0 */
     size_t n;             /* examples */
     size_t correct;       /* exact matches (want_exact_match) */
     char **outputs;       /* [n] greedy outputs (want_exact_match), else NULL */
