@@ -29,7 +29,8 @@ typedef struct lh_eval_result {
     int *match;           /* [n] 1 where outputs[i] matched (want_exact_match), else NULL */
 } lh_eval_result;
 
-/* Evaluate base + cand (NULL = base) on ex. On error res holds nothing. */
+/* Evaluate base + cand (NULL = base) on ex. A non-finite loss is an
+ * LH_ERR_NUMERIC error. On error res holds nothing. */
 lh_status lh_evaluate(lh_backend *b, const lh_adapter *cand, const lh_examples *ex,
                       const lh_eval_opts *o, lh_eval_result *res, lh_error *err);
 void lh_eval_result_release(lh_eval_result *res);

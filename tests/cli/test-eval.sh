@@ -98,6 +98,17 @@ bad 1 "out of tea" --backend-cmd "$TB --error 'out of tea'" --examples task.json
 expect_err_contains "exec backend '$TOP/$O/tests/tools/test_backend"
 bad 1 "exec backend '/nonexistent/backend 2>/dev/null': exited with status 127" \
     --backend-cmd "/nonexistent/backend 2>/dev/null" --examples task.jsonl
+# a NaN loss is an error, not a number printed as "nan"
+cat >nan.sh <<'EOF'
+while IFS= read -r req; do
+  case $req in
+  *'"hello"'*) echo '{"ok":true,"protocol":1,"name":"nan"}' ;;
+  *'"score"'*) echo '{"ok":true,"loss":[null]}' ;;
+  *) echo '{"ok":true}'; exit 0 ;;
+  esac
+done
+EOF
+bad 1 "exec backend 'sh nan.sh' (nan): the loss is NaN" --backend-cmd "sh nan.sh" --examples task.jsonl --json
 bad 1 "'generate' is not supported" --backend-cmd "$TB" --examples task.jsonl --metric exact-match
 bad 1 "nothere" --base nothere --examples task.jsonl
 bad 1 "tokenizer.json" --base "$FIX/b" --examples task.jsonl
