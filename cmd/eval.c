@@ -42,7 +42,9 @@ static void usage(FILE *f)
 /* The command line. Backend settings go to the backend by job-file key. */
 typedef struct eval_args {
     const char *backend;        /* --backend, else native with --base, exec with --backend-cmd */
-    const char *params[16];     /* {key, value, ..., NULL}: the backend settings given */
+    /* {key, value, ..., NULL}: the backend settings given, each key once
+     * (the last value wins); six keys at most. */
+    const char *params[16];
     size_t n_params;            /* used entries of params (pairs * 2) */
     char threads_text[32];
     const char *adapter_path, *examples_path, *icl_path;
@@ -52,6 +54,11 @@ typedef struct eval_args {
 
 static void add_param(eval_args *a, const char *key, const char *value)
 {
+    for (size_t i = 0; i < a->n_params; i += 2)
+        if (!strcmp(a->params[i], key)) {
+            a->params[i + 1] = value;
+            return;
+        }
     a->params[a->n_params++] = key;
     a->params[a->n_params++] = value;
     a->params[a->n_params] = NULL;

@@ -39,6 +39,10 @@ expect_exit 0 "$LORAHUB" eval --base tinyllama --examples task.jsonl --json --no
 expect_exit 0 "$LORAHUB" eval --base tinyllama --adapter merged --examples task.jsonl --json --threads 1
 ad_loss=$(jget loss)
 [ "$ad_loss" != "$base_loss" ] || fail "the adapter did not change the loss"
+# an option given again replaces the earlier value
+expect_exit 0 "$LORAHUB" eval --base nothere --base tinyllama --threads 1 --threads 2 --no-eos \
+    --no-eos --no-eos --no-eos --no-eos --no-eos --no-eos --no-eos --no-eos --examples task.jsonl
+expect_out_contains "tokens    33"
 expect_exit 0 "$LORAHUB" eval --base tinyllama --examples task.jsonl
 expect_out_contains "tokens    38"
 expect_out_contains "examples  5"
