@@ -293,6 +293,15 @@ START_TEST(test_failures_name_command)
     ck_assert_int_eq(lh_backend_open("exec", &o, &b, &err), LH_ERR_BACKEND);
     ck_assert_ptr_nonnull(strstr(err.msg, "exec backend 'exit 7': exited with status 7"));
     ck_assert(dir_empty(tmpdir));
+    o.tmp_dir = "/nonexistent/lorahub-tmp";
+    ck_assert_int_eq(lh_backend_open("exec", &o, &b, &err), LH_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "exec backend 'exit 7': cannot create a temporary "
+                                          "directory in '/nonexistent/lorahub-tmp'"));
+    o.tmp_dir = tmpdir;
+    const char *bad_timeout[] = {"backend-cmd", "exit 7", "backend-timeout", "soon", NULL};
+    o.params = bad_timeout;
+    ck_assert_int_eq(lh_backend_open("exec", &o, &b, &err), LH_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "bad timeout 'soon'"));
     o.params = NULL;
     ck_assert_int_eq(lh_backend_open("exec", &o, &b, &err), LH_ERR_ARG);
     ck_assert_int_eq(lh_backend_open("no-such", &o, &b, &err), LH_ERR_ARG);

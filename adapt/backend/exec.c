@@ -410,7 +410,7 @@ static lh_status read_settings(const lh_backend_opts *o, const char **command, d
         double t = strtod(timeout_text, &end);
         if (end == timeout_text || *end || !(t >= 0) || isinf(t))
             return lh_error_set(err, LH_ERR_ARG, "exec backend: bad timeout '%s'", timeout_text);
-        if (t > 0) /* 0 means the default, as in lorahub-job(5) */
+        if (t > 0) /* 0 keeps the default */
             *timeout_s = t;
     }
     return LH_OK;
@@ -426,10 +426,12 @@ static lh_status make_private_dir(exec_ctx *c, const char *parent, lh_error *err
     if (!c->tmpdir)
         return xfail(c, err, LH_ERR_NOMEM, "out of memory");
     if (!mkdtemp(c->tmpdir)) {
+        lh_status st = lh_error_errno(err, LH_ERR_IO, errno,
+                                      "%s: cannot create a temporary directory in '%s'", c->label,
+                                      parent);
         free(c->tmpdir);
         c->tmpdir = NULL; /* nothing for close to remove */
-        return lh_error_errno(err, LH_ERR_IO, errno,
-                              "%s: cannot create a temporary directory in '%s'", c->label, parent);
+        return st;
     }
     return LH_OK;
 }
