@@ -1,6 +1,7 @@
 /* adapt/evaluate.c - loss and exact match of one adapter on examples. */
 #include "evaluate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -57,8 +58,18 @@ lh_status lh_evaluate(lh_backend *b, const lh_adapter *cand, const lh_examples *
     lh_status st = LH_OK;
     if (o->want_loss) {
         st = lh_backend_score(b, &cand, 1, ex, &res->loss, err);
-        if (st == LH_OK)
+        if (st == LH_OK && !isfinite(res->loss)) {
+            /* A backend may answer a non-finite loss (backend.h); as a
+             * measurement it is an error, naming the model or command. */
+            lh_backend_info info;
+            lh_backend_describe(b, &info);
+            st = lh_error_set(err, LH_ERR_NUMERIC, "%s: the loss is %s", info.description,
+                              isnan(res->loss) ? "NaN" : "infinite");
+        }
+        if (st == LH_OK && lh_backend_iface(b)->count_tokens) {
             st = lh_backend_count_tokens(b, ex, &res->tokens, err);
+            res->have_tokens = st == LH_OK;
+        }
     }
     if (st == LH_OK && o->want_exact_match) {
         size_t n = ex->n ? ex->n : 1;

@@ -21,14 +21,16 @@ typedef struct lh_eval_opts {
 
 typedef struct lh_eval_result {
     double loss;          /* mean token cross-entropy (want_loss) */
-    size_t tokens;        /* tokens it averages over (want_loss) */
+    int have_tokens;      /* the backend counts tokens (want_loss); exec does not */
+    size_t tokens;        /* tokens the loss averages over (have_tokens), else 0 */
     size_t n;             /* examples */
     size_t correct;       /* exact matches (want_exact_match) */
     char **outputs;       /* [n] greedy outputs (want_exact_match), else NULL */
     int *match;           /* [n] 1 where outputs[i] matched (want_exact_match), else NULL */
 } lh_eval_result;
 
-/* Evaluate base + cand (NULL = base) on ex. On error res holds nothing. */
+/* Evaluate base + cand (NULL = base) on ex. A non-finite loss is an
+ * LH_ERR_NUMERIC error. On error res holds nothing. */
 lh_status lh_evaluate(lh_backend *b, const lh_adapter *cand, const lh_examples *ex,
                       const lh_eval_opts *o, lh_eval_result *res, lh_error *err);
 void lh_eval_result_release(lh_eval_result *res);

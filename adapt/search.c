@@ -140,28 +140,23 @@ static lh_status score_batch(search *s, const lh_adapter *const *cands, int m, d
     double dt = lh_monotonic_seconds() - t;
     s->res->backend_seconds += dt;
     s->res->backend_calls++;
-    if (st == LH_OK)
-        for (int i = 0; i < m; i++)
-            if (!isfinite(loss[i])) {
-                if (alone)
-                    st = lh_error_set(err, LH_ERR_NUMERIC,
-                                      "backend '%s': loss of module '%s' alone is not finite",
-                                      lh_backend_name(s->b), alone[i]->name);
-                else
-                    st = lh_error_set(err, LH_ERR_NUMERIC,
-                                      "backend '%s': loss of candidate %d of %d is %s",
-                                      lh_backend_name(s->b), i + 1, m,
-                                      isnan(loss[i]) ? "NaN" : "infinite");
-                break;
-            }
-    if (st == LH_ERR_NUMERIC && s->o->nan_as_worst) {
-        st = LH_OK;
-    } else if (st == LH_ERR_NUMERIC && !alone) {
-        size_t len = strlen(err ? err->msg : "");
-        if (err && len + 64 < sizeof err->msg)
-            snprintf(err->msg + len, sizeof err->msg - len,
-                     " (nan-as-worst would count it as the worst score)");
-    }
+    /* A non-finite loss is the backend's answer for that candidate (the
+     * contract), not a failed call: --nan-as-worst makes it the worst
+     * objective (the caller maps it), else the search stops on it. */
+    for (int i = 0; st == LH_OK && !s->o->nan_as_worst && i < m; i++)
+        if (!isfinite(loss[i])) {
+            lh_backend_info info; /* names the model or command */
+            lh_backend_describe(s->b, &info);
+            if (alone)
+                st = lh_error_set(err, LH_ERR_NUMERIC, "%s: loss of module '%s' alone is %s",
+                                  info.description, alone[i]->name,
+                                  isnan(loss[i]) ? "NaN" : "infinite");
+            else
+                st = lh_error_set(err, LH_ERR_NUMERIC,
+                                  "%s: loss of candidate %d of %d is %s (nan-as-worst would "
+                                  "count it as the worst score)",
+                                  info.description, i + 1, m, isnan(loss[i]) ? "NaN" : "infinite");
+        }
     if (st == LH_OK) {
         s->fresh += m;
         s->fresh_s += dt;

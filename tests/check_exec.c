@@ -156,6 +156,102 @@ START_TEST(test_interrupt_cuts_wait)
 }
 END_TEST
 
+/* Lines of the --log file: the candidate count of each score request. */
+static int logged_requests(const char *log, long *last_count)
+{
+    FILE *f = fopen(log, "r");
+    if (!f)
+        return 0;
+    int n = 0;
+    long count;
+    while (fscanf(f, "%ld", &count) == 1) {
+        n++;
+        *last_count = count;
+    }
+    fclose(f);
+    return n;
+}
+
+/* Non-finite losses are losses, not errors (backend.h): null and "NaN" in
+ * the reply, and a candidate with a NaN weight, which has no PEFT form and
+ * is never sent to the child. */
+START_TEST(test_non_finite_losses)
+{
+    char log[160], extra[200];
+    snprintf(log, sizeof log, "%s/requests.log", dir);
+    snprintf(extra, sizeof extra, "--nan --log %s", log);
+    lh_backend *b;
+    lh_error err;
+    ck_assert_int_eq(open_with(extra, 30, NULL, &b, &err), LH_OK);
+    lh_target_shape sh[1] = {{"model.layers.0.self_attn.q_proj", 2, 5, 4}};
+    lh_adapter *bad;
+    ck_assert_int_eq(lh_adapter_create(sh, 1, &bad, &err), LH_OK);
+    memcpy(bad->targets[0].A, mod->targets[0].A, 10 * sizeof(float));
+    bad->targets[0].A[3] = NAN;
+    /* --nan answers null, then "NaN", for every second candidate it sees */
+    const lh_adapter *cands[5] = {mod, mod, bad, mod, mod};
+    double loss[5];
+    ck_assert_int_eq(lh_backend_score(b, cands, 5, ex, loss, &err), LH_OK);
+    ck_assert_double_eq_tol(loss[0], 0.0, 1e-12);
+    ck_assert(isnan(loss[1])); /* null */
+    ck_assert(isnan(loss[2])); /* never sent */
+    ck_assert_double_eq_tol(loss[3], 0.0, 1e-12);
+    ck_assert(isnan(loss[4])); /* "NaN" */
+    long count = 0;
+    ck_assert_int_eq(logged_requests(log, &count), 1);
+    ck_assert_int_eq(count, 4);
+    /* only unsendable candidates: answered without asking the child */
+    const lh_adapter *only_bad[1] = {bad};
+    loss[0] = 0;
+    ck_assert_int_eq(lh_backend_score(b, only_bad, 1, ex, loss, &err), LH_OK);
+    ck_assert(isnan(loss[0]));
+    ck_assert_int_eq(logged_requests(log, &count), 1);
+    /* an infinite scale makes B infinite as written */
+    memcpy(bad->targets[0].A, mod->targets[0].A, 10 * sizeof(float));
+    memcpy(bad->targets[0].B, mod->targets[0].B, 8 * sizeof(float));
+    bad->targets[0].scale = INFINITY;
+    ck_assert_int_eq(lh_backend_score(b, only_bad, 1, ex, loss, &err), LH_OK);
+    ck_assert(isnan(loss[0]));
+    ck_assert_int_eq(logged_requests(log, &count), 1);
+    lh_adapter_free(bad);
+    lh_backend_close(b);
+    ck_assert(dir_empty(tmpdir));
+}
+END_TEST
+
+/* A flag set before the call: nothing is sent, so the child is still in
+ * step and close says bye instead of killing it. */
+START_TEST(test_interrupt_before_call)
+{
+    volatile sig_atomic_t flag = 1;
+    char log[160], extra[200];
+    snprintf(log, sizeof log, "%s/requests.log", dir);
+    snprintf(extra, sizeof extra, "--generate --log %s", log);
+    lh_backend *b;
+    lh_error err;
+    ck_assert_int_eq(open_with(extra, 30, &flag, &b, &err), LH_ERR_INTERRUPTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, "interrupted before 'hello'"));
+    ck_assert(dir_empty(tmpdir));
+    flag = 0;
+    ck_assert_int_eq(open_with(extra, 30, &flag, &b, &err), LH_OK);
+    flag = 1;
+    const lh_adapter *cands[1] = {mod};
+    double loss[1];
+    ck_assert_int_eq(lh_backend_score(b, cands, 1, ex, loss, &err), LH_ERR_INTERRUPTED);
+    ck_assert_ptr_nonnull(strstr(err.msg, tool));
+    char *outs[2] = {NULL, NULL};
+    ck_assert_int_eq(lh_backend_generate(b, mod, ex, 8, outs, &err), LH_ERR_INTERRUPTED);
+    ck_assert_ptr_null(outs[0]);
+    long count = 0;
+    ck_assert_int_eq(logged_requests(log, &count), 0);
+    flag = 0; /* still in step: the next request is answered */
+    ck_assert_int_eq(lh_backend_score(b, cands, 1, ex, loss, &err), LH_OK);
+    ck_assert_double_eq_tol(loss[0], 0.0, 1e-12);
+    lh_backend_close(b);
+    ck_assert(dir_empty(tmpdir));
+}
+END_TEST
+
 START_TEST(test_failures_name_command)
 {
     static const struct {
@@ -168,7 +264,6 @@ START_TEST(test_failures_name_command)
         {"--garbage", 30, LH_ERR_BACKEND, "not JSON"},
         {"--wrong-length", 30, LH_ERR_BACKEND, "0 losses for 1 adapter"},
         {"--error 'disk on fire'", 30, LH_ERR_BACKEND, "disk on fire"},
-        {"--nan --nan", 30, LH_ERR_NUMERIC, "is NaN"},
         {"--hang", 0.5, LH_ERR_TIMEOUT, "no answer to 'score' within 0.5 s"},
         {"--double", 30, LH_ERR_BACKEND, "more than one line"},
     };
@@ -176,15 +271,12 @@ START_TEST(test_failures_name_command)
         lh_backend *b;
         lh_error err;
         ck_assert_int_eq(open_with(cases[i].args, cases[i].timeout, NULL, &b, &err), LH_OK);
-        /* --nan answers NaN for every second candidate */
-        const lh_adapter *cands[2] = {mod, mod};
-        double loss[2];
-        lh_status st = lh_backend_score(b, cands, strstr(cases[i].args, "nan") ? 2 : 1, ex, loss, &err);
+        const lh_adapter *cands[1] = {mod};
+        double loss[1];
+        lh_status st = lh_backend_score(b, cands, 1, ex, loss, &err);
         ck_assert_msg(st == cases[i].want, "%s: status %d (%s)", cases[i].args, st, err.msg);
         ck_assert_msg(strstr(err.msg, cases[i].text) != NULL, "%s: '%s'", cases[i].args, err.msg);
         ck_assert_msg(strstr(err.msg, tool) != NULL, "%s: no command in '%s'", cases[i].args, err.msg);
-        if (st == LH_ERR_NUMERIC)
-            ck_assert(loss[0] == 0.0 && isnan(loss[1]));
         lh_backend_close(b);
         ck_assert_msg(dir_empty(tmpdir), "%s: temp dir left", cases[i].args);
     }
@@ -201,6 +293,15 @@ START_TEST(test_failures_name_command)
     ck_assert_int_eq(lh_backend_open("exec", &o, &b, &err), LH_ERR_BACKEND);
     ck_assert_ptr_nonnull(strstr(err.msg, "exec backend 'exit 7': exited with status 7"));
     ck_assert(dir_empty(tmpdir));
+    o.tmp_dir = "/nonexistent/lorahub-tmp";
+    ck_assert_int_eq(lh_backend_open("exec", &o, &b, &err), LH_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(err.msg, "exec backend 'exit 7': cannot create a temporary "
+                                          "directory in '/nonexistent/lorahub-tmp'"));
+    o.tmp_dir = tmpdir;
+    const char *bad_timeout[] = {"backend-cmd", "exit 7", "backend-timeout", "soon", NULL};
+    o.params = bad_timeout;
+    ck_assert_int_eq(lh_backend_open("exec", &o, &b, &err), LH_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "bad timeout 'soon'"));
     o.params = NULL;
     ck_assert_int_eq(lh_backend_open("exec", &o, &b, &err), LH_ERR_ARG);
     ck_assert_int_eq(lh_backend_open("no-such", &o, &b, &err), LH_ERR_ARG);
@@ -217,6 +318,8 @@ static Suite *exec_suite(void)
     tcase_add_test(tc, test_score_batch);
     tcase_add_test(tc, test_generate);
     tcase_add_test(tc, test_interrupt_cuts_wait);
+    tcase_add_test(tc, test_non_finite_losses);
+    tcase_add_test(tc, test_interrupt_before_call);
     tcase_add_test(tc, test_failures_name_command);
     suite_add_tcase(s, tc);
     return s;

@@ -279,6 +279,10 @@ static lh_status request(exec_ctx *c, const char *req, size_t req_len, const cha
     *reply = NULL;
     if (c->broken)
         return xfail(c, err, LH_ERR_BACKEND, "not usable after an earlier failure");
+    /* Nothing sent yet, so the conversation stays in step and close can
+     * still say bye. */
+    if (interrupted(c))
+        return xfail(c, err, LH_ERR_INTERRUPTED, "interrupted before '%s'", op);
     double deadline = lh_monotonic_seconds() + c->timeout_s;
     lh_status st = write_all(c, req, req_len, deadline, op, err);
     if (st != LH_OK)
@@ -392,76 +396,73 @@ static void exec_close(void *ctx)
     free(c);
 }
 
-static lh_status exec_open(const lh_backend_opts *o, void **out, lh_error *err)
+/* The settings exec reads: its command (required) and the reply timeout. */
+static lh_status read_settings(const lh_backend_opts *o, const char **command, double *timeout_s,
+                               lh_error *err)
 {
-    *out = NULL;
-    const char *command = lh_backend_param(o, "backend-cmd");
+    *command = lh_backend_param(o, "backend-cmd");
     const char *timeout_text = lh_backend_param(o, "backend-timeout");
-    double timeout_s = 0;
-    if (!command || !*command)
+    if (!*command || !**command)
         return lh_error_set(err, LH_ERR_ARG, "exec backend: no command given");
+    *timeout_s = EXEC_DEFAULT_TIMEOUT_S;
     if (timeout_text) {
         char *end;
-        timeout_s = strtod(timeout_text, &end);
-        if (end == timeout_text || *end || !(timeout_s >= 0) || isinf(timeout_s))
+        double t = strtod(timeout_text, &end);
+        if (end == timeout_text || *end || !(t >= 0) || isinf(t))
             return lh_error_set(err, LH_ERR_ARG, "exec backend: bad timeout '%s'", timeout_text);
+        if (t > 0) /* 0 keeps the default */
+            *timeout_s = t;
     }
-    exec_ctx *c = calloc(1, sizeof *c);
-    if (!c)
-        return lh_error_set(err, LH_ERR_NOMEM, "exec backend: out of memory");
-    c->in_fd = c->out_fd = -1;
-    c->timeout_s = timeout_s > 0 ? timeout_s : EXEC_DEFAULT_TIMEOUT_S;
-    c->interrupt = o->interrupt;
-    c->label = make_label(command);
-    if (!c->label) {
-        free(c);
-        return lh_error_set(err, LH_ERR_NOMEM, "exec backend: out of memory");
-    }
-    const char *parent = o->tmp_dir;
+    return LH_OK;
+}
+
+static lh_status make_private_dir(exec_ctx *c, const char *parent, lh_error *err)
+{
     if (!parent || !*parent)
         parent = getenv("TMPDIR");
     if (!parent || !*parent)
         parent = "/tmp";
     c->tmpdir = lh_path_join(parent, "lorahub-exec-XXXXXX");
-    if (!c->tmpdir) {
-        exec_close(c);
-        return lh_error_set(err, LH_ERR_NOMEM, "exec backend: out of memory");
-    }
+    if (!c->tmpdir)
+        return xfail(c, err, LH_ERR_NOMEM, "out of memory");
     if (!mkdtemp(c->tmpdir)) {
-        lh_status st = lh_error_errno(err, LH_ERR_IO, errno, "%s: cannot create a temporary directory in '%s'",
-                                      c->label, parent);
+        lh_status st = lh_error_errno(err, LH_ERR_IO, errno,
+                                      "%s: cannot create a temporary directory in '%s'", c->label,
+                                      parent);
         free(c->tmpdir);
-        c->tmpdir = NULL;
-        exec_close(c);
+        c->tmpdir = NULL; /* nothing for close to remove */
         return st;
     }
-    int to_child[2], from_child[2];
-    if (pipe2(to_child, O_CLOEXEC) < 0) {
+    return LH_OK;
+}
+
+static void close_fds(int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+/* Start `sh -c command` in its own process group, its stdin and stdout on
+ * two fresh pipes: c->in_fd (non-blocking) and c->out_fd. */
+static lh_status spawn(exec_ctx *c, const char *command, lh_error *err)
+{
+    int fds[4] = {-1, -1, -1, -1}; /* to_child read, write; from_child read, write */
+    if (pipe2(fds, O_CLOEXEC) < 0 || pipe2(fds + 2, O_CLOEXEC) < 0) {
         lh_status st = lh_error_errno(err, LH_ERR_IO, errno, "%s: pipe", c->label);
-        exec_close(c);
-        return st;
-    }
-    if (pipe2(from_child, O_CLOEXEC) < 0) {
-        lh_status st = lh_error_errno(err, LH_ERR_IO, errno, "%s: pipe", c->label);
-        close(to_child[0]);
-        close(to_child[1]);
-        exec_close(c);
+        close_fds(fds, 4);
         return st;
     }
     pid_t pid = fork();
     if (pid < 0) {
         lh_status st = lh_error_errno(err, LH_ERR_IO, errno, "%s: fork", c->label);
-        close(to_child[0]);
-        close(to_child[1]);
-        close(from_child[0]);
-        close(from_child[1]);
-        exec_close(c);
+        close_fds(fds, 4);
         return st;
     }
     if (pid == 0) {
         /* Only async-signal-safe calls until exec. */
         setpgid(0, 0);
-        if (dup2(to_child[0], 0) < 0 || dup2(from_child[1], 1) < 0)
+        if (dup2(fds[0], 0) < 0 || dup2(fds[3], 1) < 0)
             _exit(126);
 #if defined(__GLIBC__) && (__GLIBC__ > 2 || (__GLIBC__ == 2 && __GLIBC_MINOR__ >= 34))
         /* Descriptors lorahub opened without O_CLOEXEC (module files,
@@ -478,32 +479,63 @@ static lh_status exec_open(const lh_backend_opts *o, void **out, lh_error *err)
     }
     setpgid(pid, pid); /* also from the parent: whichever runs first wins the race */
     c->pid = pid;
-    close(to_child[0]);
-    close(from_child[1]);
-    c->in_fd = to_child[1];
-    c->out_fd = from_child[0];
+    close(fds[0]);
+    close(fds[3]);
+    c->in_fd = fds[1];
+    c->out_fd = fds[2];
     fcntl(c->in_fd, F_SETFL, fcntl(c->in_fd, F_GETFL) | O_NONBLOCK);
+    return LH_OK;
+}
 
+/* hello: the child must speak our protocol; its name goes into describe. */
+static lh_status handshake(exec_ctx *c, lh_error *err)
+{
     static const char hello[] = "{\"op\":\"hello\",\"protocol\":1}\n";
     lh_json *reply;
     lh_status st = request(c, hello, sizeof hello - 1, "hello", &reply, err);
-    if (st != LH_OK) {
-        exec_close(c);
+    if (st != LH_OK)
         return st;
-    }
     long long proto;
     if (!lh_json_as_int64(lh_json_get(reply, "protocol"), &proto) || proto != EXEC_PROTOCOL) {
         lh_json_free(reply);
-        st = xfail(c, err, LH_ERR_BACKEND, "speaks another protocol (lorahub speaks protocol %d)",
-                   EXEC_PROTOCOL);
         c->broken = 1;
-        exec_close(c);
-        return st;
+        return xfail(c, err, LH_ERR_BACKEND, "speaks another protocol (lorahub speaks protocol %d)",
+                     EXEC_PROTOCOL);
     }
     const char *name;
     if (lh_json_as_string(lh_json_get(reply, "name"), &name))
         snprintf(c->name, sizeof c->name, "%s", name);
     lh_json_free(reply);
+    return LH_OK;
+}
+
+static lh_status exec_open(const lh_backend_opts *o, void **out, lh_error *err)
+{
+    *out = NULL;
+    const char *command;
+    double timeout_s;
+    lh_status st = read_settings(o, &command, &timeout_s, err);
+    if (st != LH_OK)
+        return st;
+    exec_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        return lh_error_set(err, LH_ERR_NOMEM, "exec backend: out of memory");
+    c->in_fd = c->out_fd = -1;
+    c->timeout_s = timeout_s;
+    c->interrupt = o->interrupt;
+    c->label = make_label(command);
+    if (!c->label)
+        st = lh_error_set(err, LH_ERR_NOMEM, "exec backend: out of memory");
+    if (st == LH_OK)
+        st = make_private_dir(c, o->tmp_dir, err);
+    if (st == LH_OK)
+        st = spawn(c, command, err);
+    if (st == LH_OK)
+        st = handshake(c, err);
+    if (st != LH_OK) {
+        exec_close(c);
+        return st;
+    }
     *out = c;
     return LH_OK;
 }
@@ -570,90 +602,141 @@ static void remove_dirs(char **dirs, int n)
     free(dirs);
 }
 
+/* lorahub never writes a non-finite weight into a PEFT file (lh_peft_save
+ * refuses it), so such a candidate cannot go to the child; its forward pass
+ * would give NaN anyway, and the contract makes that a loss, not an error. */
+static int has_finite_weights(const lh_adapter *a)
+{
+    for (size_t t = 0; t < a->n_targets; t++) {
+        const lh_target *tg = &a->targets[t];
+        size_t na = (size_t)tg->r * (size_t)tg->d_in, nb = (size_t)tg->d_out * (size_t)tg->r;
+        for (size_t i = 0; i < na; i++)
+            if (!isfinite(tg->A[i]))
+                return 0;
+        for (size_t i = 0; i < nb; i++) /* as written: the scale folded into B */
+            if (!isfinite(tg->B[i] * tg->scale))
+                return 0;
+    }
+    return 1;
+}
+
+/* A loss from a 'score' reply: a number, or null / "NaN" / "inf" for a
+ * non-finite one. Returns 0 for anything else. */
+static int reply_loss(const lh_json *v, double *loss)
+{
+    static const char *const non_finite[] = {"nan", "inf", "infinity", "-inf", "-infinity",
+                                             "+inf", "+infinity", NULL};
+    const char *s;
+    if (lh_json_as_number(v, loss))
+        return 1;
+    if (v->type == LH_JSON_NULL) {
+        *loss = NAN;
+        return 1;
+    }
+    if (!lh_json_as_string(v, &s))
+        return 0;
+    for (size_t i = 0; non_finite[i]; i++)
+        if (!strcasecmp(s, non_finite[i])) {
+            *loss = strtod(s, NULL);
+            return 1;
+        }
+    return 0;
+}
+
+/* The score request for the candidates in sent[n_sent] (indices into
+ * cands); their directories go to dirs[n_sent]. */
+static lh_status build_score_request(exec_ctx *c, const lh_adapter *const *cands,
+                                     const int *sent, int n_sent, const char *ex_path,
+                                     char **dirs, lh_sb *req, lh_error *err)
+{
+    lh_sb_append(req, "{\"op\":\"score\",\"examples\":");
+    lh_sb_append_json_string(req, ex_path);
+    lh_sb_append(req, ",\"adapters\":[");
+    for (int j = 0; j < n_sent; j++) {
+        lh_status st = write_candidate(c, cands[sent[j]], &dirs[j], err);
+        if (st != LH_OK)
+            return st;
+        if (j)
+            lh_sb_append(req, ",");
+        if (dirs[j])
+            lh_sb_append_json_string(req, dirs[j]);
+        else
+            lh_sb_append(req, "null");
+    }
+    lh_sb_append(req, "]}\n");
+    return lh_sb_failed(req) ? xfail(c, err, LH_ERR_NOMEM, "out of memory") : LH_OK;
+}
+
+/* Fill loss[sent[j]] from the reply's "loss" array of n_sent numbers. */
+static lh_status read_losses(exec_ctx *c, const lh_json *reply, const int *sent, int n_sent,
+                             double *loss, lh_error *err)
+{
+    const lh_json *arr = lh_json_get(reply, "loss");
+    if (!arr || arr->type != LH_JSON_ARRAY) {
+        c->broken = 1;
+        return xfail(c, err, LH_ERR_BACKEND, "answer to 'score' lacks a \"loss\" array");
+    }
+    if (arr->len != (size_t)n_sent) {
+        c->broken = 1;
+        return xfail(c, err, LH_ERR_BACKEND, "answered 'score' with %zu losses for %d adapter%s",
+                     arr->len, n_sent, n_sent == 1 ? "" : "s");
+    }
+    for (int j = 0; j < n_sent; j++)
+        if (!reply_loss(arr->items[j], &loss[sent[j]]))
+            return xfail(c, err, LH_ERR_BACKEND, "loss[%d] of its 'score' answer is not a number",
+                         j);
+    return LH_OK;
+}
+
 static lh_status exec_score(void *ctx, const lh_adapter *const *cands, int n,
                             const lh_examples *ex, double *loss, lh_error *err)
 {
     exec_ctx *c = ctx;
+    if (interrupted(c))
+        return xfail(c, err, LH_ERR_INTERRUPTED, "interrupted before 'score'");
     const char *ex_path;
     lh_status st = examples_path(c, ex, &ex_path, err);
     if (st != LH_OK)
         return st;
-    char **dirs = calloc((size_t)n, sizeof *dirs);
-    if (!dirs)
+    int *sent = malloc((size_t)n * sizeof *sent); /* [n_sent] indices into cands */
+    char **dirs = calloc((size_t)n, sizeof *dirs); /* [n_sent] */
+    if (!sent || !dirs) {
+        free(sent);
+        free(dirs);
         return xfail(c, err, LH_ERR_NOMEM, "out of memory");
+    }
+    int n_sent = 0;
+    for (int i = 0; i < n; i++) {
+        if (cands[i] && !has_finite_weights(cands[i]))
+            loss[i] = NAN;
+        else
+            sent[n_sent++] = i;
+    }
     lh_sb req;
     lh_sb_init(&req);
-    lh_sb_append(&req, "{\"op\":\"score\",\"examples\":");
-    lh_sb_append_json_string(&req, ex_path);
-    lh_sb_append(&req, ",\"adapters\":[");
-    for (int i = 0; i < n && st == LH_OK; i++) {
-        st = write_candidate(c, cands[i], &dirs[i], err);
-        if (st != LH_OK)
-            break;
-        if (i)
-            lh_sb_append(&req, ",");
-        if (dirs[i])
-            lh_sb_append_json_string(&req, dirs[i]);
-        else
-            lh_sb_append(&req, "null");
-    }
-    lh_sb_append(&req, "]}\n");
-    if (st == LH_OK && lh_sb_failed(&req))
-        st = xfail(c, err, LH_ERR_NOMEM, "out of memory");
     lh_json *reply = NULL;
-    if (st == LH_OK)
-        st = request(c, req.buf, req.len, "score", &reply, err);
-    lh_sb_release(&req);
-    remove_dirs(dirs, n);
-    if (st != LH_OK)
-        return st;
-
-    const lh_json *arr = lh_json_get(reply, "loss");
-    if (!arr || arr->type != LH_JSON_ARRAY) {
-        lh_json_free(reply);
-        c->broken = 1;
-        return xfail(c, err, LH_ERR_BACKEND, "answer to 'score' lacks a \"loss\" array");
-    }
-    if (arr->len != (size_t)n) {
-        size_t got = arr->len;
-        lh_json_free(reply);
-        c->broken = 1;
-        return xfail(c, err, LH_ERR_BACKEND, "answered 'score' with %zu losses for %d adapter%s",
-                     got, n, n == 1 ? "" : "s");
-    }
-    int first_bad = -1;
-    for (int i = 0; i < n; i++) {
-        const lh_json *v = arr->items[i];
-        const char *s;
-        double d;
-        if (lh_json_as_number(v, &d)) {
-            loss[i] = d;
-        } else if (v->type == LH_JSON_NULL) {
-            loss[i] = NAN;
-        } else if (lh_json_as_string(v, &s) &&
-                   (!strcasecmp(s, "nan") || !strcasecmp(s, "inf") || !strcasecmp(s, "infinity") ||
-                    !strcasecmp(s, "-inf") || !strcasecmp(s, "-infinity") ||
-                    !strcasecmp(s, "+inf") || !strcasecmp(s, "+infinity"))) {
-            loss[i] = strtod(s, NULL);
-        } else {
-            lh_json_free(reply);
-            return xfail(c, err, LH_ERR_BACKEND, "loss[%d] of its 'score' answer is not a number",
-                         i);
-        }
-        if (!isfinite(loss[i]) && first_bad < 0)
-            first_bad = i;
+    if (n_sent > 0) {
+        st = build_score_request(c, cands, sent, n_sent, ex_path, dirs, &req, err);
+        if (st == LH_OK)
+            st = request(c, req.buf, req.len, "score", &reply, err);
+        if (st == LH_OK)
+            st = read_losses(c, reply, sent, n_sent, loss, err);
     }
     lh_json_free(reply);
-    if (first_bad >= 0)
-        return xfail(c, err, LH_ERR_NUMERIC, "loss of candidate %d of %d is %s", first_bad + 1, n,
-                     isnan(loss[first_bad]) ? "NaN" : "infinite");
-    return LH_OK;
+    lh_sb_release(&req);
+    remove_dirs(dirs, n_sent);
+    free(sent);
+    return st;
 }
 
 static lh_status exec_generate(void *ctx, const lh_adapter *cand, const lh_examples *ex,
                                int max_new_tokens, char **outputs, lh_error *err)
 {
     exec_ctx *c = ctx;
+    for (size_t i = 0; i < ex->n; i++)
+        outputs[i] = NULL;
+    if (interrupted(c))
+        return xfail(c, err, LH_ERR_INTERRUPTED, "interrupted before 'generate'");
     const char *ex_path;
     lh_status st = examples_path(c, ex, &ex_path, err);
     if (st != LH_OK)
