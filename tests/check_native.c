@@ -19,7 +19,7 @@
 
 #include "adapt/backend/backend.h"
 #include "model/llama/llama.h"
-#include "adapt/backend/native.h"
+#include "model/model.h"
 #include "adapt/evaluate.h"
 #include "lib/adapter.h"
 #include "lib/dtype.h"
