@@ -11,7 +11,7 @@
 #include "llama.h"
 #include "model/arch.h"
 
-static const char *const llama_types[] = {"llama", "mistral", "qwen2", NULL};
+_Static_assert(NM_MAX_EOS <= LH_MODEL_MAX_EOS, "lh_model_info holds every EOS id");
 
 static void llama_info(const nm_model *m, lh_model_info *info)
 {
@@ -25,7 +25,7 @@ static void llama_info(const nm_model *m, lh_model_info *info)
     info->bos_id = c->bos_id;
     info->expects_bos = c->bos_id >= 0;
     info->n_eos = c->n_eos;
-    memcpy(info->eos_ids, c->eos_ids, sizeof info->eos_ids);
+    memcpy(info->eos_ids, c->eos_ids, sizeof c->eos_ids);
 }
 
 static lh_status llama_load(const char *dir, const lh_json *config, const char *config_path,
@@ -136,7 +136,7 @@ static lh_status llama_generate(const void *impl, const lh_adapter *a, const int
 
 const lh_model_arch lh_model_arch_llama = {
     .name = "llama",
-    .model_types = llama_types,
+    .model_types = nm_model_types,
     .load = llama_load,
     .free = llama_free,
     .check_adapter = llama_check_adapter,

@@ -49,6 +49,9 @@ typedef struct nm_config {
     int eos_ids[NM_MAX_EOS];
 } nm_config;
 
+/* The config.json model_type values this family covers, NULL-terminated. */
+extern const char *const nm_model_types[];
+
 /* Parse a config.json tree; origin names it in errors. Unsupported keys or
  * values are refused naming the key. */
 lh_status nm_config_parse(const lh_json *j, const char *origin, nm_config *c, lh_error *err);

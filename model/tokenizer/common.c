@@ -13,7 +13,7 @@
 /* ------------------------------------------------------------------ UTF-8 */
 
 /* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid. */
-static size_t utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
+size_t tk_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp)
 {
     unsigned char c = s[0];
     if (c < 0x80) { *cp = c; return 1; }
@@ -37,25 +37,11 @@ int tk_utf8_valid(const char *s, size_t n, size_t *bad)
 {
     uint32_t cp;
     for (size_t i = 0; i < n;) {
-        size_t l = utf8_seq((const unsigned char *)s + i, n - i, &cp);
+        size_t l = tk_utf8_seq((const unsigned char *)s + i, n - i, &cp);
         if (!l) { *bad = i; return 0; }
         i += l;
     }
     return 1;
-}
-
-/* Length of the character at s[0..n) of text already known to be valid. */
-size_t tk_utf8_len(const char *s)
-{
-    unsigned char c = (unsigned char)s[0];
-    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
-}
-
-uint32_t tk_utf8_cp(const char *s)
-{
-    uint32_t cp = 0;
-    utf8_seq((const unsigned char *)s, 4, &cp);
-    return cp;
 }
 
 /* Bytes to UTF-8 with U+FFFD for each maximal invalid subpart (what Rust's
@@ -64,7 +50,7 @@ void tk_utf8_lossy(lh_sb *sb, const unsigned char *s, size_t n)
 {
     for (size_t i = 0; i < n;) {
         uint32_t cp;
-        size_t l = utf8_seq(s + i, n - i, &cp);
+        size_t l = tk_utf8_seq(s + i, n - i, &cp);
         if (l) { lh_sb_append_n(sb, (const char *)s + i, l); i += l; continue; }
         /* How many bytes form a prefix of some valid sequence. */
         unsigned char c = s[i];
@@ -118,12 +104,6 @@ size_t tk_pow2_at_least(size_t n)
     return c;
 }
 
-void tk_pl_init(plist *p) { memset(p, 0, sizeof *p); lh_sb_init(&p->buf); }
-
-void tk_pl_release(plist *p) { lh_sb_release(&p->buf); free(p->v); memset(p, 0, sizeof *p); }
-
-void tk_pl_clear(plist *p) { p->buf.len = 0; p->n = 0; }
-
 void tk_pl_push(plist *p, const char *s, size_t n, int orig0, int32_t tok)
 {
     if (p->failed) return;
@@ -142,8 +122,6 @@ void tk_pl_push(plist *p, const char *s, size_t n, int orig0, int32_t tok)
     lh_sb_append_n(&p->buf, s ? s : "", n);
     if (lh_sb_failed(&p->buf)) p->failed = 1;
 }
-
-const char *tk_pl_str(const plist *p, size_t i) { return p->buf.buf ? p->buf.buf + p->v[i].off : ""; }
 
 void tk_sp_push(spans *x, size_t s, size_t e, int m)
 {
@@ -212,7 +190,7 @@ char *tk_dup_n(const char *s, size_t n)
 lh_status tk_one_char(const lh_tokenizer *t, const char *s, size_t n, const char *what, lh_error *err)
 {
     uint32_t cp;
-    if (n == 0 || utf8_seq((const unsigned char *)s, n, &cp) != n)
+    if (n == 0 || tk_utf8_seq((const unsigned char *)s, n, &cp) != n)
         return lh_error_set(err, LH_ERR_FORMAT, "%s: %s must be a single character", t->path, what);
     return LH_OK;
 }

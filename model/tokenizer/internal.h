@@ -12,6 +12,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "lib/json.h"
 #include "lib/strbuf.h"
@@ -113,20 +115,40 @@ typedef struct scratch {
 
 typedef struct idvec { int32_t *v; size_t n, cap; int failed; } idvec;
 
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 if invalid; *cp its code point. */
+size_t tk_utf8_seq(const unsigned char *s, size_t n, uint32_t *cp);
+
+/* Small enough to inline on the hot paths. */
+/* Length of the character at s[0..n) of text already known to be valid. */
+static inline size_t tk_utf8_len(const char *s)
+{
+    unsigned char c = (unsigned char)s[0];
+    return c < 0x80 ? 1 : c < 0xE0 ? 2 : c < 0xF0 ? 3 : 4;
+}
+
+static inline uint32_t tk_utf8_cp(const char *s)
+{
+    uint32_t cp = 0;
+    tk_utf8_seq((const unsigned char *)s, 4, &cp);
+    return cp;
+}
+
+static inline void tk_pl_init(plist *p) { memset(p, 0, sizeof *p); lh_sb_init(&p->buf); }
+
+static inline void tk_pl_release(plist *p) { lh_sb_release(&p->buf); free(p->v); memset(p, 0, sizeof *p); }
+
+static inline void tk_pl_clear(plist *p) { p->buf.len = 0; p->n = 0; }
+
+static inline const char *tk_pl_str(const plist *p, size_t i) { return p->buf.buf ? p->buf.buf + p->v[i].off : ""; }
+
 /* common.c */
 int tk_utf8_valid(const char *s, size_t n, size_t *bad);
-size_t tk_utf8_len(const char *s);
-uint32_t tk_utf8_cp(const char *s);
 void tk_utf8_lossy(lh_sb *sb, const unsigned char *s, size_t n);
 int tk_is_space_cp(uint32_t c);
 uint64_t tk_hash_bytes(const char *s, size_t n);
 uint64_t tk_hash_u64(uint64_t x);
 size_t tk_pow2_at_least(size_t n);
-void tk_pl_init(plist *p);
-void tk_pl_release(plist *p);
-void tk_pl_clear(plist *p);
 void tk_pl_push(plist *p, const char *s, size_t n, int orig0, int32_t tok);
-const char *tk_pl_str(const plist *p, size_t i);
 void tk_sp_push(spans *x, size_t s, size_t e, int m);
 void tk_scratch_release(scratch *s);
 int tk_type_is(const lh_json *j, const char **type);
