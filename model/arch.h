@@ -12,7 +12,8 @@ typedef struct lh_model_arch {
     const char *name;                /* the family: "llama" */
     const char *const *model_types;  /* config.json model_type values it loads, NULL-terminated */
     /* config is dir/config.json parsed, config_path its name for errors;
-     * info is filled from the loaded model (pointers into impl). */
+     * info is filled from the loaded model (pointers into impl; the
+     * registry sets architecture). */
     lh_status (*load)(const char *dir, const lh_json *config, const char *config_path,
                       void **impl, lh_model_info *info, lh_error *err);
     void (*free)(void *impl);

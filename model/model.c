@@ -67,6 +67,7 @@ lh_status lh_model_load(const char *dir, lh_model **out, lh_error *err)
     if (!s) {
         m->arch = arch;
         s = arch->load(dir, config, path, &m->impl, &m->info, err);
+        m->info.architecture = arch->name;
     }
     lh_json_free(config);
     if (s) {

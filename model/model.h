@@ -29,7 +29,8 @@
 typedef struct lh_model lh_model;
 
 typedef struct lh_model_info {
-    const char *model_type; /* config.json "model_type": "llama", "qwen2", ... */
+    const char *architecture; /* the family that runs it: "llama" (also for mistral, qwen2) */
+    const char *model_type;   /* config.json "model_type": "llama", "qwen2", ... */
     int n_layers;
     int dim;                /* hidden size */
     int vocab;              /* token ids are in [0, vocab) */
