@@ -1,4 +1,4 @@
-/* bench/forward.c - the native backend's forward pass against OpenBLAS.
+/* bench/forward.c - the LLaMA runtime's forward pass (model/llama/) against OpenBLAS.
  *
  * A random LLaMA-shaped model of about 100M parameters (F32, in memory):
  *  1. scoring throughput on 512 tokens (8 sequences of 64, the second half

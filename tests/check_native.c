@@ -19,7 +19,7 @@
 
 #include "adapt/backend/backend.h"
 #include "model/llama/llama.h"
-#include "adapt/backend/native.h"
+#include "model/model.h"
 #include "adapt/evaluate.h"
 #include "lib/adapter.h"
 #include "lib/dtype.h"
@@ -743,6 +743,223 @@ START_TEST(test_backend_refusals)
 }
 END_TEST
 
+/* ---- the model interface (model/model.h) ------------------------------ */
+
+/* The four fixture examples of tag as (prompt, target) pairs: the prompt
+ * is everything up to and including the position scoring starts from. */
+static void exset_pairs(const exset *e, lh_model_pair *pairs)
+{
+    size_t off = 0;
+    for (size_t k = 0; k < e->n; k++) {
+        size_t np = e->from[k] + 1;
+        pairs[k] = (lh_model_pair){e->ids + off, np, e->ids + off + np, e->len[k] - np};
+        off += e->len[k];
+    }
+}
+
+static lh_model *load_lh_model(const char *tag)
+{
+    char dir[256];
+    snprintf(dir, sizeof dir, FIX "/%s", tag);
+    lh_model *m = NULL;
+    lh_error err = {0};
+    ck_assert_msg(lh_model_load(dir, &m, &err) == LH_OK, "%s", err.msg);
+    return m;
+}
+
+/* The interface gives the LLaMA runtime's numbers bit for bit. */
+static void model_case(const char *tag, const char *lora)
+{
+    nm_model *nm = load_model(tag);
+    lh_model *m = load_lh_model(tag);
+    const lh_model_info *info = lh_model_get_info(m);
+    ck_assert_str_eq(info->architecture, "llama");
+    ck_assert_str_eq(info->model_type, nm->c.model_type);
+    ck_assert_int_eq(info->n_layers, nm->c.n_layers);
+    ck_assert_int_eq(info->dim, nm->c.dim);
+    ck_assert_int_eq(info->vocab, nm->c.vocab);
+    ck_assert_uint_eq(info->n_params, nm->blob_floats);
+    ck_assert_int_eq(info->bos_id, nm->c.bos_id);
+    ck_assert_int_eq(info->expects_bos, nm->c.bos_id >= 0);
+    ck_assert_int_eq(info->n_eos, nm->c.n_eos);
+    for (int i = 0; i < info->n_eos; i++)
+        ck_assert_int_eq(info->eos_ids[i], nm->c.eos_ids[i]);
+    lh_adapter *a = load_adapter(lora);
+    exset e;
+    load_examples(tag, &e);
+    nm_batch b = {e.n, e.ids, e.len, e.from, NULL};
+    lh_model_pair pairs[4];
+    exset_pairs(&e, pairs);
+    lh_model_batch mb = {e.n, pairs, NULL};
+    const lh_adapter *cands[2] = {NULL, a};
+    double want[2], got[2];
+    size_t nt_want = 0, nt_got = 0, counted = 0;
+    lh_error err = {0};
+    ck_assert(nm_score_batch(nm, &b, cands, 2, 1, want, &nt_want, &err) == LH_OK);
+    ck_assert_msg(lh_model_score(m, &mb, cands, 2, 1, got, &nt_got, &err) == LH_OK, "%s",
+                  err.msg);
+    ck_assert(lh_model_count_tokens(m, &mb, &counted, &err) == LH_OK);
+    ck_assert_uint_eq(nt_got, nt_want);
+    ck_assert_uint_eq(counted, nt_want);
+    for (int i = 0; i < 2; i++)
+        ck_assert_msg(got[i] == want[i], "candidate %d: %.17g vs %.17g", i, got[i], want[i]);
+    /* Without a prompt the first target token has nothing before it. */
+    lh_model_pair bare = {NULL, 0, pairs[0].target, pairs[0].n_target};
+    lh_model_batch one = {1, &bare, NULL};
+    ck_assert(lh_model_count_tokens(m, &one, &counted, &err) == LH_OK);
+    ck_assert_uint_eq(counted, pairs[0].n_target - 1);
+    /* Generation: the same ids as the runtime's. */
+    int32_t *g1 = NULL, *g2 = NULL;
+    size_t n1 = 0, n2 = 0;
+    ck_assert(nm_generate_ids(nm, a, pairs[1].prompt, pairs[1].n_prompt, 6, &g1, &n1, &err) ==
+              LH_OK);
+    ck_assert(lh_model_generate(m, a, pairs[1].prompt, pairs[1].n_prompt, 6, &g2, &n2, &err) ==
+              LH_OK);
+    ck_assert_uint_eq(n1, n2);
+    for (size_t i = 0; i < n1; i++)
+        ck_assert_int_eq(g1[i], g2[i]);
+    ck_assert(lh_model_check_adapter(m, a, &err) == LH_OK);
+    ck_assert(lh_model_check_adapter(m, NULL, &err) == LH_OK);
+    free(g1);
+    free(g2);
+    free(e.ids);
+    lh_adapter_free(a);
+    lh_model_free(m);
+    nm_model_free(nm);
+}
+
+START_TEST(test_model_a) { model_case("a", "a-lora"); }
+END_TEST
+
+START_TEST(test_model_b) { model_case("b", "b-lora"); }
+END_TEST
+
+START_TEST(test_model_refusals)
+{
+    lh_model *m = load_lh_model("a");
+    lh_error err = {0};
+    const lh_target_shape bad[] = {
+        {"model.layers.2.self_attn.q_proj", 2, 64, 64},
+        {"model.layers.0.self_attn.k_proj", 2, 64, 64},
+        {"encoder.block.0.layer.0.SelfAttention.q", 2, 64, 64},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        lh_adapter *a = NULL;
+        ck_assert(lh_adapter_create(&bad[i], 1, &a, &err) == LH_OK);
+        ck_assert(lh_model_check_adapter(m, a, &err) == LH_ERR_SHAPE);
+        ck_assert_msg(strstr(err.msg, bad[i].name) != NULL, "%s", err.msg);
+        const lh_adapter *cands[1] = {a};
+        int32_t ids[3] = {1, 2, 3};
+        lh_model_pair p = {ids, 1, ids + 1, 2};
+        lh_model_batch mb = {1, &p, NULL};
+        double nll;
+        size_t nt;
+        ck_assert(lh_model_score(m, &mb, cands, 1, 1, &nll, &nt, &err) == LH_ERR_SHAPE);
+        ck_assert_msg(strstr(err.msg, bad[i].name) != NULL, "%s", err.msg);
+        lh_adapter_free(a);
+    }
+    lh_model_free(m);
+    /* The registry names the file and the model types it knows. */
+    char tmpl[] = "/tmp/check_native.XXXXXX";
+    char *dir = mkdtemp(tmpl);
+    ck_assert(dir != NULL);
+    char *p = lh_path_join(dir, "config.json");
+    const char *cfgs[] = {"{\"model_type\":\"t5\"}", "{\"d_model\":8}", "[1]"};
+    const char *needles[] = {"model_type 't5' is not supported (llama, mistral, qwen2)",
+                             "missing string key 'model_type'", "not a JSON object"};
+    for (int i = 0; i < 3; i++) {
+        ck_assert(lh_write_file_atomic(p, cfgs[i], strlen(cfgs[i]), &err) == LH_OK);
+        lh_model *bad_model = NULL;
+        ck_assert(lh_model_load(dir, &bad_model, &err) != LH_OK);
+        ck_assert(bad_model == NULL);
+        ck_assert_msg(strstr(err.msg, needles[i]) && strstr(err.msg, "config.json"), "%s",
+                      err.msg);
+    }
+    free(p);
+    lh_rmtree(dir);
+}
+END_TEST
+
+/* A writable copy of a (a loaded adapter may map its file read-only). */
+static lh_adapter *copy_adapter(const lh_adapter *a)
+{
+    lh_target_shape *shapes = calloc(a->n_targets, sizeof *shapes);
+    for (size_t i = 0; i < a->n_targets; i++)
+        shapes[i] = (lh_target_shape){a->targets[i].name, a->targets[i].r, a->targets[i].d_in,
+                                      a->targets[i].d_out};
+    lh_adapter *c = NULL;
+    lh_error err = {0};
+    ck_assert(lh_adapter_create(shapes, a->n_targets, &c, &err) == LH_OK);
+    for (size_t i = 0; i < c->n_targets; i++) {
+        lh_target *t = &c->targets[i];
+        const lh_target *src = lh_adapter_find(a, t->name);
+        memcpy(t->A, src->A, (size_t)t->r * t->d_in * sizeof *t->A);
+        memcpy(t->B, src->B, (size_t)t->d_out * t->r * sizeof *t->B);
+        t->scale = src->scale;
+        t->alpha = src->alpha;
+    }
+    free(shapes);
+    return c;
+}
+
+/* The backend contract: a NaN candidate gets a NaN loss, its neighbours
+ * the losses they get alone, and the call succeeds. */
+START_TEST(test_nan_candidate)
+{
+    lh_adapter *a1 = load_adapter("a-lora"), *a2 = load_adapter("a-lora2");
+    lh_adapter *bad = copy_adapter(a1);
+    bad->targets[0].A[0] = NAN;
+    lh_examples *ex = fixture_examples();
+    const char *params[] = {"base", FIX "/a", "threads", "1", NULL};
+    lh_backend_opts o;
+    lh_backend_opts_default(&o);
+    o.params = params;
+    lh_backend *b = NULL;
+    lh_error err = {0};
+    ck_assert_msg(lh_backend_open("native", &o, &b, &err) == LH_OK, "%s", err.msg);
+    const lh_adapter *cands[3] = {a1, bad, a2}, *clean[3] = {a1, a1, a2};
+    double loss[3], clean_loss[3], alone;
+    ck_assert_msg(lh_backend_score(b, cands, 3, ex, loss, &err) == LH_OK, "%s", err.msg);
+    ck_assert_msg(isnan(loss[1]), "NaN candidate scored %g", loss[1]);
+    ck_assert(lh_backend_score(b, clean, 3, ex, clean_loss, &err) == LH_OK);
+    for (int i = 0; i < 3; i += 2) {
+        /* Bit for bit what the same call without the NaN gives (the NaN
+         * stays in its own rows), and what the candidate gets alone up to
+         * the rounding of a taller stacked matmul. */
+        ck_assert_msg(loss[i] == clean_loss[i], "candidate %d: %.17g vs %.17g without the NaN",
+                      i, loss[i], clean_loss[i]);
+        ck_assert(lh_backend_score(b, &cands[i], 1, ex, &alone, &err) == LH_OK);
+        check_close(loss[i], alone, 1e-6, "beside a NaN candidate vs alone");
+    }
+    /* The same at the model level, batched and one at a time. */
+    lh_model *m = load_lh_model("a");
+    exset e;
+    load_examples("a", &e);
+    lh_model_pair pairs[4];
+    exset_pairs(&e, pairs);
+    lh_model_batch mb = {e.n, pairs, NULL};
+    for (int batched = 0; batched < 2; batched++) {
+        double nll[3], one;
+        size_t nt;
+        ck_assert(lh_model_score(m, &mb, cands, 3, batched, nll, &nt, &err) == LH_OK);
+        ck_assert(isnan(nll[1]));
+        for (int i = 0; i < 3; i += 2) {
+            ck_assert(lh_model_score(m, &mb, &cands[i], 1, batched, &one, &nt, &err) == LH_OK);
+            if (!batched) /* one at a time: the very same computation */
+                ck_assert_msg(nll[i] == one, "candidate %d: %.17g vs %.17g", i, nll[i], one);
+            check_close(nll[i], one, 1e-6, "model: beside a NaN candidate vs alone");
+        }
+    }
+    free(e.ids);
+    lh_model_free(m);
+    lh_backend_close(b);
+    lh_examples_free(ex);
+    lh_adapter_free(bad);
+    lh_adapter_free(a1);
+    lh_adapter_free(a2);
+}
+END_TEST
+
 /* ---- conformance: native vs the PyTorch exec backend -------------------- */
 
 START_TEST(test_conformance_torch)
@@ -819,6 +1036,13 @@ static Suite *native_suite(void)
     tcase_add_test(tb, test_backend_refusals);
     tcase_add_test(tb, test_conformance_torch);
     suite_add_tcase(s, tb);
+    TCase *tm = tcase_create("model");
+    tcase_set_timeout(tm, 60);
+    tcase_add_test(tm, test_model_a);
+    tcase_add_test(tm, test_model_b);
+    tcase_add_test(tm, test_model_refusals);
+    tcase_add_test(tm, test_nan_candidate);
+    suite_add_tcase(s, tm);
     return s;
 }
 

@@ -4,7 +4,7 @@
 A deliberately plain Python re-implementation (no HF tokenizers library is
 available here), used ONLY to produce the fixtures under
 tests/fixtures/tokenizers/ that tests/check_tokenizer.c compares the C
-tokenizer (model/tokenizer/tokenizer.c) against.  It favours obviousness
+tokenizer (model/tokenizer/) against.  It favours obviousness
 over speed: BPE merges by rescanning every adjacent pair, added tokens by
 trying every token at every position.
 

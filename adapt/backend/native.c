@@ -1,10 +1,13 @@
-/* adapt/backend/native.c - the "native" backend: the embedded
- * LLaMA-family engine behind the lh_backend_i vtable.
+/* adapt/backend/native.c - the "native" backend: the built-in model
+ * runtime (model/model.h) and a tokenizer.json (model/tokenizer/) behind
+ * the lh_backend_i vtable. It knows no architecture: the model reports
+ * whether it expects a BOS and which ids end a sequence.
  *
  * Sequence convention (shared with tools/llama_torch.py example_ids):
  *     ids = [bos] + encode(input) + encode(output) + [eos]
  * input and output are tokenized separately; the scored tokens are the
- * output tokens and the EOS. The loss is the mean over all scored tokens of
+ * output tokens and the EOS. To the model, [bos] + input is the prompt and
+ * output + [eos] the target. The loss is the mean over all scored tokens of
  * all examples (token-weighted). BOS is skipped when add_bos is 0 or the
  * config names no bos_token_id; EOS when add_eos is 0. Without a BOS and
  * with an empty input, the first output token has nothing to condition on
@@ -14,18 +17,26 @@
 #include <string.h>
 
 #include "backend.h"
-#include "model/llama/llama.h"
-#include "native.h"
+#include "model/model.h"
 #include "model/tokenizer/tokenizer.h"
 
-struct nm_backend {
-    nm_model *m;
+typedef struct nm_backend {
+    lh_model *m;
+    const lh_model_info *info; /* of m */
     lh_tokenizer *tok;
     int add_bos, add_eos;
-    int batched;
     volatile sig_atomic_t *interrupt;
     char model_path[1024];
-};
+} nm_backend;
+
+static void nm_backend_free(nm_backend *b)
+{
+    if (!b)
+        return;
+    lh_model_free(b->m);
+    lh_tokenizer_free(b->tok);
+    free(b);
+}
 
 static lh_status native_open(const lh_backend_opts *o, void **ctx, lh_error *err)
 {
@@ -49,25 +60,25 @@ static lh_status native_open(const lh_backend_opts *o, void **ctx, lh_error *err
     const char *bos = lh_backend_param(o, "bos"), *eos = lh_backend_param(o, "eos");
     b->add_bos = !bos || strcmp(bos, "false") != 0;
     b->add_eos = !eos || strcmp(eos, "false") != 0;
-    b->batched = 1;
     b->interrupt = o->interrupt;
     snprintf(b->model_path, sizeof b->model_path, "%s", model_path);
     if (threads > 0)
         openblas_set_num_threads(threads);
-    lh_status s = nm_model_load(model_path, &b->m, err);
+    lh_status s = lh_model_load(model_path, &b->m, err);
     if (!s) {
+        b->info = lh_model_get_info(b->m);
         char path[4096];
         snprintf(path, sizeof path, "%s/tokenizer.json", model_path);
         s = lh_tokenizer_load(path, &b->tok, err);
     }
-    if (!s && b->add_eos && b->m->c.n_eos == 0)
+    if (!s && b->add_eos && b->info->n_eos == 0)
         s = lh_error_set(err, LH_ERR_NOT_FOUND,
                          "%s/config.json: no eos_token_id to end the outputs with (use --no-eos)",
                          model_path);
-    if (!s && lh_tokenizer_vocab_size(b->tok) > b->m->c.vocab)
+    if (!s && lh_tokenizer_vocab_size(b->tok) > b->info->vocab)
         s = lh_error_set(err, LH_ERR_SHAPE,
                          "%s: tokenizer.json has %d tokens, more than the model's vocab_size %d",
-                         model_path, (int)lh_tokenizer_vocab_size(b->tok), b->m->c.vocab);
+                         model_path, (int)lh_tokenizer_vocab_size(b->tok), b->info->vocab);
     if (s) {
         nm_backend_free(b);
         return s;
@@ -76,29 +87,9 @@ static lh_status native_open(const lh_backend_opts *o, void **ctx, lh_error *err
     return LH_OK;
 }
 
-void nm_backend_free(nm_backend *b)
-{
-    if (!b)
-        return;
-    nm_model_free(b->m);
-    lh_tokenizer_free(b->tok);
-    free(b);
-}
-
 static void native_close(void *ctx)
 {
     nm_backend_free(ctx);
-}
-
-const nm_model *nm_backend_model(const nm_backend *b)
-{
-    return b ? b->m : NULL;
-}
-
-void nm_backend_set_batched(nm_backend *b, int batched)
-{
-    if (b)
-        b->batched = batched;
 }
 
 /* Growable id buffer. */
@@ -137,7 +128,7 @@ static lh_status encode(const nm_backend *b, const char *text, int32_t **ids, si
         return s;
     }
     for (size_t i = 0; i < *n; i++)
-        if ((*ids)[i] < 0 || (*ids)[i] >= b->m->c.vocab) {
+        if ((*ids)[i] < 0 || (*ids)[i] >= b->info->vocab) {
             int bad = (int)(*ids)[i];
             free(*ids);
             *ids = NULL;
@@ -148,73 +139,82 @@ static lh_status encode(const nm_backend *b, const char *text, int32_t **ids, si
     return LH_OK;
 }
 
-/* Tokenize every example into a packed batch (arrays malloc'd). */
-/* A batch with the arrays it points into, which it owns. */
-typedef struct owned_batch {
-    nm_batch bt;
-    int32_t *ids;  /* [T] */
-    size_t *len;   /* [n_seq] */
-    size_t *from;  /* [n_seq] */
-} owned_batch;
+/* Every example as model pairs: prompt = [bos] + input, target =
+ * output + [eos]. The pairs point into ids, which they own. */
+typedef struct example_ids {
+    lh_model_batch batch;
+    lh_model_pair *pairs; /* [n] */
+    int32_t *ids;         /* each example's prompt then target, one after the other */
+} example_ids;
 
-static void owned_batch_release(owned_batch *ob)
+static void example_ids_release(example_ids *e)
 {
-    free(ob->ids);
-    free(ob->len);
-    free(ob->from);
+    free(e->pairs);
+    free(e->ids);
 }
 
-static lh_status build_batch(const nm_backend *b, const lh_examples *ex, owned_batch *ob,
+static int use_bos(const nm_backend *b)
+{
+    return b->add_bos && b->info->expects_bos && b->info->bos_id >= 0;
+}
+
+/* Append example i's prompt and target to buf; *n_prompt, *n_target their lengths. */
+static lh_status encode_example(const nm_backend *b, const lh_examples *ex, size_t i,
+                                idbuf *buf, size_t *n_prompt, size_t *n_target, lh_error *err)
+{
+    int32_t bos_id = b->info->bos_id, eos_id = b->info->n_eos ? b->info->eos_ids[0] : 0;
+    int32_t *in = NULL, *out = NULL;
+    size_t n_in = 0, n_out = 0;
+    lh_status s = encode(b, ex->input[i], &in, &n_in, i, "input", err);
+    if (s)
+        return s;
+    if ((s = encode(b, ex->output[i], &out, &n_out, i, "output", err))) {
+        free(in);
+        return s;
+    }
+    size_t start = buf->n;
+    int bad = (use_bos(b) && idbuf_push(buf, &bos_id, 1)) || idbuf_push(buf, in, n_in);
+    *n_prompt = buf->n - start;
+    bad = bad || idbuf_push(buf, out, n_out) || (b->add_eos && idbuf_push(buf, &eos_id, 1));
+    *n_target = buf->n - start - *n_prompt;
+    free(in);
+    free(out);
+    if (bad)
+        return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
+    if (*n_prompt + *n_target == 0)
+        return lh_error_set(err, LH_ERR_ARG, "example %zu: input and output are both empty",
+                            i + 1);
+    return LH_OK;
+}
+
+static lh_status build_batch(const nm_backend *b, const lh_examples *ex, example_ids *e,
                              lh_error *err)
 {
+    memset(e, 0, sizeof *e);
     size_t n = ex->n;
     idbuf buf = {0};
-    size_t *len = malloc((n ? n : 1) * sizeof *len), *from = malloc((n ? n : 1) * sizeof *from);
+    lh_model_pair *pairs = calloc(n ? n : 1, sizeof *pairs);
+    if (!pairs)
+        return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     lh_status s = LH_OK;
-    if (!len || !from) {
-        s = lh_error_set(err, LH_ERR_NOMEM, "out of memory");
-        goto fail;
+    for (size_t i = 0; i < n && !s; i++)
+        s = encode_example(b, ex, i, &buf, &pairs[i].n_prompt, &pairs[i].n_target, err);
+    if (s) {
+        free(buf.v);
+        free(pairs);
+        return s;
     }
-    int bos = b->add_bos && b->m->c.bos_id >= 0;
-    int32_t bos_id = b->m->c.bos_id, eos_id = b->m->c.n_eos ? b->m->c.eos_ids[0] : 0;
+    /* buf has stopped moving: point the pairs into it. */
+    size_t off = 0;
     for (size_t i = 0; i < n; i++) {
-        int32_t *in = NULL, *out = NULL;
-        size_t n_in = 0, n_out = 0;
-        size_t start = buf.n;
-        if ((s = encode(b, ex->input[i], &in, &n_in, i, "input", err)))
-            goto fail;
-        if ((s = encode(b, ex->output[i], &out, &n_out, i, "output", err))) {
-            free(in);
-            goto fail;
-        }
-        int bad = (bos && idbuf_push(&buf, &bos_id, 1)) || idbuf_push(&buf, in, n_in) ||
-                  idbuf_push(&buf, out, n_out) || (b->add_eos && idbuf_push(&buf, &eos_id, 1));
-        free(in);
-        free(out);
-        if (bad) {
-            s = lh_error_set(err, LH_ERR_NOMEM, "out of memory");
-            goto fail;
-        }
-        len[i] = buf.n - start;
-        size_t prefix = (size_t)bos + n_in;
-        from[i] = prefix ? prefix - 1 : 0;
-        if (len[i] == 0) {
-            s = lh_error_set(err, LH_ERR_ARG, "example %zu: input and output are both empty",
-                             i + 1);
-            goto fail;
-        }
+        pairs[i].prompt = buf.v + off;
+        pairs[i].target = buf.v + off + pairs[i].n_prompt;
+        off += pairs[i].n_prompt + pairs[i].n_target;
     }
-    ob->bt = (nm_batch){.n_seq = n, .ids = buf.v, .len = len, .score_from = from,
-                        .stop = b->interrupt};
-    ob->ids = buf.v;
-    ob->len = len;
-    ob->from = from;
+    e->pairs = pairs;
+    e->ids = buf.v;
+    e->batch = (lh_model_batch){.n = n, .pairs = pairs, .stop = b->interrupt};
     return LH_OK;
-fail:
-    free(buf.v);
-    free(len);
-    free(from);
-    return s;
 }
 
 static lh_status native_score(void *ctx, const lh_adapter *const *cands, int n,
@@ -225,8 +225,8 @@ static lh_status native_score(void *ctx, const lh_adapter *const *cands, int n,
         return lh_error_set(err, LH_ERR_INTERRUPTED, "interrupted");
     if (!ex || ex->n == 0)
         return lh_error_set(err, LH_ERR_ARG, "native backend: no examples to score");
-    owned_batch ob;
-    lh_status s = build_batch(b, ex, &ob, err);
+    example_ids e;
+    lh_status s = build_batch(b, ex, &e, err);
     if (s)
         return s;
     double *nll = malloc((size_t)n * sizeof *nll);
@@ -234,29 +234,27 @@ static lh_status native_score(void *ctx, const lh_adapter *const *cands, int n,
     if (!nll)
         s = lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     else
-        s = nm_score_batch(b->m, &ob.bt, cands, n, b->batched, nll, &n_tok, err);
+        s = lh_model_score(b->m, &e.batch, cands, n, 1, nll, &n_tok, err);
+    /* A non-finite nll stays non-finite here: the backend contract. */
     if (!s)
         for (int i = 0; i < n; i++)
             loss[i] = nll[i] / (double)n_tok;
     free(nll);
-    owned_batch_release(&ob);
+    example_ids_release(&e);
     return s;
 }
 
-lh_status nm_backend_count_tokens(nm_backend *b, const lh_examples *ex, size_t *n_tokens,
-                                  lh_error *err)
+static lh_status native_count_tokens(void *ctx, const lh_examples *ex, size_t *n_tokens,
+                                     lh_error *err)
 {
-    owned_batch ob;
-    lh_status s = build_batch(b, ex, &ob, err);
+    nm_backend *b = ctx;
+    example_ids e;
+    lh_status s = build_batch(b, ex, &e, err);
     if (s)
         return s;
-    size_t n = 0;
-    for (size_t i = 0; i < ob.bt.n_seq; i++)
-        if (ob.from[i] + 1 < ob.len[i])
-            n += ob.len[i] - 1 - ob.from[i];
-    *n_tokens = n;
-    owned_batch_release(&ob);
-    return LH_OK;
+    s = lh_model_count_tokens(b->m, &e.batch, n_tokens, err);
+    example_ids_release(&e);
+    return s;
 }
 
 static lh_status native_generate(void *ctx, const lh_adapter *cand, const lh_examples *ex,
@@ -267,8 +265,7 @@ static lh_status native_generate(void *ctx, const lh_adapter *cand, const lh_exa
     size_t i;
     for (i = 0; i < ex->n; i++)
         outputs[i] = NULL;
-    int bos = b->add_bos && b->m->c.bos_id >= 0;
-    int32_t bos_id = b->m->c.bos_id;
+    int32_t bos_id = b->info->bos_id;
     for (i = 0; i < ex->n && !s; i++) {
         if (b->interrupt && *b->interrupt) {
             s = lh_error_set(err, LH_ERR_INTERRUPTED, "interrupted");
@@ -279,13 +276,13 @@ static lh_status native_generate(void *ctx, const lh_adapter *cand, const lh_exa
         idbuf buf = {0};
         if ((s = encode(b, ex->input[i], &in, &n_in, i, "input", err)))
             break;
-        if ((bos && idbuf_push(&buf, &bos_id, 1)) || idbuf_push(&buf, in, n_in)) {
+        if ((use_bos(b) && idbuf_push(&buf, &bos_id, 1)) || idbuf_push(&buf, in, n_in)) {
             s = lh_error_set(err, LH_ERR_NOMEM, "out of memory");
         } else if (buf.n == 0) {
             s = lh_error_set(err, LH_ERR_ARG, "example %zu: empty prompt (no BOS, empty input)",
                              i + 1);
-        } else if (!(s = nm_generate_ids(b->m, cand, buf.v, buf.n, max_new_tokens, &gen, &n_gen,
-                                         err))) {
+        } else if (!(s = lh_model_generate(b->m, cand, buf.v, buf.n, max_new_tokens, &gen,
+                                           &n_gen, err))) {
             s = lh_tokenizer_decode(b->tok, gen, n_gen, 1, &outputs[i], err);
         }
         free(in);
@@ -300,21 +297,15 @@ static lh_status native_generate(void *ctx, const lh_adapter *cand, const lh_exa
     return s;
 }
 
-static lh_status native_count_tokens(void *ctx, const lh_examples *ex, size_t *n_tokens,
-                                     lh_error *err)
-{
-    return nm_backend_count_tokens(ctx, ex, n_tokens, err);
-}
-
 static void native_describe(void *ctx, lh_backend_info *info)
 {
     nm_backend *b = ctx;
-    const nm_config *c = &b->m->c;
+    const lh_model_info *mi = b->info;
     snprintf(info->identity, sizeof info->identity, "%s", b->model_path);
     snprintf(info->description, sizeof info->description,
              "native: %.300s (%s, %d layers, dim %d, vocab %d, %.2fM parameters, %.1f MB F32)",
-             b->model_path, c->model_type, c->n_layers, c->dim, c->vocab,
-             (double)b->m->blob_floats / 1e6, (double)b->m->blob_floats * 4 / 1048576.0);
+             b->model_path, mi->model_type, mi->n_layers, mi->dim, mi->vocab,
+             (double)mi->n_params / 1e6, (double)mi->n_params * 4 / 1048576.0);
 }
 
 static const lh_backend_key native_keys[] = {

@@ -110,6 +110,41 @@ static lh_status parse_rope_scaling(const lh_json *rs, const char *origin, nm_co
     return LH_OK;
 }
 
+/* bos_token_id and eos_token_id (one id or a list), each < vocab_size. */
+static lh_status parse_special_ids(const lh_json *j, const char *origin, nm_config *c,
+                                   lh_error *err)
+{
+    lh_status s;
+    c->bos_id = -1;
+    const lh_json *bv = lh_json_get(j, "bos_token_id");
+    if (!is_null(bv) && (s = get_int(j, origin, "bos_token_id", 0, c->vocab - 1, 0, &c->bos_id,
+                                     err)))
+        return s;
+    const lh_json *ev = lh_json_get(j, "eos_token_id");
+    if (!is_null(ev)) {
+        if (ev->type == LH_JSON_ARRAY) {
+            if (ev->len > NM_MAX_EOS)
+                return lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: more than %d eos_token_id values",
+                                    origin, NM_MAX_EOS);
+            for (size_t i = 0; i < ev->len; i++) {
+                long long x;
+                if (!lh_json_as_int64(ev->items[i], &x) || x < 0 || x >= c->vocab)
+                    return lh_error_set(err, LH_ERR_FORMAT,
+                                        "%s: eos_token_id[%zu] is not a token id < vocab_size",
+                                        origin, i);
+                c->eos_ids[c->n_eos++] = (int)x;
+            }
+        } else {
+            if ((s = get_int(j, origin, "eos_token_id", 0, c->vocab - 1, 0, &c->eos_ids[0], err)))
+                return s;
+            c->n_eos = 1;
+        }
+    }
+    return LH_OK;
+}
+
+const char *const nm_model_types[] = {"llama", "mistral", "qwen2", NULL};
+
 lh_status nm_config_parse(const lh_json *j, const char *origin, nm_config *c, lh_error *err)
 {
     memset(c, 0, sizeof *c);
@@ -120,7 +155,10 @@ lh_status nm_config_parse(const lh_json *j, const char *origin, nm_config *c, lh
     const char *mt = NULL;
     if (!lh_json_as_string(lh_json_get(j, "model_type"), &mt))
         return lh_error_set(err, LH_ERR_NOT_FOUND, "%s: missing string key 'model_type'", origin);
-    if (strcmp(mt, "llama") && strcmp(mt, "mistral") && strcmp(mt, "qwen2"))
+    int known = 0;
+    for (const char *const *t = nm_model_types; *t; t++)
+        known |= !strcmp(mt, *t);
+    if (!known)
         return lh_error_set(err, LH_ERR_UNSUPPORTED,
                             "%s: model_type '%s' is not supported (llama, mistral, qwen2)",
                             origin, mt);
@@ -214,32 +252,7 @@ lh_status nm_config_parse(const lh_json *j, const char *origin, nm_config *c, lh
                                 origin);
     }
 
-    c->bos_id = -1;
-    const lh_json *bv = lh_json_get(j, "bos_token_id");
-    if (!is_null(bv) && (s = get_int(j, origin, "bos_token_id", 0, c->vocab - 1, 0, &c->bos_id,
-                                     err)))
-        return s;
-    const lh_json *ev = lh_json_get(j, "eos_token_id");
-    if (!is_null(ev)) {
-        if (ev->type == LH_JSON_ARRAY) {
-            if (ev->len > NM_MAX_EOS)
-                return lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: more than %d eos_token_id values",
-                                    origin, NM_MAX_EOS);
-            for (size_t i = 0; i < ev->len; i++) {
-                long long x;
-                if (!lh_json_as_int64(ev->items[i], &x) || x < 0 || x >= c->vocab)
-                    return lh_error_set(err, LH_ERR_FORMAT,
-                                        "%s: eos_token_id[%zu] is not a token id < vocab_size",
-                                        origin, i);
-                c->eos_ids[c->n_eos++] = (int)x;
-            }
-        } else {
-            if ((s = get_int(j, origin, "eos_token_id", 0, c->vocab - 1, 0, &c->eos_ids[0], err)))
-                return s;
-            c->n_eos = 1;
-        }
-    }
-    return LH_OK;
+    return parse_special_ids(j, origin, c, err);
 }
 
 lh_status nm_config_load(const char *path, nm_config *c, lh_error *err)

@@ -385,7 +385,7 @@ typedef struct scored {
 
 /* Score candidates [c0, c0+nc) with stacked activations. */
 static lh_status score_group(const nm_model *m, const nm_batch *b, const nm_seqs *sq, size_t T,
-                             size_t mx, const nm_lora *loras, int c0, int nc, int max_rank,
+                             size_t mx, const nm_lora *loras, int nc, int max_rank,
                              const scored *sc, size_t n_sc, double *nll, lh_error *err)
 {
     const nm_config *c = &m->c;
@@ -442,11 +442,8 @@ static lh_status score_group(const nm_model *m, const nm_batch *b, const nm_seqs
                 sum += (double)mxl + log(z) - (double)lg[sc[k0 + k].target];
             }
         }
-        if (!isfinite(sum)) {
-            s = lh_error_set(err, LH_ERR_NUMERIC, "the loss of candidate %d is not finite",
-                             c0 + i + 1);
-            goto out;
-        }
+        /* A non-finite sum (NaN weights) is this candidate's answer, not
+         * an error: its rows are its own, so the others stay exact. */
         nll[i] = sum;
     }
 out:
@@ -507,7 +504,7 @@ lh_status nm_score_batch(const nm_model *m, const nm_batch *b, const lh_adapter 
     int group = batched ? (int)(cap < 1 ? 1 : cap > (size_t)n ? (size_t)n : cap) : 1;
     for (int i = 0; i < n && !s; i += group) {
         int nc = n - i < group ? n - i : group;
-        s = score_group(m, b, &sq, T, mx, loras + i, i, nc, max_rank, sc, n_sc, nll + i, err);
+        s = score_group(m, b, &sq, T, mx, loras + i, nc, max_rank, sc, n_sc, nll + i, err);
     }
     *n_tokens = n_sc;
 out:

@@ -1,7 +1,7 @@
 /* model/llama/forward.h - forward-pass pieces shared by scoring
- * (forward.c) and generation (generate.c). Internal to the native backend. */
-#ifndef LH_NATIVE_FORWARD_H
-#define LH_NATIVE_FORWARD_H
+ * (forward.c) and generation (generate.c). Private to model/llama/. */
+#ifndef LH_MODEL_LLAMA_FORWARD_H
+#define LH_MODEL_LLAMA_FORWARD_H
 
 #include "llama.h"
 

@@ -1,14 +1,18 @@
-/* model/llama/llama.h - a LLaMA-family decoder read from a
- * Hugging Face checkpoint directory, evaluated on the CPU with OpenBLAS.
+/* model/llama/llama.h - the LLaMA family (llama, mistral, qwen2): a
+ * decoder read from a Hugging Face checkpoint directory, evaluated on the
+ * CPU with OpenBLAS.
  *
  * Data flow: config.json -> nm_config (config.c); model.safetensors or a
  * sharded index -> one F32 blob (weights.c); token ids -> packed forward
  * with LoRA side paths -> logits or per-token cross-entropy (forward.c);
- * greedy decoding with a KV cache (generate.c). The backend vtable over it
- * is native.c. Internal to lorahub: the tests and the benchmark use it to
- * feed token ids directly. */
-#ifndef LH_NATIVE_MODEL_H
-#define LH_NATIVE_MODEL_H
+ * greedy decoding with a KV cache (generate.c); the lh_model interface
+ * over all of it (llama.c, registered in model/model.c).
+ *
+ * Private to model/llama/: everything else goes through model/model.h.
+ * The exceptions are tests/check_native.c and bench/forward.c, which feed
+ * token ids and random weights in directly. */
+#ifndef LH_MODEL_LLAMA_H
+#define LH_MODEL_LLAMA_H
 
 #include <signal.h>
 #include <stddef.h>
@@ -44,6 +48,9 @@ typedef struct nm_config {
     int n_eos;
     int eos_ids[NM_MAX_EOS];
 } nm_config;
+
+/* The config.json model_type values this family covers, NULL-terminated. */
+extern const char *const nm_model_types[];
 
 /* Parse a config.json tree; origin names it in errors. Unsupported keys or
  * values are refused naming the key. */
@@ -86,6 +93,9 @@ extern const char *const nm_proj_names[NM_NPROJ]; /* "self_attn.q_proj", ... "ml
 /* Load dir/config.json and dir/model.safetensors (or the sharded
  * model.safetensors.index.json), converting every tensor to F32 once. */
 lh_status nm_model_load(const char *dir, nm_model **out, lh_error *err);
+/* The weights of dir for an already parsed config. */
+lh_status nm_model_load_weights(const char *dir, const nm_config *c, nm_model **out,
+                                lh_error *err);
 /* A model with this config and a zeroed blob (tests, benchmark). */
 lh_status nm_model_alloc(const nm_config *c, nm_model **out, lh_error *err);
 void nm_model_free(nm_model *m);
@@ -122,7 +132,9 @@ lh_status nm_forward_logits(const nm_model *m, const nm_batch *b, const lh_adapt
                             float *logits /* [T, vocab] */, lh_error *err);
 
 /* Teacher-forced cross-entropy of the scored tokens under base + cands[i]:
- * nll[i] is the sum in nats, *n_tokens the count (the same for all).
+ * nll[i] is the sum in nats, *n_tokens the count (the same for all). A
+ * candidate whose sum is not finite (NaN weights) keeps that value in
+ * nll[i]; the others are scored all the same and the call returns LH_OK.
  * batched != 0 stacks the candidates through the shared base matmuls;
  * 0 evaluates them one at a time. */
 lh_status nm_score_batch(const nm_model *m, const nm_batch *b, const lh_adapter *const *cands,
@@ -135,4 +147,4 @@ lh_status nm_generate_ids(const nm_model *m, const lh_adapter *a, const int32_t 
                           size_t n_prompt, int max_new, int32_t **out, size_t *n_out,
                           lh_error *err);
 
-#endif
+#endif /* LH_MODEL_LLAMA_H */

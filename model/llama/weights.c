@@ -305,8 +305,17 @@ lh_status nm_model_load(const char *dir, nm_model **out, lh_error *err)
     lh_status s = nm_config_load(path, &c, err);
     if (s)
         return s;
+    return nm_model_load_weights(dir, &c, out, err);
+}
+
+lh_status nm_model_load_weights(const char *dir, const nm_config *c, nm_model **out,
+                                lh_error *err)
+{
+    *out = NULL;
+    char path[4096];
     nm_model *m = NULL;
-    if ((s = nm_model_alloc(&c, &m, err)))
+    lh_status s = nm_model_alloc(c, &m, err);
+    if (s)
         return s;
     size_t n = 0;
     want *ws = list_wants(m, &n);
