@@ -31,7 +31,7 @@ static int is_method(const char *name)
     return lh_merge_method_from_name(name, &m) == 0;
 }
 
-static const char *const select_choices[] = {"search", "best-single", "uniform", NULL};
+static const char *const select_choices[] = {"search", "best-single", "uniform", "auto", NULL};
 static const char *const start_choices[] = {"zero", "best-single", NULL};
 static const char *const dtype_choices[] = {"f32", "f16", "bf16", NULL};
 static const char *const preset_choices[] = {"default", "paper", NULL};
