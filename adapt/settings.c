@@ -77,6 +77,10 @@ static const lh_setting_def defs[] = {
     {"start", LH_SETTING_CHOICE, "FROM", BOTH("zero"), LIST(start_choices), FP | RE | SE},
     {"preset", LH_SETTING_CHOICE, "NAME", BOTH("default"), LIST(preset_choices), RE},
     {"dtype", LH_SETTING_CHOICE, "T", BOTH("f32"), LIST(dtype_choices), 0},
+    {"plot", LH_SETTING_PATH, "FILE", NONE, PLAIN, 0},
+    {"no-plot", LH_SETTING_BOOL, NULL, BOTH("false"), PLAIN, 0},
+    {"task", LH_SETTING_STRING, "NAME", NONE, PLAIN, RE},
+    {"test", LH_SETTING_PATH, "FILE", NONE, PLAIN, RE},
     {NULL, 0, NULL, NONE, PLAIN, 0},
 };
 

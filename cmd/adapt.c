@@ -113,8 +113,9 @@ static void usage(FILE *f)
             "                     [--backend native|exec] [--backend-cmd CMD] [--backend-timeout SEC]\n"
             "                     [--nan-as-worst] [--resume] [--checkpoint FILE] [-o OUTDIR]\n"
             "                     [--report FILE|-] [--trace FILE] [--weights-out FILE|-]\n"
-            "                     [--preselect K] [--select search|best-single|uniform]\n"
-            "                     [--start zero|best-single]\n"
+            "                     [--preselect K] [--select search|best-single|uniform|auto]\n"
+            "                     [--start zero|best-single] [--plot FILE] [--no-plot]\n"
+            "                     [--task NAME] [--test FILE]\n"
             "                     [--preset default|paper] [--dtype f32|f16|bf16] [--force] [-q] [-v]\n");
 }
 
