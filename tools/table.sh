@@ -105,7 +105,7 @@ if [ "${1:-}" = --job ]; then
         set -- "$@" --icl 5 --icl-examples "$T/fewshot-$seed.jsonl"
     else
         # shellcheck disable=SC2086 # args is a list of options
-        if ! "$LORAHUB" adapt -q --force --base "$ZOO/base" --modules "$ZOO/modules" \
+        if ! "$LORAHUB" adapt -q --force --task "$task" --base "$ZOO/base" --modules "$ZOO/modules" \
                 --examples "$T/fewshot-$seed.jsonl" --seed "$seed" --preset paper $args \
                 -o "$d/adapter" --report "$d/report.json" --trace "$d/trace.tsv" \
                 >"$d/adapt.log" 2>&1; then
