@@ -99,7 +99,8 @@ struct lh_tokenizer {
     int32_t *post_ids;                /* [n_post_pre + n_post_suf] ids the post-processor puts
                                          before and after a single text */
     size_t n_post_pre, n_post_suf;
-    char *post_unsupported;           /* type of a post-processor we cannot apply, or NULL */
+    char *post_error;                 /* why the post_processor cannot be applied, or NULL */
+    lh_status post_code;              /* and its status */
     char byte_char[256][3];           /* GPT-2 byte -> UTF-8 of its printable stand-in */
     unsigned char byte_char_len[256];
     int16_t char_byte[324];           /* inverse, by code point; -1 if none */

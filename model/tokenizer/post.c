@@ -2,8 +2,9 @@
  * special tokens a single text gets around its ids (T5's </s> after it,
  * Llama's <s> before it). TemplateProcessing (its "single" template),
  * BertProcessing and RobertaProcessing ([cls] $A [sep]), ByteLevel (no
- * tokens) and their Sequence. Another type loads but is named in the error
- * of lh_tokenizer_post_process, since encoding itself does not need it. */
+ * tokens) and their Sequence. Another type, or a malformed one, loads but
+ * is named in the error of lh_tokenizer_post_process, since encoding itself
+ * does not need it. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -112,22 +113,30 @@ static lh_status parse_one(lh_tokenizer *t, const lh_json *j, int depth, lh_erro
         if ((rc = push_post(t, cls, 0, err))) return rc;
         return push_post(t, sep, 1, err);
     }
-    if (!t->post_unsupported && !(t->post_unsupported = tk_dup_n(type, strlen(type))))
-        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
-    return LH_OK;
+    return lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: unsupported post_processor '%s'", t->path, type);
 }
 
+/* A post_processor we cannot read does not stop loading (encoding does not
+ * need it): its message waits for lh_tokenizer_post_process. */
 lh_status tk_parse_post(lh_tokenizer *t, const lh_json *j, lh_error *err)
 {
     if (!j || j->type == LH_JSON_NULL) return LH_OK;
-    return parse_one(t, j, 0, err);
+    lh_error perr = {0};
+    lh_status rc = parse_one(t, j, 0, &perr);
+    if (rc == LH_ERR_NOMEM) return lh_error_set(err, rc, "%s", perr.msg);
+    if (rc) {
+        t->n_post_pre = t->n_post_suf = 0;
+        t->post_code = rc;
+        if (!(t->post_error = tk_dup_n(perr.msg, strlen(perr.msg))))
+            return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
+    }
+    return LH_OK;
 }
 
 lh_status lh_tokenizer_post_process(const lh_tokenizer *t, int32_t **ids, size_t *n, lh_error *err)
 {
     if (!t || !ids || !*ids || !n) return lh_error_set(err, LH_ERR_ARG, "lh_tokenizer_post_process: NULL argument");
-    if (t->post_unsupported)
-        return lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: unsupported post_processor '%s'", t->path, t->post_unsupported);
+    if (t->post_error) return lh_error_set(err, t->post_code, "%s", t->post_error);
     size_t extra = t->n_post_pre + t->n_post_suf;
     if (!extra) return LH_OK;
     if (*n > SIZE_MAX / sizeof **ids - extra) return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);

@@ -338,7 +338,7 @@ void lh_tokenizer_free(lh_tokenizer *t)
     free(t->dec);
     pcre2_code_free(t->word_re);
     tk_unigram_free(t->uni);
-    free(t->post_ids); free(t->post_unsupported);
+    free(t->post_ids); free(t->post_error);
     free(t->path);
     free(t);
 }
