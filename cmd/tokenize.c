@@ -100,7 +100,9 @@ static int run_text(const lh_tokenizer *t, const tok_args *a, const char *text, 
     lh_sb_release(&line);
     if (st) {
         if (where) lh_error_prefix(&err, where);
-        return cmd_fail("tokenize", &err);
+        /* Bad text or ids are bad data (exit 1), not a bad command line. */
+        cmd_error("tokenize", "%s", lh_error_message(&err));
+        return LH_EXIT_ERROR;
     }
     return LH_EXIT_OK;
 }
