@@ -24,17 +24,23 @@
 
 #define UNK_PENALTY 10.0f
 
+/* The piece trie: the root's children in a table, the others in an open
+ * addressing hash of (node, byte), 8 bytes a slot so more of it stays in
+ * cache. */
 typedef struct trie_slot {
-    uint64_t key;   /* (parent node << 8) | byte; UINT64_MAX = empty */
+    uint32_t key;   /* (node << 8) | byte, node > 0; 0 = empty */
     int32_t child;
 } trie_slot;
+
+#define MAX_TRIE_NODES (1u << 24)
 
 struct tk_unigram {
     float *score;                     /* [n_ids] piece log-probabilities */
     float unk_score;                  /* min_score - UNK_PENALTY */
     int32_t *node_id;                 /* [n_nodes] piece ending at the node, or -1 */
     size_t n_nodes;
-    trie_slot *slots; size_t cap;     /* [cap] child of (node, byte) */
+    int32_t root[256];                /* the root's child by byte, or -1 */
+    trie_slot *slots; size_t cap;     /* [cap] child of (node, byte) for node > 0 */
 };
 
 
@@ -47,14 +53,27 @@ void tk_unigram_free(tk_unigram *u)
     free(u);
 }
 
+static inline uint32_t slot_hash(uint32_t key)
+{
+    key ^= key >> 16; key *= 0x7feb352dU; key ^= key >> 15; key *= 0x846ca68bU;
+    return key ^ (key >> 16);
+}
+
 static inline int32_t trie_child(const tk_unigram *u, int32_t node, unsigned char b)
 {
-    uint64_t key = (uint64_t)(uint32_t)node << 8 | b;
+    if (node == 0) return u->root[b];
+    uint32_t key = (uint32_t)node << 8 | b;
     size_t mask = u->cap - 1;
-    for (size_t i = tk_hash_u64(key) & mask;; i = (i + 1) & mask) {
+    for (size_t i = slot_hash(key) & mask;; i = (i + 1) & mask) {
         if (u->slots[i].key == key) return u->slots[i].child;
-        if (u->slots[i].key == UINT64_MAX) return -1;
+        if (u->slots[i].key == 0) return -1;
     }
+}
+
+static int32_t new_node(tk_unigram *u)
+{
+    u->node_id[u->n_nodes] = -1;
+    return (int32_t)u->n_nodes++;
 }
 
 static void trie_insert(tk_unigram *u, const char *s, size_t n, int32_t id)
@@ -62,13 +81,18 @@ static void trie_insert(tk_unigram *u, const char *s, size_t n, int32_t id)
     int32_t node = 0;
     size_t mask = u->cap - 1;
     for (size_t k = 0; k < n; k++) {
-        uint64_t key = (uint64_t)(uint32_t)node << 8 | (unsigned char)s[k];
-        size_t i = tk_hash_u64(key) & mask;
-        while (u->slots[i].key != UINT64_MAX && u->slots[i].key != key) i = (i + 1) & mask;
-        if (u->slots[i].key == UINT64_MAX) {
+        unsigned char b = (unsigned char)s[k];
+        if (node == 0) {
+            if (u->root[b] < 0) u->root[b] = new_node(u);
+            node = u->root[b];
+            continue;
+        }
+        uint32_t key = (uint32_t)node << 8 | b;
+        size_t i = slot_hash(key) & mask;
+        while (u->slots[i].key != 0 && u->slots[i].key != key) i = (i + 1) & mask;
+        if (u->slots[i].key == 0) {
             u->slots[i].key = key;
-            u->slots[i].child = (int32_t)u->n_nodes;
-            u->node_id[u->n_nodes++] = -1;
+            u->slots[i].child = new_node(u);
         }
         node = u->slots[i].child;
     }
@@ -82,12 +106,13 @@ static lh_status build_trie(lh_tokenizer *t, size_t n_vocab, lh_error *err)
     tk_unigram *u = t->uni;
     size_t total = 1;
     for (size_t id = 0; id < n_vocab; id++) total += t->model_len[id];
-    if (total > INT32_MAX / 2) return lh_error_set(err, LH_ERR_FORMAT, "%s: Unigram vocab too large", t->path);
+    if (total >= MAX_TRIE_NODES)
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: Unigram vocab too large (%zu bytes of pieces)", t->path, total);
     u->cap = tk_pow2_at_least(2 * total);
-    u->slots = malloc(u->cap * sizeof *u->slots);
+    u->slots = calloc(u->cap, sizeof *u->slots);
     u->node_id = malloc(total * sizeof *u->node_id);
     if (!u->slots || !u->node_id) return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
-    for (size_t i = 0; i < u->cap; i++) u->slots[i].key = UINT64_MAX;
+    for (int b = 0; b < 256; b++) u->root[b] = -1;
     u->node_id[0] = -1;
     u->n_nodes = 1;
     float min_score = INFINITY;
