@@ -415,9 +415,21 @@ static void b64_encode(const unsigned char *b, size_t n, lh_sb *out)
 }
 
 /* Random trie units and pool offsets: every index is checked, so
- * normalizing any text stays in bounds (ASan watches in `make asan`). */
+ * normalizing any text stays in bounds (ASan watches in `make asan`).
+ * tests/fuzz/fuzz_charsmap.c goes further. */
 START_TEST(random_charsmaps_stay_in_bounds)
 {
+    /* A replacement that is not UTF-8 is refused: later stages need UTF-8. */
+    static const unsigned char bad[] = {4, 0, 0, 0, 0, 0, 0, 0, 'a', 0, 0xFF, 0};
+    lh_sb j0;
+    lh_sb_init(&j0);
+    lh_sb_append(&j0, "{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",-1]]},\"normalizer\":"
+                      "{\"type\":\"Precompiled\",\"precompiled_charsmap\":\"");
+    b64_encode(bad, sizeof bad, &j0);
+    lh_sb_append(&j0, "\"}}");
+    expect_refused(j0.buf, LH_ERR_FORMAT, "not valid UTF-8 (pool byte 2)");
+    lh_sb_release(&j0);
+
     uint64_t s = 0x9E3779B97F4A7C15ULL;
     for (int round = 0; round < 300; round++) {
         unsigned char blob[4 + 64 * 4 + 40];
@@ -426,6 +438,8 @@ START_TEST(random_charsmaps_stay_in_bounds)
         for (size_t i = 4; i < 4 + units * 4 + pool; i++) {
             s ^= s << 13; s ^= s >> 7; s ^= s << 17;
             blob[i] = (unsigned char)(s >> 24);
+            if (i >= 4 + units * 4) /* replacements: ASCII, some empty */
+                blob[i] = blob[i] % 5 == 0 ? 0 : (unsigned char)('a' + blob[i] % 26);
         }
         lh_sb json;
         lh_sb_init(&json);

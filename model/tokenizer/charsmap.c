@@ -14,8 +14,10 @@
  * grapheme clusters and replaces a short cluster by its *first* (shortest)
  * match; the two agree wherever clusters are single code points and differ
  * on some multi-code-point clusters (lorahub-tokenize(1) says which). The
- * file is untrusted: every unit index is bounds-checked, and every pool
- * offset lands before a NUL we add past the pool's end. */
+ * file is untrusted: every unit index is bounds-checked, every pool offset
+ * lands before a NUL we add past the pool's end, the replacements must be
+ * valid UTF-8 and a key must end on a character boundary, so the output is
+ * valid UTF-8 whatever the table. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -107,6 +109,16 @@ lh_status tk_charsmap_parse(const lh_tokenizer *t, const char *b64, size_t n, tk
     if (m->pool_len) memcpy(m->pool, raw + 4 + trie_bytes, m->pool_len);
     m->pool[m->pool_len] = 0;
     free(raw);
+    /* Every replacement must be valid UTF-8: later stages rely on it. */
+    for (size_t i = 0, bad; i < m->pool_len;) {
+        size_t l = strlen(m->pool + i);
+        if (!tk_utf8_valid(m->pool + i, l, &bad)) {
+            tk_charsmap_free(m);
+            return lh_error_set(err, LH_ERR_FORMAT, "%s: normalizer 'Precompiled' precompiled_charsmap holds a "
+                                "replacement that is not valid UTF-8 (pool byte %zu)", t->path, i + bad);
+        }
+        i += l + 1;
+    }
     *out = m;
     return LH_OK;
 }
@@ -131,7 +143,9 @@ static size_t longest_match(const tk_charsmap *m, const unsigned char *s, size_t
         if (unit_label(u) != s[i]) break;
         p ^= unit_offset(u);
         if (p >= m->n_units) break;
-        if (unit_has_leaf(u)) {
+        /* A key ending inside a character (a hostile table) is no match:
+         * the output must stay valid UTF-8. */
+        if (unit_has_leaf(u) && (i + 1 == n || (s[i + 1] & 0xC0) != 0x80)) {
             best = i + 1;
             *pool_off = unit_value(a[p]);
         }
