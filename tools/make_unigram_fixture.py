@@ -32,7 +32,8 @@ sentencepiece on its own, and a piece whose normalized form ends in a space
 gets one more "▁" (id 3): sentencepiece drops trailing whitespace, the
 library's Replace(" {2,}", " ") + Metaspace keeps it as a last word "▁".
 Everything else, the charsmap normalization and the Viterbi segmentation
-with its unknown handling, is sentencepiece's.
+with its unknown handling, is sentencepiece's. tools/unigram_crosscheck.mjs
+checks that layout against tokenizers.js, Hugging Face's JavaScript port.
 """
 import base64
 import json

@@ -1,9 +1,9 @@
 /* model/tokenizer/internal.h - what the tokenizer's stages share: the
  * parsed tokenizer (struct lh_tokenizer and its components), the piece,
  * span and id lists passed from stage to stage, the per-call scratch, and
- * each stage's entry points. Private to model/tokenizer/. A new model (T5's
- * Unigram) is one more file beside bpe.c with its load and word functions
- * declared here. */
+ * each stage's entry points. Private to model/tokenizer/. A model is one
+ * file (bpe.c, unigram.c) with its load and word functions declared here
+ * and a case in tokenizer.c's dispatch. */
 #ifndef LH_TOKENIZER_INTERNAL_H
 #define LH_TOKENIZER_INTERNAL_H
 
