@@ -385,6 +385,7 @@ START_TEST(hostile_unigram_files)
     expect_refused("{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",-1],[\"b\",\"x\"]]}}", LH_ERR_FORMAT,
                    "vocab[1] is not [piece, score]");
     expect_refused("{\"model\":{\"type\":\"Unigram\",\"vocab\":[[1,-1]]}}", LH_ERR_FORMAT, "vocab[0]");
+    expect_refused("{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\",-1e300]]}}", LH_ERR_FORMAT, "vocab[0]");
     expect_refused("{\"model\":{\"type\":\"Unigram\",\"unk_id\":5,\"vocab\":[[\"a\",-1]]}}", LH_ERR_FORMAT, "unk_id");
     expect_refused("{\"model\":{\"type\":\"Unigram\",\"unk_id\":-1,\"vocab\":[[\"a\",-1]]}}", LH_ERR_FORMAT, "unk_id");
     expect_refused("{\"model\":{\"type\":\"Unigram\",\"vocab\":[[\"a\\u0000b\",-1]]}}", LH_ERR_FORMAT, "NUL");

@@ -134,7 +134,7 @@ static lh_status load_pieces(lh_tokenizer *t, const lh_json *vocab, lh_error *er
         const lh_json *e = vocab->items[i];
         double sc;
         if (e->type != LH_JSON_ARRAY || e->len != 2 || e->items[0]->type != LH_JSON_STRING
-            || !lh_json_as_number(e->items[1], &sc) || !isfinite(sc))
+            || !lh_json_as_number(e->items[1], &sc) || !(fabs(sc) <= 1e30)) /* a float, NaN refused */
             return lh_error_set(err, LH_ERR_FORMAT, "%s: Unigram vocab[%zu] is not [piece, score]", t->path, i);
         const lh_json *p = e->items[0];
         if (memchr(p->string, 0, p->len))
