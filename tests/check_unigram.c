@@ -352,6 +352,13 @@ START_TEST(post_processors)
     t = must_load(json);
     expect(t, "b", 1, IDS(2, 3, 6));
     lh_tokenizer_free(t);
+    /* A template token missing from special_tokens: the token of that name. */
+    snprintf(json, sizeof json, "{%s,\"post_processor\":{\"type\":\"TemplateProcessing\",\"single\":["
+             "{\"SpecialToken\":{\"id\":\"c\",\"type_id\":0}},{\"Sequence\":{\"id\":\"A\",\"type_id\":0}}],"
+             "\"special_tokens\":{}}}", v);
+    t = must_load(json);
+    expect(t, "b", 1, IDS(6, 3));
+    lh_tokenizer_free(t);
     /* One encoding does not need cannot be applied, but loads. */
     static const char *const bad[] = {
         "{\"type\":\"RobertaProcessing\"}",
@@ -360,7 +367,7 @@ START_TEST(post_processors)
         "{\"type\":\"TemplateProcessing\",\"single\":[{\"SpecialToken\":{\"id\":\"<x>\"}}],\"special_tokens\":{}}",
     };
     static const char *const why[] = { "'RobertaProcessing' 'cls'", "unsupported post_processor 'NewProcessing'",
-                                       "$A once", "'<x>' has no 'ids'" };
+                                       "$A once", "'<x>' is neither in 'special_tokens' nor a token" };
     for (size_t i = 0; i < 4; i++) {
         snprintf(json, sizeof json, "{%s,\"post_processor\":%s}", v, bad[i]);
         t = must_load(json);

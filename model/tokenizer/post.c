@@ -40,6 +40,14 @@ static lh_status template_special(lh_tokenizer *t, const lh_json *j, const lh_js
     if ((rc = tk_req_string(t, j, "id", "post_processor SpecialToken", &name, &nn, err))) return rc;
     const lh_json *sp = lh_json_get(specials, name);
     const lh_json *ids = lh_json_get(sp, "ids");
+    if (!sp) {
+        /* Not listed (some hand-written files): the token of that name. */
+        int32_t id = lh_tokenizer_token_id(t, name);
+        if (id < 0)
+            return lh_error_set(err, LH_ERR_FORMAT, "%s: post_processor special token '%.64s' is neither in "
+                                "'special_tokens' nor a token", t->path, name);
+        return push_post(t, id, after, err);
+    }
     if (!ids || ids->type != LH_JSON_ARRAY)
         return lh_error_set(err, LH_ERR_FORMAT, "%s: post_processor special token '%.64s' has no 'ids'", t->path, name);
     for (size_t i = 0; i < ids->len; i++) {

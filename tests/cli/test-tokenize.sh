@@ -26,6 +26,14 @@ cmp -s back texts || { cat back; fail "zoo base does not round-trip"; }
 "$LORAHUB" tokenize --base "$ZOO" --tokens < texts > pieces
 [ "$(head -n 1 pieces | wc -w)" -eq "$(head -n 1 ids | wc -w)" ] || fail "pieces and ids differ in number"
 
+# A Llama-2-style BPE tokenizer: its template puts <s> (id 1) first; the
+# other ids are the reference's (llama2-style.expected.json)
+L2=$TOP/tests/fixtures/tokenizers/llama2-style.tokenizer.json
+expect_exit 0 "$LORAHUB" tokenize --tokenizer "$L2" "Hello, world!" a
+printf '1 259 323 385 269 262 275 349 549 269 268 36\n1 345\n' | cmp -s out - || { cat out; fail "llama2 ids"; }
+expect_exit 0 "$LORAHUB" tokenize --tokenizer "$L2" --no-special a
+printf '345\n' | cmp -s out - || { cat out; fail "llama2 --no-special"; }
+
 # Unigram: special tokens matched, </s> appended
 expect_exit 0 "$LORAHUB" tokenize --base "$T5" "Hello <extra_id_0> world" \
     "translate English to German: How old are you?" "Ｈｅｌｌｏ　Ｗｏｒｌｄ" "ﬁ ﬂ ﬀ ﬃ" "Hello "
