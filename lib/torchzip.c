@@ -443,8 +443,8 @@ static void um_release(um *m)
 
 static lh_status fail(um *m, const char *what)
 {
-    return lh_error_set(m->err, LH_ERR_FORMAT, "%s: data.pkl: %s at offset %td", m->o, what,
-                        m->p - m->start);
+    return lh_error_set(m->err, LH_ERR_FORMAT, "%s: data.pkl, offset %td: %s", m->o,
+                        m->p - m->start, what);
 }
 
 static lh_status push(um *m, pval *v)
@@ -694,9 +694,11 @@ static lh_status apply(um *m, const pval *fn, const pval *args, int depth)
         break;
     }
     char what[200];
-    snprintf(what, sizeof what, "a call of %s%s%s", fn && fn->kind == V_GLOBAL ? "global '" : "",
-             fn && fn->kind == V_GLOBAL ? allowed[fn->i].name : fn ? kind_names[fn->kind] : "nothing",
-             fn && fn->kind == V_GLOBAL ? "', which only names a type" : "");
+    if (fn && fn->kind == V_GLOBAL)
+        snprintf(what, sizeof what, "a call of '%s.%s', which only names a type",
+                 allowed[fn->i].module, allowed[fn->i].name);
+    else
+        snprintf(what, sizeof what, "a call of %s", fn ? kind_names[fn->kind] : "nothing");
     return fail(m, what);
 }
 
@@ -1103,8 +1105,17 @@ static lh_status parse_any(const void *buf, size_t size, const char *origin, lh_
         *out = NULL;
         return refuse_legacy(origin, err);
     default:
-        return lh_st_parse(buf, size, origin, out, err);
+        break;
     }
+    /* neither magic: the name only chooses which format's complaint to give */
+    size_t n = origin ? strlen(origin) : 0;
+    static const char *const torch_names[] = {".bin", ".pt", ".pth"};
+    for (size_t i = 0; i < sizeof torch_names / sizeof torch_names[0]; i++) {
+        size_t k = strlen(torch_names[i]);
+        if (n >= k && !strcmp(origin + n - k, torch_names[i]))
+            return lh_torch_parse(buf, size, origin, out, err);
+    }
+    return lh_st_parse(buf, size, origin, out, err);
 }
 
 lh_status lh_tensors_open(const char *path, lh_safetensors **out, lh_error *err)
