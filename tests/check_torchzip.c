@@ -17,6 +17,7 @@
 #include "lib/lorahub.h"
 #include "lib/torchzip.h"
 #include "model/llama/llama.h"
+#include "tests/zipbuild.h"
 
 #define FIX "tests/fixtures/torch/"
 
@@ -178,68 +179,11 @@ END_TEST
 
 /* ------------------------------------------------ zips built by hand */
 
-static uint32_t crc32_ref(const uint8_t *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    for (size_t i = 0; i < n; i++) {
-        c ^= p[i];
-        for (int k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1)));
-    }
-    return ~c;
-}
-
-typedef struct zin {
-    const char *name;
-    const void *data;
-    size_t len;
-    unsigned method;     /* written in the headers (the data stays as given) */
-    long size_lie;       /* added to the sizes in the central directory */
-} zin;
-
-typedef struct buf {
-    uint8_t *p;
-    size_t n;
-} buf;
-
-static void put(buf *b, const void *d, size_t n)
-{
-    b->p = realloc(b->p, b->n + n + 1);
-    memcpy(b->p + b->n, d, n);
-    b->n += n;
-}
-static void put16(buf *b, unsigned v) { uint8_t x[2] = {(uint8_t)v, (uint8_t)(v >> 8)}; put(b, x, 2); }
-static void put32(buf *b, uint32_t v) { put16(b, v & 0xFFFF); put16(b, v >> 16); }
-
-/* A zip of stored entries (no Zip64), as a minimal writer would make it. */
-static buf make_zip(const zin *e, size_t n)
-{
-    buf z = {0}, cd = {0};
-    for (size_t i = 0; i < n; i++) {
-        uint32_t off = (uint32_t)z.n, crc = crc32_ref(e[i].data, e[i].len);
-        size_t nl = strlen(e[i].name);
-        put32(&z, 0x04034b50); put16(&z, 20); put16(&z, 0); put16(&z, e[i].method);
-        put32(&z, 0); put32(&z, crc); put32(&z, (uint32_t)e[i].len); put32(&z, (uint32_t)e[i].len);
-        put16(&z, (unsigned)nl); put16(&z, 0); put(&z, e[i].name, nl); put(&z, e[i].data, e[i].len);
-        uint32_t sz = (uint32_t)((long)e[i].len + e[i].size_lie);
-        put32(&cd, 0x02014b50); put16(&cd, 20); put16(&cd, 20); put16(&cd, 0);
-        put16(&cd, e[i].method); put32(&cd, 0); put32(&cd, crc); put32(&cd, sz); put32(&cd, sz);
-        put16(&cd, (unsigned)nl); put16(&cd, 0); put16(&cd, 0); put16(&cd, 0); put16(&cd, 0);
-        put32(&cd, 0); put32(&cd, off); put(&cd, e[i].name, nl);
-    }
-    uint32_t cd_off = (uint32_t)z.n;
-    put(&z, cd.p, cd.n);
-    put32(&z, 0x06054b50); put16(&z, 0); put16(&z, 0); put16(&z, (unsigned)n);
-    put16(&z, (unsigned)n); put32(&z, (uint32_t)cd.n); put32(&z, cd_off); put16(&z, 0);
-    free(cd.p);
-    return z;
-}
-
 /* Pickle text with escapes: "$w$" is BINUNICODE 'w', '~' a zero byte, the
  * rest literal bytes. */
-static buf pickle(const char *src)
+static zbuf pickle(const char *src)
 {
-    buf b = {0};
+    zbuf b = {0};
     for (const char *s = src; *s; s++) {
         if (*s == '~') {
             uint8_t zero = 0;
@@ -263,7 +207,7 @@ static buf pickle(const char *src)
 
 /* {'w': _rebuild_tensor_v2(storage '0' of STORAGE_NUMEL floats, OFFSET,
  * SIZE, STRIDE)}: sizes and strides as pickle text, e.g. "K\x02K\x03\x86". */
-static buf tensor_pickle(const char *storage_cls, const char *numel, const char *offset,
+static zbuf tensor_pickle(const char *storage_cls, const char *numel, const char *offset,
                          const char *size, const char *stride)
 {
     char src[1024];
@@ -278,7 +222,7 @@ static float want_first; /* the first value open_zip's tensor 'w' must read */
 
 static lh_status open_zip(const zin *e, size_t n, lh_safetensors **st, lh_error *err)
 {
-    buf z = make_zip(e, n);
+    zbuf z = make_zip(e, n);
     uint8_t *exact = malloc(z.n);
     memcpy(exact, z.p, z.n);
     free(z.p);
@@ -303,7 +247,7 @@ static lh_status open_zip(const zin *e, size_t n, lh_safetensors **st, lh_error 
 static const float six[6] = {0, 1, 2, 3, 4, 5};
 
 /* The hand-built zip around a pickle; the storage '0' holds six floats. */
-static void expect_pickle(const buf *pk, lh_status code, const char *what)
+static void expect_pickle(const zbuf *pk, lh_status code, const char *what)
 {
     zin e[] = {{"archive/data.pkl", pk->p, pk->n, 0, 0},
                {"archive/data/0", six, sizeof six, 0, 0},
@@ -321,7 +265,7 @@ static void expect_pickle(const buf *pk, lh_status code, const char *what)
 
 static void expect_text(const char *src, lh_status code, const char *what)
 {
-    buf pk = pickle(src);
+    zbuf pk = pickle(src);
     expect_pickle(&pk, code, what);
     free(pk.p);
 }
@@ -329,7 +273,7 @@ static void expect_text(const char *src, lh_status code, const char *what)
 static void expect_tensor(const char *cls, const char *numel, const char *off, const char *size,
                           const char *stride, lh_status code, const char *what)
 {
-    buf pk = tensor_pickle(cls, numel, off, size, stride);
+    zbuf pk = tensor_pickle(cls, numel, off, size, stride);
     expect_pickle(&pk, code, what);
     free(pk.p);
 }
@@ -393,7 +337,7 @@ END_TEST
 
 START_TEST(test_hand_zips)
 {
-    buf pk = tensor_pickle("FloatStorage", "K\x06", "K~", "K\x06\x85", "K\x01\x85");
+    zbuf pk = tensor_pickle("FloatStorage", "K\x06", "K~", "K\x06\x85", "K\x01\x85");
     lh_safetensors *st = NULL;
     lh_error err = {0};
     want_first = 0;
@@ -434,7 +378,7 @@ START_TEST(test_hand_zips)
     ck_assert_int_eq(open_zip(flat, 1, &st, &err), LH_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, "not inside a folder"));
     /* a corrupted pickle fails its CRC before it is run */
-    buf z = make_zip(e, 3);
+    zbuf z = make_zip(e, 3);
     z.p[30 + strlen("top/data.pkl") + 5] ^= 0x40;
     ck_assert_int_eq(lh_torch_parse(z.p, z.n, "crc.bin", &st, &err), LH_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, "CRC-32"));
