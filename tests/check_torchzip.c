@@ -10,9 +10,11 @@
  * a LLaMA-family checkpoint as pytorch_model.bin (whole and sharded) loads
  * the same weights as its safetensors original. */
 #include <check.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "lib/lorahub.h"
 #include "lib/torchzip.h"
@@ -440,6 +442,46 @@ START_TEST(test_peft_seq2seq_bin)
 }
 END_TEST
 
+/* target_modules match by suffix after a dot, as in PEFT: "q" and "v" reach
+ * SelfAttention and EncDecAttention alike, "SelfAttention.q" only the former. */
+START_TEST(test_seq2seq_target_suffixes)
+{
+    char dir[] = "/tmp/check_torchzip.XXXXXX", path[300], src[PATH_MAX];
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    ck_assert_ptr_nonnull(realpath(FIX "t5-lora/adapter_model.bin", src));
+    snprintf(path, sizeof path, "%s/adapter_model.bin", dir);
+    ck_assert_int_eq(symlink(src, path), 0);
+    static const struct { const char *targets; int ok; const char *module; } cases[] = {
+        {"[\"q\", \"v\"]", 1, NULL},
+        {"[\"v\", \"q\", \"o\"]", 1, NULL},
+        {"\".*(SelfAttention|EncDecAttention)\\\\.(q|v)\"", 1, NULL},
+        {"[\"q\"]", 0, "SelfAttention.v"},
+        {"[\"SelfAttention.q\", \"SelfAttention.v\"]", 0, "EncDecAttention"},
+        {"[\"k\", \"v\"]", 0, ".q'"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char cfg[600], cfg_path[300];
+        snprintf(cfg, sizeof cfg, "{\"peft_type\": \"LORA\", \"task_type\": \"SEQ_2_SEQ_LM\", "
+                 "\"r\": 4, \"lora_alpha\": 8, \"target_modules\": %s}", cases[i].targets);
+        snprintf(cfg_path, sizeof cfg_path, "%s/adapter_config.json", dir);
+        lh_error err = {0};
+        ck_assert_int_eq(lh_write_file_atomic(cfg_path, cfg, strlen(cfg), &err), LH_OK);
+        lh_adapter *a = NULL;
+        lh_status s = lh_adapter_load(dir, &a, &err);
+        if (cases[i].ok) {
+            ck_assert_msg(s == LH_OK, "%s: %s", cases[i].targets, err.msg);
+            ck_assert_uint_eq(a->n_targets, 12);
+        } else {
+            ck_assert_msg(s == LH_ERR_FORMAT, "%s loaded", cases[i].targets);
+            ck_assert_msg(strstr(err.msg, "does not select") && strstr(err.msg, cases[i].module),
+                          "%s: %s", cases[i].targets, err.msg);
+        }
+        lh_adapter_free(a);
+    }
+    lh_rmtree(dir);
+}
+END_TEST
+
 START_TEST(test_model_bin)
 {
     nm_model *ref = NULL, *one = NULL, *shard = NULL;
@@ -469,6 +511,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_hand_pickles);
     tcase_add_test(tc, test_hand_zips);
     tcase_add_test(tc, test_peft_seq2seq_bin);
+    tcase_add_test(tc, test_seq2seq_target_suffixes);
     tcase_add_test(tc, test_model_bin);
     suite_add_tcase(s, tc);
     return s;
