@@ -615,10 +615,32 @@ static int int_tuple(const pval *v, int64_t *out, int max)
     return (int)v->n;
 }
 
+/* For messages: the tensor being built and its storage, as "tensor 'w'
+ * (storage '0')". Its state dict key was pushed just before it, under at
+ * most the wrapper globals (_rebuild_parameter, _rebuild_from_type_v2). */
+static const char *tensor_name(const um *m, const pstorage *ps, char *buf, size_t cap)
+{
+    char kb[300], sb[300];
+    quoted(ps->key, ps->key_len, sb, sizeof sb);
+    for (size_t i = m->sp, steps = 0; i > 0 && steps < 4; i--, steps++) {
+        const pval *v = m->stack[i - 1];
+        if (v->kind == V_STR) {
+            snprintf(buf, cap, "tensor '%s' (storage '%s')", quoted(v->s, v->len, kb, sizeof kb),
+                     sb);
+            return buf;
+        }
+        if (v->kind != V_GLOBAL)
+            break;
+    }
+    snprintf(buf, cap, "a tensor of storage '%s'", sb);
+    return buf;
+}
+
 /* _rebuild_tensor_v2(storage, offset, size, stride, requires_grad, hooks
  * [, metadata]): a contiguous view of the storage, within its bounds. */
 static lh_status rebuild_tensor(um *m, const pval *args)
 {
+    char who[700];
     if (args->n != 6 && args->n != 7)
         return fail(m, "_rebuild_tensor_v2 with the wrong number of arguments");
     const pval *sv = args->items[0], *off = args->items[1];
@@ -644,19 +666,17 @@ static lh_status rebuild_tensor(um *m, const pval *args)
     for (int d = t->t.ndim - 1; d >= 0 && numel; d--) {
         /* torch's is_contiguous: strides of size-1 dimensions do not matter */
         if (t->t.shape[d] != 1 && (uint64_t)stride[d] != expect)
-            return lh_error_set(m->err, LH_ERR_UNSUPPORTED, "%s: a tensor of storage '%.*s' is "
-                                "not contiguous (dimension %d has stride %" PRId64 ", %" PRIu64
-                                " expected); save it after .contiguous()", m->o,
-                                (int)(ps->key_len > 64 ? 64 : ps->key_len), ps->key, d, stride[d],
-                                expect);
+            return lh_error_set(m->err, LH_ERR_UNSUPPORTED, "%s: %s is not contiguous "
+                                "(dimension %d has stride %" PRId64 ", %" PRIu64 " expected); "
+                                "save it after .contiguous()", m->o,
+                                tensor_name(m, ps, who, sizeof who), d, stride[d], expect);
         expect *= (uint64_t)t->t.shape[d];
     }
     uint64_t o = (uint64_t)off->i;
     if (numel && (o > ps->numel || numel > ps->numel - o))
-        return lh_error_set(m->err, LH_ERR_FORMAT, "%s: a tensor of %" PRIu64 " elements at "
-                            "offset %" PRIu64 " runs past the end of storage '%.*s' (%" PRIu64
-                            " elements)", m->o, numel, o, (int)(ps->key_len > 64 ? 64 : ps->key_len),
-                            ps->key, ps->numel);
+        return lh_error_set(m->err, LH_ERR_FORMAT, "%s: %s of %" PRIu64 " elements at offset %"
+                            PRIu64 " runs past the end of its storage (%" PRIu64 " elements)",
+                            m->o, tensor_name(m, ps, who, sizeof who), numel, o, ps->numel);
     t->t.storage = (size_t)sv->i;
     t->t.offset = numel ? o : 0;
     t->t.numel = numel;
