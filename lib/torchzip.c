@@ -370,7 +370,7 @@ struct pval {
     size_t len;
     pval **items;       /* V_TUPLE, V_LIST: [n]; V_DICT: [2n] keys and values interleaved */
     size_t n, cap;
-    ptensor t;          /* V_TENSOR */
+    ptensor *t;         /* V_TENSOR (its own allocation, keeping other nodes small) */
 };
 
 typedef struct pstorage {
@@ -382,6 +382,10 @@ typedef struct pstorage {
 } pstorage;
 
 #define MAX_STACK (1u << 20)
+/* Objects one pickle may build: a state dict needs about 15 per tensor, so
+ * this allows a quarter million tensors while bounding what a hostile
+ * pickle can allocate (about 64 bytes a node, 256 MiB in all). */
+#define MAX_NODES (1u << 22)
 
 typedef struct um {
     const char *o;
@@ -391,12 +395,17 @@ typedef struct um {
     size_t *marks; size_t nm, mcap;
     pval **memo; size_t memocap, nmemo; /* nmemo: slots filled (MEMOIZE's next index) */
     pval **all; size_t nall, allcap;   /* every node, freed at the end */
+    int too_many;                      /* node() refused: MAX_NODES reached */
     pstorage *st; size_t nst, stcap;
     lh_error *err;
 } um;
 
 static lh_status nomem(um *m)
 {
+    if (m->too_many)
+        return lh_error_set(m->err, LH_ERR_UNSUPPORTED, "%s: data.pkl builds more than %u "
+                            "objects, far more than a state dict needs; refused", m->o,
+                            MAX_NODES);
     return lh_error_set(m->err, LH_ERR_NOMEM, "%s: out of memory reading data.pkl", m->o);
 }
 
@@ -418,6 +427,10 @@ static int grow(void *arr, size_t *cap, size_t need, size_t elem)
 
 static pval *node(um *m, vkind k)
 {
+    if (m->nall >= MAX_NODES) {
+        m->too_many = 1;
+        return NULL;
+    }
     if (grow(&m->all, &m->allcap, m->nall + 1, sizeof *m->all))
         return NULL;
     pval *v = calloc(1, sizeof *v);
@@ -432,6 +445,7 @@ static void um_release(um *m)
 {
     for (size_t i = 0; i < m->nall; i++) {
         free(m->all[i]->items);
+        free(m->all[i]->t);
         free(m->all[i]);
     }
     free(m->all);
@@ -646,40 +660,40 @@ static lh_status rebuild_tensor(um *m, const pval *args)
     const pval *sv = args->items[0], *off = args->items[1];
     int64_t stride[LH_ST_MAX_DIMS];
     pval *t = node(m, V_TENSOR);
-    if (!t)
+    if (!t || !(t->t = calloc(1, sizeof *t->t)))
         return nomem(m);
     if (sv->kind != V_STORAGE || off->kind != V_INT || off->i < 0)
         return fail(m, "_rebuild_tensor_v2 without a storage and an offset");
-    t->t.ndim = int_tuple(args->items[2], t->t.shape, LH_ST_MAX_DIMS);
+    t->t->ndim = int_tuple(args->items[2], t->t->shape, LH_ST_MAX_DIMS);
     int ns = int_tuple(args->items[3], stride, LH_ST_MAX_DIMS);
-    if (t->t.ndim < 0 || ns != t->t.ndim)
+    if (t->t->ndim < 0 || ns != t->t->ndim)
         return fail(m, "a tensor whose size and stride are not matching tuples of at most 8 "
                        "non-negative ints");
     const pstorage *ps = &m->st[sv->i];
     uint64_t numel = 1, expect = 1;
-    for (int d = t->t.ndim - 1; d >= 0; d--) {
-        uint64_t dim = (uint64_t)t->t.shape[d];
+    for (int d = t->t->ndim - 1; d >= 0; d--) {
+        uint64_t dim = (uint64_t)t->t->shape[d];
         if (dim && numel > UINT64_MAX / dim)
             return fail(m, "a tensor size that overflows");
         numel *= dim;
     }
-    for (int d = t->t.ndim - 1; d >= 0 && numel; d--) {
+    for (int d = t->t->ndim - 1; d >= 0 && numel; d--) {
         /* torch's is_contiguous: strides of size-1 dimensions do not matter */
-        if (t->t.shape[d] != 1 && (uint64_t)stride[d] != expect)
+        if (t->t->shape[d] != 1 && (uint64_t)stride[d] != expect)
             return lh_error_set(m->err, LH_ERR_UNSUPPORTED, "%s: %s is not contiguous "
                                 "(dimension %d has stride %" PRId64 ", %" PRIu64 " expected); "
                                 "save it after .contiguous()", m->o,
                                 tensor_name(m, ps, who, sizeof who), d, stride[d], expect);
-        expect *= (uint64_t)t->t.shape[d];
+        expect *= (uint64_t)t->t->shape[d];
     }
     uint64_t o = (uint64_t)off->i;
     if (numel && (o > ps->numel || numel > ps->numel - o))
         return lh_error_set(m->err, LH_ERR_FORMAT, "%s: %s of %" PRIu64 " elements at offset %"
                             PRIu64 " runs past the end of its storage (%" PRIu64 " elements)",
                             m->o, tensor_name(m, ps, who, sizeof who), numel, o, ps->numel);
-    t->t.storage = (size_t)sv->i;
-    t->t.offset = numel ? o : 0;
-    t->t.numel = numel;
+    t->t->storage = (size_t)sv->i;
+    t->t->offset = numel ? o : 0;
+    t->t->numel = numel;
     return push(m, t);
 }
 
@@ -766,8 +780,9 @@ static lh_status memo_put(um *m, uint64_t idx)
     pval *v = top(m);
     if (!v)
         return fail(m, "a memo PUT on an empty stack");
-    /* each PUT costs at least two bytes, so an honest index is below the size */
-    if (idx > (uint64_t)(m->end - m->start))
+    /* a pickler numbers its memo 0, 1, 2, ... by distinct objects, so an
+     * honest index is below the number of objects built so far */
+    if (idx >= m->nall)
         return fail(m, "a memo index beyond any the pickle could have made");
     if (idx >= m->memocap) {
         size_t cap = m->memocap;
@@ -1003,14 +1018,14 @@ static lh_status fill_tensors(um *m, const pval *root, lh_safetensors *st)
         if (!(t->name = strndup(k->s, k->len)))
             return nomem(m);
         st->n_tensors++;
-        const pstorage *ps = &m->st[v->t.storage];
+        const pstorage *ps = &m->st[v->t->storage];
         uint64_t esize = lh_dtype_bits(ps->dtype) / 8;
         t->dtype = ps->dtype;
-        t->ndim = v->t.ndim;
-        memcpy(t->shape, v->t.shape, sizeof t->shape);
-        t->numel = v->t.numel;
-        t->begin = ps->e->off + v->t.offset * esize; /* within the entry: checked */
-        t->end = t->begin + v->t.numel * esize;
+        t->ndim = v->t->ndim;
+        memcpy(t->shape, v->t->shape, sizeof t->shape);
+        t->numel = v->t->numel;
+        t->begin = ps->e->off + v->t->offset * esize; /* within the entry: checked */
+        t->end = t->begin + v->t->numel * esize;
         t->data = st->base + t->begin;
     }
     lh_st_tensor **order = malloc((st->n_tensors ? st->n_tensors : 1) * sizeof *order);

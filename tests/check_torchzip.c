@@ -313,6 +313,20 @@ START_TEST(test_hand_pickles)
     expect_text("\x80\x02t.", LH_ERR_FORMAT, "no MARK");
     expect_text("\x80\x02X\xff\xff\xff\x7f" "abc.", LH_ERR_FORMAT, "past the end");
     expect_text("\x80\x02\x8a\x09" "123456789.", LH_ERR_FORMAT, "wider than 64 bits");
+    expect_text("\x80\x02Nr\xff\xff\xff~.", LH_ERR_FORMAT, "memo index beyond");
+    /* a pickle that builds objects without end: bounded, then refused */
+    size_t batches = 4300;
+    char *bomb = malloc(8 + batches * 1003 + 2), *w = bomb;
+    w += sprintf(w, "\x80\x02]");
+    for (size_t i = 0; i < batches; i++) {
+        *w++ = '(';
+        memset(w, 'N', 1000);
+        w += 1000;
+        *w++ = 'e';
+    }
+    strcpy(w, ".");
+    expect_text(bomb, LH_ERR_UNSUPPORTED, "builds more than 4194304 objects");
+    free(bomb);
     /* not a state dict of tensors */
     expect_text("\x80\x02]q~.", LH_ERR_FORMAT, "holds a list");
     expect_text("\x80\x02}($a$K\x01u.", LH_ERR_UNSUPPORTED, "'a' holds an int");

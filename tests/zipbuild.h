@@ -29,12 +29,15 @@ typedef struct zin {
 
 typedef struct zbuf {
     uint8_t *p;
-    size_t n;
+    size_t n, cap;
 } zbuf;
 
 static inline void put(zbuf *b, const void *d, size_t n)
 {
-    b->p = realloc(b->p, b->n + n + 1);
+    if (b->n + n > b->cap) {
+        b->cap = 2 * (b->n + n) + 64;
+        b->p = realloc(b->p, b->cap);
+    }
     memcpy(b->p + b->n, d, n);
     b->n += n;
 }
