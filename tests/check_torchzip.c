@@ -16,6 +16,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adapt/modules.h"
 #include "lib/lorahub.h"
 #include "lib/torchzip.h"
 #include "model/llama/llama.h"
@@ -497,6 +498,25 @@ START_TEST(test_seq2seq_target_suffixes)
 }
 END_TEST
 
+/* adapt's --modules: a directory of PEFT dirs with .bin tensors, and a
+ * single .bin file (not mistaken for a list file). */
+START_TEST(test_modules_spec)
+{
+    lh_module_set *set = NULL;
+    lh_error err = {0};
+    ck_assert_msg(lh_modules_from_spec(FIX "t5-lora/adapter_model.bin", NULL, 0, 1, &set, &err)
+                  == LH_OK, "%s", err.msg);
+    ck_assert_uint_eq(set->n, 1);
+    ck_assert_uint_eq(set->mods[0]->n_targets, 12);
+    lh_module_set_free(set);
+    ck_assert_msg(lh_modules_from_spec(FIX, NULL, 0, 1, &set, &err) == LH_OK, "%s", err.msg);
+    ck_assert_uint_eq(set->n, 3); /* t5-lora, t5-lora-default, t5-lora-st */
+    for (size_t i = 0; i < 3; i++)
+        ck_assert_str_eq(set->mods[i]->task_type, "SEQ_2_SEQ_LM");
+    lh_module_set_free(set);
+}
+END_TEST
+
 START_TEST(test_model_bin)
 {
     nm_model *ref = NULL, *one = NULL, *shard = NULL;
@@ -527,6 +547,7 @@ static Suite *suite(void)
     tcase_add_test(tc, test_hand_zips);
     tcase_add_test(tc, test_peft_seq2seq_bin);
     tcase_add_test(tc, test_seq2seq_target_suffixes);
+    tcase_add_test(tc, test_modules_spec);
     tcase_add_test(tc, test_model_bin);
     suite_add_tcase(s, tc);
     return s;
