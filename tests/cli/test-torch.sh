@@ -34,6 +34,15 @@ expect_exit 0 "$LORAHUB" compose -w 0.5,-0.4 -o other bin def
 ! cmp -s from-bin/adapter_model.safetensors other/adapter_model.safetensors ||
     fail "the weights did not change the composition"
 
+# convert: a .bin adapter becomes portable safetensors, the same bytes as
+# converting the safetensors copy
+expect_exit 0 "$LORAHUB" convert bin conv-bin
+expect_exit 0 "$LORAHUB" convert st conv-st
+cmp conv-bin/adapter_model.safetensors conv-st/adapter_model.safetensors ||
+    fail "convert of .bin and .safetensors differ"
+cmp conv-bin/adapter_config.json conv-st/adapter_config.json || fail "converted configs differ"
+grep -q '"task_type": "SEQ_2_SEQ_LM"' conv-bin/adapter_config.json || fail "task_type lost"
+
 # refused, by name, with nothing left behind
 bad() { # bad TEXT FILE
     mkdir -p "adapter-$2" && cp "$FIX/t5-lora/adapter_config.json" "adapter-$2/"
