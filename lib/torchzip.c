@@ -4,8 +4,8 @@
  * caffe2/serialize/inline_container.cc (the zip writer and reader: stored
  * entries, 64-byte aligned data, Zip64, the top folder taken from the first
  * entry's name), torch/_weights_only_unpickler.py (the idea of an allow-list
- * of globals), and the pickle protocol (Lib/pickletools.py). See
- * the layout is summarized in lib/torchzip.h.
+ * of globals), and the pickle protocol (Lib/pickletools.py); the layout is
+ * summarized in lib/torchzip.h.
  *
  * Two passes over untrusted bytes, both bounded by the file's size:
  *   zip_read    the central directory into a sorted table of entries
@@ -13,7 +13,10 @@
  *               data (ints, strings, tuples, dicts) and tags for the
  *               allowed globals; REDUCE on a tag builds a storage reference
  *               or a tensor view, never calls anything.
- * Every allocation the pickle causes is proportional to its length. */
+ * Every allocation the pickle causes is proportional to its length and
+ * capped (MAX_STACK, MAX_NODES). The CRC-32 of data.pkl is checked before
+ * it is run; storages are checked by their sizes only (a CRC of gigabytes
+ * of weights would cost more than the load). */
 #include "torchzip.h"
 
 #include <inttypes.h>

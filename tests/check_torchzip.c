@@ -362,6 +362,16 @@ START_TEST(test_hand_zips)
     zin e[] = {{"top/data.pkl", pk.p, pk.n, 0, 0}, {"top/data/0", six, sizeof six, 0, 0},
                {"top/byteorder", "little", 6, 0, 0}};
     ck_assert_msg(open_zip(e, 3, &st, &err) == LH_OK, "%s", err.msg);
+    /* Zip64: every size and offset in the extra fields and the Zip64 end record */
+    zbuf z64 = make_zip64(e, 3, 1);
+    ck_assert_msg(lh_torch_parse(z64.p, z64.n, "z64.bin", &st, &err) == LH_OK, "%s", err.msg);
+    ck_assert_uint_eq(st->n_tensors, 1);
+    ck_assert_mem_eq(lh_st_find(st, "w")->data, six, sizeof six);
+    lh_st_free(st);
+    z64.p[z64.n - 22 - 20 + 8] ^= 1; /* the locator now points one byte off */
+    ck_assert_int_eq(lh_torch_parse(z64.p, z64.n, "z64.bin", &st, &err), LH_ERR_FORMAT);
+    ck_assert_ptr_nonnull(strstr(err.msg, "no Zip64 end of central directory"));
+    free(z64.p);
     /* a storage entry missing */
     ck_assert_int_eq(open_zip(e, 1, &st, &err), LH_ERR_FORMAT);
     ck_assert_ptr_nonnull(strstr(err.msg, "no entry 'top/data/0'"));
