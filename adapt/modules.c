@@ -261,7 +261,8 @@ lh_status lh_modules_from_spec(const char *spec, const char *base_dir, int pick,
     lh_status st;
     if (lh_is_dir(p)) {
         st = lh_modules_from_dir(p, pick, seed, out, err);
-    } else if (!strchr(spec, ',') && lh_str_ends_with(p, ".safetensors")) {
+    } else if (!strchr(spec, ',') &&
+               (lh_str_ends_with(p, ".safetensors") || lh_str_ends_with(p, ".bin"))) {
         const char *one[1] = {p};
         st = lh_modules_from_list(one, 1, pick, seed, out, err);
     } else {
