@@ -555,7 +555,7 @@ typedef struct lora_pair {
 
 typedef struct load_ctx {
     const char *o;
-    lh_gguf *g;
+    const lh_gguf *g;
     const arch_map *map;
     lh_gguf_arch arch;   /* the file's arch with the head counts and FFN kind in use */
     float alpha;         /* 0: missing (scale 1, as llama.cpp) */
@@ -817,21 +817,30 @@ static lh_status build_adapter(load_ctx *c, lh_adapter **out, lh_error *err)
     return LH_OK;
 }
 
-lh_status lh_gguf_load_lora(const char *path, const lh_gguf_arch *arch, lh_adapter **out,
+lh_status lh_gguf_lora_read(const lh_gguf *g, const lh_gguf_arch *arch, lh_adapter **out,
                             lh_error *err)
 {
     *out = NULL;
-    load_ctx c = {.o = path};
-    lh_status st = lh_gguf_open(path, LH_GGUF_FULL, &c.g, err);
-    if (!st)
-        st = read_keys(&c, arch, err);
+    load_ctx c = {.o = g->path, .g = (lh_gguf *)g};
+    lh_status st = read_keys(&c, arch, err);
     if (!st)
         st = collect_pairs(&c, err);
     if (!st)
         st = build_adapter(&c, out, err);
     free(c.pairs);
-    lh_gguf_free(c.g);
     return lh_error_one_line(st, err);
+}
+
+lh_status lh_gguf_load_lora(const char *path, const lh_gguf_arch *arch, lh_adapter **out,
+                            lh_error *err)
+{
+    *out = NULL;
+    lh_gguf *g = NULL;
+    lh_status st = lh_gguf_open(path, LH_GGUF_FULL, &g, err);
+    if (!st)
+        st = lh_gguf_lora_read(g, arch, out, err);
+    lh_gguf_free(g);
+    return st;
 }
 
 lh_status lh_gguf_load_module(const char *path, const lh_gguf_arch *base, lh_adapter **out,
