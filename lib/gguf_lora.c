@@ -174,7 +174,7 @@ static lh_status perm_heads(const char *o, const lh_gguf_arch *arch, int perm, c
 {
     *heads = perm == PERM_Q ? arch->n_head : arch->n_head_kv;
     if (*heads <= 0)
-        return lh_error_set(err, LH_ERR_ARG, "%s: '%s' needs the base model's head counts to "
+        return lh_error_set(err, LH_ERR_NOT_FOUND, "%s: '%s' needs the base model's head counts to "
                             "%s llama.cpp's q/k row permutation; give the base model (--base)",
                             o, name, "apply or undo");
     if (d_out % *heads || (d_out / *heads) % 2)
@@ -597,7 +597,7 @@ static lh_status read_keys(load_ctx *c, const lh_gguf_arch *base, lh_error *err)
         return st;
     const char *arch = lh_gguf_find_kv(c->g, "general.architecture")->str;
     if (base && base->arch[0] && strcmp(base->arch, arch))
-        return lh_error_set(err, LH_ERR_ARG, "%s: a GGUF adapter for architecture '%s', but the "
+        return lh_error_set(err, LH_ERR_SHAPE, "%s: a GGUF adapter for architecture '%s', but the "
                             "base model is '%s'", c->o, arch, base->arch);
     if (!(c->map = find_arch(arch)))
         return no_arch_map(c->o, arch, err);

@@ -16,7 +16,8 @@ and the llama.cpp source that tools/install-llamacpp.sh unpacks:
     F16, qwen2, a gated T5 with encoder, decoder and cross-attention targets,
     one without alpha), each beside the PEFT directory it must read back as
     (the expected HF-layout tensors, written here from the same arrays), and
-    the base config.json the llama ones need for their head counts. These
+    the base (config.json, and a GGUF model header) the llama ones need for
+    their head counts. These
     are the fixtures tests/check_gguf.c loads (tests/fixtures/gguf/).
 """
 import json
@@ -208,9 +209,19 @@ def cmd_write(outdir):
     base = os.path.join(outdir, "base-llama")
     os.makedirs(base, exist_ok=True)
     with open(os.path.join(base, "config.json"), "w") as f:
-        json.dump({"model_type": "llama", "num_hidden_layers": 2, "hidden_size": 16,
+        json.dump({"model_type": "llama", "num_hidden_layers": 3, "hidden_size": 16,
                    "num_attention_heads": 4, "num_key_value_heads": 2,
                    "intermediate_size": 24}, f, indent=2)
+    # the same base as a GGUF model header (no weights: lorahub reads its keys only)
+    w = gguf.GGUFWriter(os.path.join(outdir, "base-llama.gguf"), arch="llama")
+    w.add_block_count(3)
+    w.add_head_count(4)
+    w.add_head_count_kv(2)
+    w.add_embedding_length(16)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
     llama = random_pairs(rng, {"model.layers.0.self_attn.q_proj": (16, 16),
                                "model.layers.0.self_attn.k_proj": (16, 8),
                                "model.layers.1.self_attn.k_proj": (16, 8),
