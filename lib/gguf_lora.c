@@ -613,11 +613,18 @@ static lh_status read_keys(load_ctx *c, const lh_gguf_arch *base, lh_error *err)
     }
     snprintf(c->arch.arch, sizeof c->arch.arch, "%s", arch);
     c->arch.n_layers = base && base->n_layers > 0 ? base->n_layers : 0;
-    if (base && base->n_head > 0 && base->n_head_kv > 0) {
+    /* the heads the rows were permuted with: the file's own, else the base's */
+    int base_heads = base && base->n_head > 0 && base->n_head_kv > 0;
+    if (file_count(c->g, "lorahub.attention.head_count", &c->arch.n_head) &&
+        file_count(c->g, "lorahub.attention.head_count_kv", &c->arch.n_head_kv)) {
+        if (base_heads && (base->n_head != c->arch.n_head || base->n_head_kv != c->arch.n_head_kv))
+            return lh_error_set(err, LH_ERR_SHAPE, "%s: written for %d attention heads (%d "
+                                "key/value), but the base model has %d (%d)", c->o,
+                                c->arch.n_head, c->arch.n_head_kv, base->n_head, base->n_head_kv);
+    } else if (base_heads) {
         c->arch.n_head = base->n_head;
         c->arch.n_head_kv = base->n_head_kv;
-    } else if (!file_count(c->g, "lorahub.attention.head_count", &c->arch.n_head) ||
-               !file_count(c->g, "lorahub.attention.head_count_kv", &c->arch.n_head_kv)) {
+    } else {
         c->arch.n_head = c->arch.n_head_kv = 0; /* a permuted target will say so */
     }
     int64_t gated;

@@ -704,6 +704,15 @@ START_TEST(test_gguf_py_fixtures)
         lh_adapter_free(got);
         lh_adapter_free(want);
     }
+    /* a lorahub file read against a base with other head counts */
+    lh_adapter *own = load_ok(FIX "llama-peft", NULL);
+    ck_assert(lh_gguf_save_lora(own, &base, tmp("own.gguf"), &err) == LH_OK);
+    lh_adapter_free(own);
+    lh_gguf_arch other = base;
+    other.n_head = 2;
+    ck_assert(lh_gguf_load_lora(tmp("own.gguf"), &other, &own, &err) == LH_ERR_SHAPE);
+    ck_assert_ptr_nonnull(strstr(err.msg, "written for 4 attention heads (2 key/value), but the "
+                                          "base model has 2 (2)"));
     /* a foreign llama adapter has no head counts of ours: --base is needed */
     lh_adapter *a = NULL;
     ck_assert(lh_adapter_load(FIX "llama-f32.gguf", &a, &err) != LH_OK);

@@ -97,10 +97,12 @@ expect_err_contains "pickle"
 mkdir hub
 "$T/gen_peft" hub/code 8 --layers 2 --r 4 --rslora --layer-rank 1=8
 "$T/gen_mos" math.mos.safetensors 10 2 q_proj,v_proj 32:32,32:16 4 2 1
-mkdir code-portable
+mkdir code-portable hub/base
+printf '{"model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 4,
+ "num_key_value_heads": 2}\n' >hub/base/config.json
 sed -n '/^\.Sh EXAMPLES/,/^\.Sh SEE/p' "$TOP/man/lorahub-convert.1" |
     sed -n 's/^\.Dl \$ //p' | sed -e 's/\\&//g' -e 's/\\e/\\/g' >ex.cmds
-[ "$(wc -l <ex.cmds)" -eq 2 ] || fail "expected 2 examples in lorahub-convert.1"
+[ "$(wc -l <ex.cmds)" -eq 3 ] || fail "expected 3 examples in lorahub-convert.1"
 lorahub() { "$LORAHUB" "$@"; }
 while IFS= read -r cmd; do
     eval "$cmd" </dev/null >ex.out 2>ex.err || { cat ex.err >&2; fail "man example failed: $cmd"; }
@@ -109,6 +111,9 @@ expect_exit 0 "$LORAHUB" inspect --json math-peft code-portable
 expect_out_contains '"dtypes":["BF16"]'
 expect_out_contains '"use_rslora":false'
 grep -q '"use_rslora":true' "$TMP/out" && fail "rslora survived the conversion"
+expect_exit 0 "$LORAHUB" inspect --json code.gguf
+expect_out_contains '"format":"gguf"'
+expect_out_contains '"dtypes":["F16"]'
 
 # ---- GGUF: llama.cpp LoRA adapters ----
 FIX="$TOP/tests/fixtures/gguf"
