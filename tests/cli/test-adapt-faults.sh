@@ -1,0 +1,44 @@
+# lorahub adapt under faults (issue 14): NaN modules on the native backend,
+# examples the exec backend must get as JSONL, resume fingerprints, the
+# budget as a cap on everything scored, signals, outputs that would replace
+# inputs, two runs on one output, and a misbehaving exec backend.
+. "$TOP/tests/cli/lib.sh"
+GEN="$TOP/$O/tests/tools/gen_peft"
+TB="$TOP/$O/tests/tools/test_backend"
+Z="$TOP/examples/zoo"
+cd "$TMP"
+mkdir hub tmp
+TMPDIR="$TMP/tmp"; export TMPDIR
+for i in 1 2 3; do "$GEN" hub/m$i $((i + 10)) --layers 1 --types q_proj:8:8,v_proj:8:6 --r 2 --alpha 4; done
+printf '{"input":"a","output":"b"}\n{"input":"c","output":"d"}\n' >task.jsonl
+TARGET="--target $TMP/hub/m1=0.6 --target $TMP/hub/m2=-0.3 --target $TMP/hub/m3=0.45"
+BCMD="$TB $TARGET"
+tmp_empty() { [ -z "$(ls -A "$TMP/tmp")" ] || { ls -A "$TMP/tmp" >&2; fail "temp dir left behind: $1"; }; }
+num() { sed -n "s/^ *\"$1\": \([-0-9.eE+]*\),*\$/\1/p" "$2" | head -n 1; }
+
+# ---- a NaN in a module on the native backend (bug 1) ----
+# h/nan_A is add1 with an F16 NaN (00 7e) as the first value of its tensor data.
+mkdir h
+cp -r "$Z/modules/add1" h/nan_A
+cp -r "$Z/modules/add1" h/add1
+st=h/nan_A/adapter_model.safetensors
+hlen=$(od -An -t u8 -N 8 "$st" | tr -d ' ')
+printf '\000\176' | dd of="$st" bs=1 seek=$((8 + hlen)) conv=notrunc 2>/dev/null
+cmp -s "$st" h/add1/adapter_model.safetensors && fail "the NaN was not written"
+# the base model alone, through eval: the loss every w = 0 point must have
+base_loss=$("$LORAHUB" eval --base "$Z/base" --examples "$Z/tasks/add2/fewshot.jsonl" | sed -n 's/^loss *//p')
+[ -n "$base_loss" ] || fail "eval gave no loss"
+for m in cat lorahub; do
+    rm -rf o o.checkpoint.json t.tsv
+    expect_exit 0 "$LORAHUB" adapt --base "$Z/base" --modules h --examples "$Z/tasks/add2/fewshot.jsonl" \
+        --select search --nan-as-worst --preselect 0 --budget 5 -o o --trace t.tsv --method $m
+    # columns: evaluation loss objective add1 nan_A ms
+    awk -F'\t' -v b="$base_loss" 'NR > 1 {
+        zero = ($4 + 0 == 0 && $5 + 0 == 0); with_nan = ($5 + 0 != 0)
+        if (zero && ($2 - b > 1e-5 || b - $2 > 1e-5)) { print "w = 0 loss " $2 ", base " b; bad = 1 }
+        if (with_nan && ($2 != "nan" || $3 != 1000000000)) { print "NaN candidate: " $0; bad = 1 }
+        if (!with_nan && ($2 == "nan" || $2 + 0 < 1e-3 || $3 + 0 > 1e6)) { print "finite candidate: " $0; bad = 1 }
+        n_nan += with_nan; n++ }
+        END { exit bad || n != 5 || n_nan == 0 }' t.tsv || fail "$m: trace with a NaN module: $(cat t.tsv)"
+    [ -f o/adapter_model.safetensors ] || fail "$m: no adapter written"
+done
