@@ -540,15 +540,13 @@ static lh_status exec_open(const lh_backend_opts *o, void **out, lh_error *err)
     return LH_OK;
 }
 
-/* The examples as a file the child can read: their own file when they have
- * one, else a JSONL copy in the temp dir (written once per examples set). */
+/* The examples as a file the child can read: always a JSONL copy lorahub
+ * wrote in the temp dir (once per examples set), never the user's own file,
+ * which may be YAML, a JSON list or a pipe the child cannot open, while
+ * lorahub-backend(7) promises JSONL. */
 static lh_status examples_path(exec_ctx *c, const lh_examples *ex, const char **path,
                                lh_error *err)
 {
-    if (ex->path) {
-        *path = ex->path;
-        return LH_OK;
-    }
     if (c->ex_written != ex || !c->ex_path) {
         char name[64];
         snprintf(name, sizeof name, "examples-%lu.jsonl", ++c->seq);

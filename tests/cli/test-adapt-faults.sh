@@ -42,3 +42,16 @@ for m in cat lorahub; do
         END { exit bad || n != 5 || n_nan == 0 }' t.tsv || fail "$m: trace with a NaN module: $(cat t.tsv)"
     [ -f o/adapter_model.safetensors ] || fail "$m: no adapter written"
 done
+
+# ---- the exec backend always gets a JSONL file lorahub wrote (bug 3) ----
+printf -- '- input: a\n  output: b\n- input: c\n  output: d\n' >task.yaml
+printf '[{"input":"a","output":"b"},{"input":"c","output":"d"}]' >task-list.json
+for ex in task.yaml task-list.json; do
+    expect_exit 0 "$LORAHUB" adapt --modules hub --examples $ex --backend-cmd "$BCMD --strict-examples" \
+        --budget 3 --report ex.json --force
+done
+# a pipe: the child cannot open lorahub's /dev/stdin
+cat task.jsonl | "$LORAHUB" adapt --modules hub --examples /dev/stdin \
+    --backend-cmd "$BCMD --strict-examples" --budget 3 --report ex.json --force 2>err.txt ||
+    fail "examples from a pipe: $(cat err.txt)"
+tmp_empty "examples copies"

@@ -21,12 +21,17 @@
  *   --slow-hello      sleep 30 s before answering hello
  *   --log FILE        append one line per score request: its candidate count
  *   --double          answer score requests twice
- *   --generate        answer generate with the inputs upper-cased */
+ *   --generate        answer generate with the inputs upper-cased
+ *   --strict-examples refuse a score request whose examples file is not a
+ *                     regular file of JSONL lines, each an object with
+ *                     string "input" and "output" (what lorahub-backend(7)
+ *                     promises) */
 #include <ctype.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/adapter.h"
@@ -119,6 +124,35 @@ static double loss_of(const char *dir)
     return num / t_norm2;
 }
 
+/* The examples file is a regular file of JSONL objects with string input
+ * and output, as the protocol promises. */
+static int strict_jsonl(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int ok = 1, lines = 0;
+    while (ok && (len = getline(&line, &cap, f)) > 0) {
+        lh_json *j = NULL;
+        lh_error err;
+        const char *s;
+        ok = lh_json_parse(line, (size_t)len, path, &j, &err) == LH_OK && j->type == LH_JSON_OBJECT &&
+             lh_json_as_string(lh_json_get(j, "input"), &s) &&
+             lh_json_as_string(lh_json_get(j, "output"), &s);
+        lh_json_free(j);
+        lines++;
+    }
+    free(line);
+    fclose(f);
+    return ok && lines > 0;
+}
+
 static void reply(const char *s)
 {
     fputs(s, stdout);
@@ -131,6 +165,7 @@ int main(int argc, char **argv)
     long crash_after = -1, hang_after = -1;
     int twice = 0;
     int hang = 0, garbage = 0, nan_mode = 0, wrong_length = 0, slow_hello = 0, gen = 0;
+    int strict = 0;
     const char *error_msg = NULL, *log_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -175,6 +210,8 @@ int main(int argc, char **argv)
             log_path = argv[++i];
         } else if (!strcmp(a, "--double")) {
             twice = 1;
+        } else if (!strcmp(a, "--strict-examples")) {
+            strict = 1;
         } else if (!strcmp(a, "--generate")) {
             gen = 1;
         } else {
@@ -217,6 +254,11 @@ int main(int argc, char **argv)
             if (!ads || ads->type != LH_JSON_ARRAY ||
                 !lh_json_as_string(lh_json_get(req, "examples"), &exp) || access(exp, R_OK) != 0) {
                 reply("{\"ok\":false,\"error\":\"bad score request\"}");
+                lh_json_free(req);
+                continue;
+            }
+            if (strict && !strict_jsonl(exp)) {
+                reply("{\"ok\":false,\"error\":\"the examples are not a JSONL file\"}");
                 lh_json_free(req);
                 continue;
             }
