@@ -55,3 +55,21 @@ cat task.jsonl | "$LORAHUB" adapt --modules hub --examples /dev/stdin \
     --backend-cmd "$BCMD --strict-examples" --budget 3 --report ex.json --force 2>err.txt ||
     fail "examples from a pipe: $(cat err.txt)"
 tmp_empty "examples copies"
+
+# ---- --resume knows modules by their contents, not name and size (bug 4) ----
+mkdir swap
+for i in 1 2; do cp -r hub/m$i swap/m$i; done
+[ "$(wc -c <swap/m1/adapter_model.safetensors)" -eq "$(wc -c <swap/m2/adapter_model.safetensors)" ] ||
+    fail "the swapped modules differ in size"
+expect_exit 0 "$LORAHUB" adapt --modules swap --examples task.jsonl --backend-cmd "$BCMD" --preselect 0 \
+    --method cat --budget 6 -o sw
+mv swap/m1 swap/x && mv swap/m2 swap/m1 && mv swap/x swap/m2
+expect_exit 2 "$LORAHUB" adapt --modules swap --examples task.jsonl --backend-cmd "$BCMD" --preselect 0 \
+    --method cat --budget 6 -o sw --resume
+expect_one_line_error
+expect_err_contains "module 'm1' is not the one the checkpoint was made with"
+# swapped back: the same contents resume
+mv swap/m1 swap/x && mv swap/m2 swap/m1 && mv swap/x swap/m2
+expect_exit 0 "$LORAHUB" adapt --modules swap --examples task.jsonl --backend-cmd "$BCMD" --preselect 0 \
+    --method cat --budget 6 -o sw --resume --report sw.json
+[ "$(num replayed sw.json)" -eq 6 ] || fail "resume of unchanged modules replayed $(num replayed sw.json)"
