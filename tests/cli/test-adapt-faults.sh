@@ -73,3 +73,36 @@ mv swap/m1 swap/x && mv swap/m2 swap/m1 && mv swap/x swap/m2
 expect_exit 0 "$LORAHUB" adapt --modules swap --examples task.jsonl --backend-cmd "$BCMD" --preselect 0 \
     --method cat --budget 6 -o sw --resume --report sw.json
 [ "$(num replayed sw.json)" -eq 6 ] || fail "resume of unchanged modules replayed $(num replayed sw.json)"
+
+# ---- exec: a signal by name, negative losses, control characters, the process group, timeout 0 ----
+xfail_run() { # xfail_run TEXT backend-args...: exit 1, one line, naming TEXT, nothing left
+    text=$1; shift
+    rm -rf bad bad.checkpoint.json
+    expect_exit 1 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$TB $*" --budget 4 -o bad
+    # ours is the last line (sh may first say "Segmentation fault": the child's stderr is the user's)
+    [ ! -s out ] || fail "stdout not empty"
+    tail -n 1 err | grep -qF -- "$text" || { cat err >&2; fail "last line lacks '$text'"; }
+    tmp_empty "$*"
+    [ ! -e bad ] || fail "output written after a backend failure ($*)"
+}
+xfail_run "killed by SIGSEGV" --segv
+"$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "exec $TB --segv" --budget 4 \
+    --report segv.json 2>err || true
+tail -n 1 err | grep -qF "was killed by SIGSEGV before answering 'score'" || fail "exec'd child: $(cat err)"
+xfail_run "is -0.5: a loss is never negative" --negative
+esc=$(printf '\033')
+xfail_run 'boom \x1b[31mred' --error "'boom ${esc}[31mred'"
+grep -q "$esc" err && fail "a control character reached the terminal: $(od -c err | head -3)"
+# a grandchild of the backend's shell does not outlive the run
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl \
+    --backend-cmd "sleep 60 & echo \$! >$TMP/gc.pid; $BCMD" --budget 3 --report gc.json
+gc=$(cat gc.pid)
+i=0; while kill -0 "$gc" 2>/dev/null && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
+kill -0 "$gc" 2>/dev/null && { kill "$gc"; fail "the backend's grandchild $gc outlived the run"; }
+# --backend-timeout 0 is refused (it is not "no timeout"), by adapt and by eval
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --budget 3 \
+    --report t0.json --backend-timeout 0
+expect_one_line_error
+expect_err_contains "backend-timeout"
+expect_exit 2 "$LORAHUB" eval --backend-cmd "$BCMD" --examples task.jsonl --backend-timeout 0
+expect_err_contains "backend-timeout"

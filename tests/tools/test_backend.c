@@ -12,6 +12,8 @@
  *
  * Modes that misbehave on purpose (for the error paths of the exec bridge):
  *   --crash-after N   exit(3) on the (N+1)th score request, without answering
+ *   --segv            die of SIGSEGV on a score request
+ *   --negative        answer every loss as -0.5
  *   --hang            never answer a score request
  *   --hang-after N    answer N score requests, then never answer again
  *   --garbage         answer score requests with a line that is not JSON
@@ -28,6 +30,7 @@
  *                     promises) */
 #include <ctype.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,7 +168,7 @@ int main(int argc, char **argv)
     long crash_after = -1, hang_after = -1;
     int twice = 0;
     int hang = 0, garbage = 0, nan_mode = 0, wrong_length = 0, slow_hello = 0, gen = 0;
-    int strict = 0;
+    int strict = 0, segv = 0, negative = 0;
     const char *error_msg = NULL, *log_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -210,6 +213,10 @@ int main(int argc, char **argv)
             log_path = argv[++i];
         } else if (!strcmp(a, "--double")) {
             twice = 1;
+        } else if (!strcmp(a, "--segv")) {
+            segv = 1;
+        } else if (!strcmp(a, "--negative")) {
+            negative = 1;
         } else if (!strcmp(a, "--strict-examples")) {
             strict = 1;
         } else if (!strcmp(a, "--generate")) {
@@ -264,6 +271,10 @@ int main(int argc, char **argv)
             }
             if (crash_after >= 0 && scores >= crash_after)
                 exit(3);
+            if (segv) {
+                signal(SIGSEGV, SIG_DFL);
+                raise(SIGSEGV);
+            }
             if (hang_after >= 0 && scores >= hang_after)
                 hang = 1;
             scores++;
@@ -294,6 +305,8 @@ int main(int argc, char **argv)
                         l = loss_of(dir);
                     else
                         l = 1.0; /* null: the base model, delta 0 */
+                    if (negative)
+                        l = -0.5;
                     if (i)
                         lh_sb_append(&out, ",");
                     if (nan_mode && (cands_seen++ % 2) == 1)
