@@ -106,3 +106,47 @@ expect_one_line_error
 expect_err_contains "backend-timeout"
 expect_exit 2 "$LORAHUB" eval --backend-cmd "$BCMD" --examples task.jsonl --backend-timeout 0
 expect_err_contains "backend-timeout"
+
+# ---- --force never replaces an input; outputs do not coincide ----
+refuse_out() { # refuse_out TEXT adapt-options...
+    text=$1; shift
+    expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --budget 3 "$@"
+    expect_one_line_error
+    expect_err_contains "$text"
+}
+refuse_out "output directory 'hub' would replace the modules 'hub'" -o hub --force
+[ -f hub/m1/adapter_model.safetensors ] || fail "-o hub --force touched the hub"
+refuse_out "output directory 'hub/new'" -o hub/new
+refuse_out "output directory '.'" -o . --force
+refuse_out "report 'task.jsonl' would replace the examples" --report task.jsonl --force
+refuse_out "would replace the module 'hub/m2'" --modules hub/m1,hub/m2 --weights-out hub/m2/w.tsv
+refuse_out "would replace the base model 'hub/m3'" --modules hub/m1,hub/m2 --backend exec --base hub/m3 \
+    --report hub/m3/r.json
+refuse_out "report 'same.json' and trace './same.json' are one path" --report same.json --trace ./same.json
+refuse_out "output directory 'od' and checkpoint 'od/ck.json'" -o od --checkpoint od/ck.json
+[ ! -e od ] && [ ! -e same.json ] || fail "a refused run wrote something"
+cmp -s task.jsonl - <<EOT || fail "the examples changed"
+{"input":"a","output":"b"}
+{"input":"c","output":"d"}
+EOT
+
+# ---- two runs on one output: the second exits 1 and touches nothing ----
+rm -rf lk lk.checkpoint.json lk.tsv
+"$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --hang-after 2" --preselect 0 \
+    --method cat --budget 30 -o lk --trace lk.tsv --backend-timeout 60 2>lk.err &
+pid=$!
+i=0; while [ $i -lt 100 ] && ! { [ -f lk.checkpoint.json ] && [ "$(grep -c '"wx"' lk.checkpoint.json)" -ge 2 ]; }; do
+    sleep 0.1; i=$((i + 1)); done
+cp lk.checkpoint.json ck.before
+ls lk.tsv.tmp.* >/dev/null 2>&1 || fail "the first run's trace is not being written"
+expect_exit 1 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --preselect 0 \
+    --method cat --budget 3 -o lk --trace lk.tsv --force
+expect_one_line_error
+expect_err_contains "output directory 'lk' is being written by another lorahub run (pid $pid)"
+cmp -s ck.before lk.checkpoint.json || fail "the second run replaced the first run's checkpoint"
+[ ! -e lk.tsv ] && [ ! -e lk ] || fail "the second run wrote the trace or the output"
+kill -INT $pid
+set +e; wait $pid; rc=$?; set -e
+[ "$rc" -eq 130 ] || fail "first run: exit $rc: $(cat lk.err)"
+[ -f lk.tsv ] && [ -f lk/adapter_model.safetensors ] || fail "the first run's outputs are missing"
+[ ! -e lk.lock ] && [ ! -e lk.checkpoint.json.lock ] && [ ! -e lk.tsv.lock ] || fail "lock files left behind"
