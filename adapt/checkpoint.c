@@ -12,6 +12,7 @@
 #include "lib/fsutil.h"
 #include "lib/json.h"
 #include "lib/sha256.h"
+#include "lib/tempreg.h"
 
 /* ---- the fingerprint ------------------------------------------------ */
 
@@ -395,9 +396,11 @@ lh_status lh_trace_open(lh_trace *t, const char *path, const lh_adapter *const *
         return st;
     }
     fchmod(fd, 0644);
+    lh_temp_register(t->tmp); /* a signal handler may remove it */
     t->f = fdopen(fd, "w");
     if (!t->f) {
         close(fd);
+        lh_temp_unregister(t->tmp);
         unlink(t->tmp);
         return lh_error_errno(err, LH_ERR_IO, errno, "cannot open '%s'", t->tmp);
     }
@@ -417,6 +420,7 @@ lh_status lh_trace_close(lh_trace *t, lh_error *err)
     bad |= fsync(fileno(t->f)) != 0;
     bad |= fclose(t->f) != 0;
     t->f = NULL;
+    lh_temp_unregister(t->tmp);
     lh_status st = LH_OK;
     if (bad) {
         st = lh_error_errno(err, LH_ERR_IO, errno, "cannot write '%s'", t->path);
@@ -437,6 +441,7 @@ void lh_trace_release(lh_trace *t)
         return;
     if (t->f) {
         fclose(t->f);
+        lh_temp_unregister(t->tmp);
         unlink(t->tmp);
     }
     free(t->tmp);

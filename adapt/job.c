@@ -356,6 +356,9 @@ static lh_status lock_outputs(lh_job *j, lh_error *err)
     lh_status st = LH_OK;
     for (int i = 0; i < n && st == LH_OK; i++)
         st = lh_path_lock_take(&j->locks[i], out[i], what[i], err);
+    /* Ours now: what a killed run left half-written goes. */
+    for (int i = 0; i < n && st == LH_OK; i++)
+        lh_remove_stale_temps(out[i]);
     return st;
 }
 

@@ -543,7 +543,11 @@ static lh_status phase_mode(search *s, lh_error *err)
     }
     /* The trace is a record of what ran: closed (kept) after an error too,
      * which then is the one reported. */
-    lh_status tst = lh_trace_close(&s->trace, st == LH_OK ? err : NULL);
+    lh_status tst = LH_OK;
+    if (s->interrupted && s->n_rec == 0)
+        lh_trace_release(&s->trace); /* nothing ran: no trace either */
+    else
+        tst = lh_trace_close(&s->trace, st == LH_OK ? err : NULL);
     if (st == LH_OK)
         st = tst;
     for (size_t i = 0; st == LH_OK && i < s->nk; i++)
@@ -573,6 +577,20 @@ static lh_status phase_rescore(search *s, lh_error *err)
             res->merged->name = strdup("merged");
     }
     return st;
+}
+
+/* Interrupted after the checkpoint of the single-module losses, before
+ * the first evaluation: there is no point to write (w = 0 would be an
+ * adapter that changes nothing). */
+static lh_status interrupted_before_search(const search *s, lh_error *err)
+{
+    if (s->o->checkpoint_path && s->res->single_loss)
+        return lh_error_set(err, LH_ERR_INTERRUPTED,
+                            "interrupted before the first search evaluation; nothing written but "
+                            "the single-module losses in '%s' (resume with --resume)",
+                            s->o->checkpoint_path);
+    return lh_error_set(err, LH_ERR_INTERRUPTED,
+                        "interrupted before the first search evaluation; nothing written");
 }
 
 static void search_release(search *s)
@@ -616,10 +634,17 @@ lh_status lh_search_modules(const lh_search_opts *o, const lh_adapter *const *mo
     st = phase_prepare(&s, err);
     if (st == LH_OK)
         st = phase_preselect(&s, err);
+    if (st == LH_OK && s.interrupted) /* no trace, no checkpoint, no result: say so */
+        st = lh_error_set(err, LH_ERR_INTERRUPTED,
+                          "interrupted while scoring the modules alone (%d of %zu scored), "
+                          "before any search; nothing written",
+                          res->preselect_evaluations, n);
     if (st == LH_OK)
         st = phase_open(&s, err);
     if (st == LH_OK)
         st = phase_mode(&s, err);
+    if (st == LH_OK && s.interrupted && s.best < 0 && o->select != LH_SELECT_BEST_SINGLE)
+        st = interrupted_before_search(&s, err);
     if (st == LH_OK)
         st = phase_rescore(&s, err);
     res->wall_seconds = lh_monotonic_seconds() - s.t0;

@@ -2,6 +2,8 @@
  * (see outpath.h). */
 #include "outpath.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -12,7 +14,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "lib/fsutil.h"
 #include "lib/strbuf.h"
+#include "lib/tempreg.h"
 
 /* Append the components of rest to the resolved prefix in sb, handling
  * "." and ".." lexically (nothing below the prefix exists to be a link). */
@@ -166,6 +170,7 @@ lh_status lh_path_lock_take(lh_path_lock *l, const char *path, const char *what,
     }
     l->fd = fd;
     l->lock_path = lp;
+    lh_temp_register(lp); /* a signal that ends the process removes it too */
     return LH_OK;
 }
 
@@ -173,8 +178,40 @@ void lh_path_lock_release(lh_path_lock *l)
 {
     if (!l || l->fd < 0)
         return;
+    lh_temp_unregister(l->lock_path);
     unlink(l->lock_path); /* while still holding it: see try_lock */
     close(l->fd);
     free(l->lock_path);
     lh_path_lock_init(l);
+}
+
+int lh_remove_stale_temps(const char *path)
+{
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/')
+        n--;
+    size_t b = n;
+    while (b > 0 && path[b - 1] != '/')
+        b--;
+    char *dir = b ? strndup(path, b) : strdup(".");
+    DIR *d = dir ? opendir(dir) : NULL;
+    int removed = 0;
+    for (struct dirent *e; d && (e = readdir(d));) {
+        const char *name = e->d_name;
+        size_t len = n - b;
+        if (strncmp(name, path + b, len) || strncmp(name + len, ".tmp.", 5) ||
+            strlen(name + len + 5) != 6)
+            continue;
+        int ok = 1;
+        for (const char *p = name + len + 5; *p; p++)
+            ok &= isalnum((unsigned char)*p) != 0;
+        char *full = ok ? lh_path_join(dir, name) : NULL;
+        if (full && lh_rmtree(full) == 0)
+            removed++;
+        free(full);
+    }
+    if (d)
+        closedir(d);
+    free(dir);
+    return removed;
 }

@@ -30,4 +30,9 @@ void lh_path_lock_init(lh_path_lock *l);
 lh_status lh_path_lock_take(lh_path_lock *l, const char *path, const char *what, lh_error *err);
 void lh_path_lock_release(lh_path_lock *l); /* safe on an initialized, unheld lock */
 
+/* Remove "<path>.tmp.XXXXXX" files and directories (XXXXXX: 6 letters or
+ * digits) that an earlier run killed while writing path left behind. Call
+ * it only while holding path's lock. Returns how many were removed. */
+int lh_remove_stale_temps(const char *path);
+
 #endif

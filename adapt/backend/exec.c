@@ -32,6 +32,7 @@
 #include "lib/json.h"
 #include "lib/peft.h"
 #include "lib/strbuf.h"
+#include "lib/tempreg.h"
 
 #define EXEC_PROTOCOL 1
 #define EXEC_DEFAULT_TIMEOUT_S 300.0
@@ -442,8 +443,10 @@ static void exec_close(void *ctx)
         close(c->in_fd);
     if (c->out_fd >= 0)
         close(c->out_fd);
-    if (c->tmpdir)
+    if (c->tmpdir) {
+        lh_temp_unregister(c->tmpdir);
         lh_rmtree(c->tmpdir);
+    }
     free(c->tmpdir);
     free(c->ex_path);
     free(c->rbuf);
@@ -491,6 +494,7 @@ static lh_status make_private_dir(exec_ctx *c, const char *parent, lh_error *err
         c->tmpdir = NULL; /* nothing for close to remove */
         return st;
     }
+    lh_temp_register(c->tmpdir); /* a signal handler may remove it */
     return LH_OK;
 }
 

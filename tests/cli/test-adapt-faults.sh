@@ -150,3 +150,77 @@ set +e; wait $pid; rc=$?; set -e
 [ "$rc" -eq 130 ] || fail "first run: exit $rc: $(cat lk.err)"
 [ -f lk.tsv ] && [ -f lk/adapter_model.safetensors ] || fail "the first run's outputs are missing"
 [ ! -e lk.lock ] && [ ! -e lk.checkpoint.json.lock ] && [ ! -e lk.tsv.lock ] || fail "lock files left behind"
+
+# ---- signals: SIGTERM and SIGHUP as SIGINT; nothing half-written left ----
+# wait_evals FILE N: until the checkpoint FILE records N evaluations (10 s at most)
+wait_evals() {
+    i=0; while [ $i -lt 100 ] && ! { [ -f "$1" ] && [ "$(grep -c '"wx"' "$1")" -ge "$2" ]; }; do
+        sleep 0.1; i=$((i + 1)); done
+    [ $i -lt 100 ] || fail "$1 never reached $2 evaluations"
+}
+no_temps() { ! ls ./*.tmp.* >/dev/null 2>&1 || fail "temporaries left ($1): $(ls -d ./*.tmp.*)"; tmp_empty "$1"; }
+for sig_n in TERM:15 HUP:1; do
+    sig=${sig_n%:*}
+    rm -rf sg sg.checkpoint.json sg.tsv sg.json
+    "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --hang-after 3" --preselect 0 \
+        --method cat --budget 30 -o sg --trace sg.tsv --report sg.json --backend-timeout 60 2>sg.err &
+    pid=$!
+    wait_evals sg.checkpoint.json 3
+    kill -$sig $pid
+    set +e; wait $pid; rc=$?; set -e
+    want=$((128 + ${sig_n#*:}))
+    [ "$rc" -eq "$want" ] || fail "SIG$sig: exit $rc, want $want: $(cat sg.err)"
+    grep -q "interrupted after 3 evaluations; best so far written (resume from 'sg.checkpoint.json'" sg.err ||
+        fail "SIG$sig message: $(cat sg.err)"
+    [ -f sg/adapter_model.safetensors ] && [ "$(wc -l <sg.tsv)" -eq 4 ] || fail "SIG$sig: outputs"
+    grep -q '"stop_reason": "interrupted"' sg.json || fail "SIG$sig: report"
+    no_temps "SIG$sig"
+done
+# SIGINT while the modules are scored alone: no checkpoint promised, no zero adapter
+mkdir big
+i=1; while [ $i -le 5 ]; do "$GEN" big/b$i $i --layers 1 --types q_proj:8:8 --r 1; i=$((i + 1)); done
+"$LORAHUB" adapt --modules big --examples task.jsonl --backend-cmd "$TB --hang-after 0" \
+    --select best-single -o pre --report pre.json --trace pre.tsv --backend-timeout 60 2>pre.err &
+pid=$!
+sleep 1
+kill -INT $pid
+set +e; wait $pid; rc=$?; set -e
+[ "$rc" -eq 130 ] || fail "SIGINT in preselection: exit $rc: $(cat pre.err)"
+[ "$(wc -l <pre.err)" -eq 1 ] || fail "SIGINT in preselection: $(cat pre.err)"
+grep -q "interrupted while scoring the modules alone (0 of 5 scored), before any search; nothing written" pre.err ||
+    fail "SIGINT in preselection: $(cat pre.err)"
+grep -q "resume" pre.err && fail "a checkpoint was promised: $(cat pre.err)"
+for f in pre pre.json pre.tsv pre.checkpoint.json pre.lock; do [ ! -e $f ] || fail "SIGINT in preselection wrote $f"; done
+no_temps "SIGINT in preselection"
+# stale temporaries of the same outputs are removed at start (only those)
+mkdir st.tmp.ab12cd st.tmp.keep-me
+: >st.tmp.ab12cd/adapter_model.safetensors
+: >st.json.tmp.Zz0099
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --budget 3 \
+    -o st --report st.json
+[ ! -e st.tmp.ab12cd ] && [ ! -e st.json.tmp.Zz0099 ] || fail "stale temporaries kept"
+[ -d st.tmp.keep-me ] || fail "a directory that is not a temporary of ours was removed"
+rmdir st.tmp.keep-me
+# a compose ended by SIGTERM while it writes leaves nothing; the next one starts clean
+mkdir bigm
+for i in 1 2; do "$GEN" bigm/m$i $i --layers 8 --types q_proj:4096:4096,v_proj:4096:4096 --r 32; done
+caught=0; tries=0
+while [ $caught -eq 0 ] && [ $tries -lt 5 ]; do
+    tries=$((tries + 1)); rm -rf cbig
+    "$LORAHUB" compose -m cat -w 0.5,0.5 -o cbig bigm/m1 bigm/m2 >/dev/null 2>cbig.err &
+    pid=$!
+    # until its temporary exists (or it is done), then stop it there
+    while kill -0 $pid 2>/dev/null && ! ls -d cbig.tmp.* >/dev/null 2>&1; do :; done
+    kill -STOP $pid 2>/dev/null || true
+    if ls -d cbig.tmp.* >/dev/null 2>&1; then caught=1; kill -TERM $pid; fi
+    kill -CONT $pid 2>/dev/null || true
+    set +e; wait $pid; rc=$?; set -e
+done
+[ $caught -eq 1 ] || fail "compose always finished before the signal ($tries tries)"
+[ "$rc" -eq 143 ] || fail "compose after SIGTERM: exit $rc: $(cat cbig.err)"
+[ ! -e cbig ] && [ ! -e cbig.lock ] || fail "a killed compose left its output or lock"
+no_temps "SIGTERM during compose"
+# a killed -9 compose's temporary is removed by the next compose of that output
+mkdir cbig.tmp.x1y2z3
+expect_exit 0 "$LORAHUB" compose -m cat -w 0.5,0.5 -o cbig hub/m1 hub/m2
+[ ! -e cbig.tmp.x1y2z3 ] || fail "compose kept a stale temporary"
