@@ -131,7 +131,8 @@ lh_status lh_fingerprint_build(const lh_search_opts *o, const lh_adapter *const 
     kv_add(l, "l1", "%a", o->l1);
     kv_add(l, "seed", "%llu", (unsigned long long)o->seed);
     kv_add(l, "nan_as_worst", "%d", o->nan_as_worst ? 1 : 0);
-    kv_add(l, "preselect", "%d", o->preselect);
+    kv_add(l, "preselect", "%d%s", o->preselect,
+           o->preselect > 0 && o->preselect_auto ? " (by the budget)" : "");
     kv_add(l, "select", "%s", lh_select_name(o->select));
     kv_add(l, "start", "%s", o->start_best_single ? "best-single" : "zero");
     lh_sb sb;
@@ -275,6 +276,10 @@ lh_status lh_checkpoint_load(lh_checkpoint *c, size_t n_all, lh_error *err)
     }
     for (size_t i = 0; i < c->settings->n; i++) {
         const char *v;
+        /* Another budget may resume: a larger one goes on where the
+         * checkpoint ends; the replay still checks every point bitwise. */
+        if (!strcmp(c->settings->key[i], "budget"))
+            continue;
         if (!lh_json_as_string(lh_json_get(set, c->settings->key[i]), &v))
             v = "(missing)";
         char changed[128];

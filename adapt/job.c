@@ -96,6 +96,9 @@ static void resolve_search(lh_job *j, const lh_settings *s)
     /* A resumed run replaces the outputs of the run it continues. */
     so->force = lh_settings_bool(s, "force") || so->resume;
     so->preselect = (int)lh_settings_int(s, "preselect", 0);
+    /* The preset's preselect (the default's 3) is the budget rule's to
+     * decide; one the user gave is kept. */
+    so->preselect_auto = !lh_settings_given(s, "preselect");
     lh_select_from_name(lh_settings_text(s, "select"), &so->select);
     so->start_best_single = !strcmp(lh_settings_text(s, "start"), "best-single");
     j->pick = (int)lh_settings_int(s, "pick", 0);

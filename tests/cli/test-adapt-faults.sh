@@ -224,3 +224,48 @@ no_temps "SIGTERM during compose"
 mkdir cbig.tmp.x1y2z3
 expect_exit 0 "$LORAHUB" compose -m cat -w 0.5,0.5 -o cbig hub/m1 hub/m2
 [ ! -e cbig.tmp.x1y2z3 ] || fail "compose kept a stale temporary"
+
+# ---- the budget bounds everything the backend scores (+ the one re-score) ----
+scored() { awk '{ s += $1 } END { print s + 0 }' "$1"; }
+# budget_run WANT_SCORED WANT_KEPT adapt-options...: the backend's own count
+budget_run() {
+    n_want=$1; k_want=$2; shift 2
+    rm -f b.log bw.tsv bud.json
+    expect_exit 0 "$LORAHUB" adapt --examples task.jsonl --backend-cmd "$TB --log $TMP/b.log" \
+        --weights-out bw.tsv --report bud.json --force "$@"
+    [ "$(scored b.log)" -eq "$n_want" ] || fail "$*: the backend scored $(scored b.log), want $n_want"
+    [ "$(num scored bud.json)" -eq "$n_want" ] || fail "$*: report: scored $(num scored bud.json), want $n_want"
+    [ "$(wc -l <bw.tsv)" -eq "$k_want" ] || fail "$*: searched $(wc -l <bw.tsv) modules, want $k_want"
+}
+mkdir five many
+for i in 1 2 3 4 5; do "$GEN" five/f$i $((i + 40)) --layers 1 --types q_proj:8:8 --r 1; done
+i=1; while [ $i -le 22 ]; do "$GEN" many/n$i $((i + 60)) --layers 1 --types q_proj:8:8 --r 1; i=$((i + 1)); done
+# the case: 5 named modules, a search of 60: all 5 searched, 60 + the re-score
+budget_run 61 5 --modules five --method cat --optimizer cobyla --budget 60
+[ "$(num total_evaluations bud.json)" -eq 61 ] || fail "report: total_evaluations $(num total_evaluations bud.json)"
+# 22 modules, budget 40: 46 needed for all (2 (22 + 1)), so 22 singles, the best 8 with 18
+budget_run 41 8 --modules many --method cat --budget 40
+[ "$(num search_budget bud.json)" -eq 18 ] && [ "$(num evaluations bud.json)" -eq 18 ] || fail "many: search budget"
+# CMA-ES (a population of 8 at n = 5, rule 16) over 5 with 12: preselection cannot be paid (5 + 8)
+budget_run 13 5 --modules five --optimizer cmaes --budget 12
+# an explicit --preselect: its single scores come out of the budget
+budget_run 11 2 --modules five --preselect 2 --budget 10
+expect_exit 2 "$LORAHUB" adapt --modules five --examples task.jsonl --backend-cmd "$TB" --preselect 2 \
+    --budget 5 --report x.json
+expect_one_line_error
+expect_err_contains "--budget 5 cannot pay for scoring the 5 modules alone and a search"
+# retrieval too: 22 modules alone need a budget of 22
+budget_run 23 1 --modules many --select best-single --budget 22
+expect_exit 2 "$LORAHUB" adapt --modules many --examples task.jsonl --backend-cmd "$TB" \
+    --select best-single --budget 21 --report x.json
+expect_err_contains "give at least 22"
+# the paper preset: 20 drawn, all searched, 40 + 1
+budget_run 41 20 --modules many --preset paper
+
+# ---- a resume may raise the budget: the recorded evaluations replay, the rest are new ----
+rm -rf rb rb.checkpoint.json
+expect_exit 0 "$LORAHUB" adapt --modules five --examples task.jsonl --backend-cmd "$TB" --preselect 0 \
+    --method cat --optimizer cobyla --budget 8 -o rb
+budget_run 5 5 --modules five --preselect 0 --method cat --optimizer cobyla --budget 12 -o rb --resume
+[ "$(num replayed bud.json)" -eq 8 ] && [ "$(num evaluations bud.json)" -eq 12 ] ||
+    fail "resume with a larger budget: replayed $(num replayed bud.json), evaluations $(num evaluations bud.json)"
