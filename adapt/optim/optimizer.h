@@ -95,7 +95,7 @@ int lh_optimizer_exists(const char *name);
  * before its first informed step: n + 1 for the simplex methods (COBYLA,
  * Nelder-Mead, Subplex, PRAXIS), 2n + 1 for BOBYQA, NEWUOA and DIRECT, one
  * population for CMA-ES (4 + 3 ln n), ESCH, CRS2 and ISRES, 1 for random.
- * adapt's budget rule asks for twice this (lorahub-adapt(1)). */
+ * adapt's budget rule asks for four times this (lorahub-adapt(1)). */
 int lh_optimizer_start_points(const char *name, int n);
 
 #endif

@@ -243,10 +243,10 @@ i=1; while [ $i -le 22 ]; do "$GEN" many/n$i $((i + 60)) --layers 1 --types q_pr
 # the case: 5 named modules, a search of 60: all 5 searched, 60 + the re-score
 budget_run 61 5 --modules five --method cat --optimizer cobyla --budget 60
 [ "$(num total_evaluations bud.json)" -eq 61 ] || fail "report: total_evaluations $(num total_evaluations bud.json)"
-# 22 modules, budget 40: 46 needed for all (2 (22 + 1)), so 22 singles, the best 8 with 18
-budget_run 41 8 --modules many --method cat --budget 40
+# 22 modules, budget 40: 92 needed for all (4 (22 + 1)), so 22 singles, the best 3 with 18
+budget_run 41 3 --modules many --method cat --budget 40
 [ "$(num search_budget bud.json)" -eq 18 ] && [ "$(num evaluations bud.json)" -eq 18 ] || fail "many: search budget"
-# CMA-ES (a population of 8 at n = 5, rule 16) over 5 with 12: preselection cannot be paid (5 + 8)
+# CMA-ES (a population of 8 at n = 5, rule 32) over 5 with 12: preselection cannot be paid (5 + 16)
 budget_run 13 5 --modules five --optimizer cmaes --budget 12
 # an explicit --preselect: its single scores come out of the budget
 budget_run 11 2 --modules five --preselect 2 --budget 10
