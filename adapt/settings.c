@@ -64,7 +64,7 @@ static const lh_setting_def defs[] = {
     {"seed", LH_SETTING_INT, "S", BOTH("42"), INTS(0, LLONG_MAX), FP | RE},
     {"backend", LH_SETTING_STRING, "NAME", NONE, PLAIN, FP | RE},
     {"backend-cmd", LH_SETTING_STRING, "CMD", NONE, PLAIN, BE | FP},
-    {"backend-timeout", LH_SETTING_NUMBER, "SEC", NONE, NUMS(0, 0), BE},
+    {"backend-timeout", LH_SETTING_NUMBER, "SEC", NONE, NUMS(0, 1), BE},
     {"nan-as-worst", LH_SETTING_BOOL, NULL, BOTH("false"), PLAIN, FP | RE},
     {"resume", LH_SETTING_BOOL, NULL, BOTH("false"), PLAIN, 0},
     {"output", LH_SETTING_PATH, "OUTDIR", NONE, PLAIN, RE},
