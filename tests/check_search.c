@@ -503,9 +503,11 @@ START_TEST(test_select_auto)
     ck_assert(r.auto_ran);
     ck_assert_int_eq(r.auto_decision, LH_SELECT_SEARCH);
     ck_assert_int_eq(r.auto_folds, 4);
-    ck_assert_int_eq(r.auto_fold_budget, 50 / 5);
-    ck_assert_int_le(r.auto_evaluations, 4 * 10);
+    /* four folds and the refit share 50, less the folds' two held-out scores */
+    ck_assert_int_eq(r.auto_fold_budget, (50 - 2 * 4) / 5);
+    ck_assert_int_le(r.auto_evaluations, 4 * r.auto_fold_budget);
     ck_assert_int_le(r.evaluations, 50);
+    ck_assert_int_le(r.total_evaluations, 50 + 1); /* the final rescore comes on top */
     ck_assert_int_eq(r.evaluations, r.auto_evaluations + (int)r.n_evals);
     ck_assert_double_eq_tol(r.auto_single_loss, min_single, 1e-9);
     ck_assert(r.auto_search_loss < r.auto_single_loss);

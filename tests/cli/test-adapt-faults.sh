@@ -135,7 +135,7 @@ rm -rf lk lk.checkpoint.json lk.tsv
 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --hang-after 2" --preselect 0 \
     --method cat --budget 30 -o lk --trace lk.tsv --backend-timeout 60 2>lk.err &
 pid=$!
-i=0; while [ $i -lt 100 ] && ! { [ -f lk.checkpoint.json ] && [ "$(grep -c '"wx"' lk.checkpoint.json)" -ge 2 ]; }; do
+i=0; while [ $i -lt 600 ] && ! { [ -f lk.checkpoint.json ] && [ "$(grep -c '"wx"' lk.checkpoint.json)" -ge 2 ]; }; do
     sleep 0.1; i=$((i + 1)); done
 cp lk.checkpoint.json ck.before
 ls lk.tsv.tmp.* >/dev/null 2>&1 || fail "the first run's trace is not being written"
@@ -152,16 +152,16 @@ set +e; wait $pid; rc=$?; set -e
 [ ! -e lk.lock ] && [ ! -e lk.checkpoint.json.lock ] && [ ! -e lk.tsv.lock ] || fail "lock files left behind"
 
 # ---- signals: SIGTERM and SIGHUP as SIGINT; nothing half-written left ----
-# wait_evals FILE N: until the checkpoint FILE records N evaluations (10 s at most)
+# wait_evals FILE N: until the checkpoint FILE records N evaluations (60 s at most: a loaded machine)
 wait_evals() {
-    i=0; while [ $i -lt 100 ] && ! { [ -f "$1" ] && [ "$(grep -c '"wx"' "$1")" -ge "$2" ]; }; do
+    i=0; while [ $i -lt 600 ] && ! { [ -f "$1" ] && [ "$(grep -c '"wx"' "$1")" -ge "$2" ]; }; do
         sleep 0.1; i=$((i + 1)); done
-    [ $i -lt 100 ] || fail "$1 never reached $2 evaluations"
+    [ $i -lt 600 ] || fail "$1 never reached $2 evaluations: $(cat sg.err)"
 }
 no_temps() { ! ls ./*.tmp.* >/dev/null 2>&1 || fail "temporaries left ($1): $(ls -d ./*.tmp.*)"; tmp_empty "$1"; }
 for sig_n in TERM:15 HUP:1; do
     sig=${sig_n%:*}
-    rm -rf sg sg.checkpoint.json sg.tsv sg.json
+    rm -rf sg sg.checkpoint.json sg.tsv sg.json sg.svg
     "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --hang-after 3" --preselect 0 \
         --method cat --budget 30 -o sg --trace sg.tsv --report sg.json --backend-timeout 60 2>sg.err &
     pid=$!
