@@ -1,7 +1,9 @@
 /* model/checkpoint.c - checkpoint tensors into an architecture's F32 blob.
  *
  * Shared by the architectures (model/llama/, model/t5/): they say which
- * tensors, shapes and destinations; this file reads the safetensors files,
+ * tensors, shapes and destinations; this file reads the safetensors or
+ * torch zip files (model.safetensors, pytorch_model.bin, or the sharded
+ * index of either),
  * converts every tensor to F32 once and releases the mappings, so the
  * steady-state footprint is the blob. */
 #include <stdarg.h>
@@ -12,8 +14,10 @@
 #include <unistd.h>
 
 #include "checkpoint.h"
+#include "lib/fsutil.h"
 #include "lib/json.h"
 #include "lib/safetensors.h"
+#include "lib/torchzip.h"
 
 void lh_want_add(lh_want_list *l, float *dst, int64_t d0, int64_t d1, const char *fmt, ...)
 {
@@ -156,7 +160,7 @@ static lh_status load_sharded(lh_want_list *l, const char *dir, const char *inde
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, files[k]);
         lh_safetensors *st = NULL;
-        if ((s = lh_st_open(path, &st, err)))
+        if ((s = lh_tensors_open(path, &st, err)))
             break;
         s = take_file(l, st, err);
         lh_st_free(st);
@@ -191,24 +195,34 @@ static lh_status check_found(lh_want_list *l, const char *dir, lh_error *err)
 
 lh_status lh_ckpt_load(const char *dir, lh_want_list *l, lh_error *err)
 {
+    /* Hugging Face's order: safetensors first, then torch.save files
+     * (read by lib/torchzip, which runs no pickle code). */
+    static const struct {
+        const char *file;
+        int index;
+    } forms[] = {
+        {"model.safetensors", 0}, {"model.safetensors.index.json", 1},
+        {"pytorch_model.bin", 0}, {"pytorch_model.bin.index.json", 1},
+    };
     char path[4096];
     lh_status s;
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    FILE *probe = fopen(path, "rb");
-    if (probe) {
-        fclose(probe);
+    size_t f = 0;
+    for (; f < sizeof forms / sizeof forms[0]; f++) {
+        snprintf(path, sizeof path, "%s/%s", dir, forms[f].file);
+        if (lh_path_exists(path))
+            break;
+    }
+    if (f == sizeof forms / sizeof forms[0])
+        return lh_error_set(err, LH_ERR_NOT_FOUND, "%s: no model.safetensors, "
+                            "model.safetensors.index.json, pytorch_model.bin or "
+                            "pytorch_model.bin.index.json", dir);
+    if (forms[f].index) {
+        s = load_sharded(l, dir, path, err);
+    } else {
         lh_safetensors *st = NULL;
-        if (!(s = lh_st_open(path, &st, err)))
+        if (!(s = lh_tensors_open(path, &st, err)))
             s = take_file(l, st, err);
         lh_st_free(st);
-    } else {
-        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-        probe = fopen(path, "rb");
-        if (!probe)
-            return lh_error_set(err, LH_ERR_NOT_FOUND,
-                                "%s: no model.safetensors or model.safetensors.index.json", dir);
-        fclose(probe);
-        s = load_sharded(l, dir, path, err);
     }
     return s ? s : check_found(l, dir, err);
 }

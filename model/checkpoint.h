@@ -2,8 +2,9 @@
  * an architecture expects them (private to model/).
  *
  * An architecture lists every tensor its config implies (name, shape,
- * destination in its F32 blob); lh_ckpt_load reads dir/model.safetensors
- * or the shards of dir/model.safetensors.index.json, checks each tensor's
+ * destination in its F32 blob); lh_ckpt_load reads dir/model.safetensors,
+ * dir/pytorch_model.bin (a torch zip, lib/torchzip) or the shards of their
+ * .index.json, in that order, checks each tensor's
  * shape and dtype (F32, F16, BF16), converts it into place and drops the
  * file's pages. Tensors the list does not name are an error unless the
  * architecture's ignorable() says Hugging Face ignores them too; a listed

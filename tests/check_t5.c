@@ -7,7 +7,8 @@
  * (relu, tied head with the d_model^-0.5 rescale, 16 buckets, max distance
  * 40), each with a random seq2seq LoRA on every linear layer: the logits of
  * every decoder position, the summed losses, greedy outputs, and the
- * native backend's loss on text examples (character tokenizer). The rest
+ * native backend's loss on text examples (character tokenizer); orig-bin
+ * is the orig model as a pytorch_model.bin (torch.save). The rest
  * checks the engine against itself (batched candidates vs one at a time)
  * and that bad configs, checkpoints and adapters are refused by name. */
 #include <check.h>
@@ -571,6 +572,18 @@ START_TEST(test_checkpoints)
 }
 END_TEST
 
+/* pytorch_model.bin as torch.save writes a T5: the embedding under all
+ * three names and the tied lm_head, one storage; the same weights. */
+START_TEST(test_torch_bin)
+{
+    t5_model *ref = load_t5("orig"), *m = load_t5("orig-bin");
+    ck_assert_uint_eq(m->blob_floats, ref->blob_floats);
+    ck_assert(memcmp(m->blob, ref->blob, ref->blob_floats * sizeof(float)) == 0);
+    t5_model_free(m);
+    t5_model_free(ref);
+}
+END_TEST
+
 START_TEST(test_bad_adapters)
 {
     char dir[] = FIX "/flan";
@@ -655,6 +668,7 @@ static Suite *t5_suite(void)
     tcase_set_timeout(tr, 60);
     tcase_add_test(tr, test_bad_configs);
     tcase_add_test(tr, test_checkpoints);
+    tcase_add_test(tr, test_torch_bin);
     tcase_add_test(tr, test_bad_adapters);
     tcase_add_test(tr, test_bad_pairs);
     suite_add_tcase(s, tr);

@@ -356,6 +356,26 @@ def main():
             "relative_attention_num_buckets": 16, "relative_attention_max_distance": 40,
             "layer_norm_epsilon": 1e-6, "decoder_start_token_id": 0, "eos_token_id": 1}
     make_case(out, "orig", orig, 99, [(60, 50), (5, 4), (2, 9)])
+    save_bin_copy(out, "orig")
+
+
+def save_bin_copy(out, name):
+    """NAME-bin/: the same model as a pytorch_model.bin the way
+    T5ForConditionalGeneration.state_dict() saves it: shared,
+    encoder.embed_tokens, decoder.embed_tokens and (tied) lm_head all one
+    storage."""
+    from llama_torch import load_safetensors
+    arrays, _ = load_safetensors(os.path.join(out, name, "model.safetensors"))
+    sd = {k: torch.from_numpy(np.array(v)) for k, v in arrays.items()}
+    for alias in ("encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"):
+        sd[alias] = sd["shared.weight"]
+    d = os.path.join(out, name + "-bin")
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(out, name, "config.json")) as f:
+        cfg = f.read()
+    with open(os.path.join(d, "config.json"), "w") as f:
+        f.write(cfg)
+    torch.save(sd, os.path.join(d, "pytorch_model.bin"))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 /* model/llama/weights.c - checkpoint tensors into one F32 blob.
  *
- * Every tensor the config implies is looked up by its Hugging Face name,
- * its shape checked against the config, and converted to F32 once at load;
+ * The checkpoint is model.safetensors, pytorch_model.bin (a torch zip) or
+ * a sharded index of either (model/checkpoint.c). Every tensor the config
+ * implies is looked up by its Hugging Face name, its shape checked against
+ * the config, and converted to F32 once at load;
  * afterwards the safetensors mappings are released, so the steady-state
  * footprint is the blob. Tensors the model would not use are an error
  * naming them (they usually mean a different architecture), except the

@@ -2,8 +2,9 @@
  * from a Hugging Face checkpoint directory, evaluated on the CPU with
  * OpenBLAS.
  *
- * Data flow: config.json -> t5_config (config.c); model.safetensors or a
- * sharded index -> one F32 blob (weights.c); input ids -> encoder, target
+ * Data flow: config.json -> t5_config (config.c); model.safetensors,
+ * pytorch_model.bin or a sharded index -> one F32 blob (weights.c, through
+ * model/checkpoint.c); input ids -> encoder, target
  * ids -> teacher-forced decoder with LoRA side paths on every linear layer
  * -> logits or per-token cross-entropy (forward.c); greedy decoding with a
  * self-attention cache and the cross-attention keys/values computed once
@@ -100,7 +101,8 @@ enum {
 
 /* Allocate a model with this config and a zeroed blob (tests, benchmark). */
 lh_status t5_model_alloc(const t5_config *c, t5_model **out, lh_error *err);
-/* The weights of dir (model.safetensors or the sharded index) for a parsed config. */
+/* The weights of dir (model.safetensors, pytorch_model.bin or the sharded
+ * index of either) for a parsed config. */
 lh_status t5_model_load_weights(const char *dir, const t5_config *c, t5_model **out,
                                 lh_error *err);
 void t5_model_free(t5_model *m);

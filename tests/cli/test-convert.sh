@@ -91,7 +91,7 @@ expect_err_contains "adapter_config.json"
 bad missing
 mkdir pk && cp in/adapter_config.json pk/ && printf 'x' >pk/adapter_model.bin
 bad pk
-expect_err_contains "pickle"
+expect_err_contains "not a torch zip file"
 
 # the EXAMPLES of man/lorahub-convert.1, run as written
 mkdir hub
