@@ -205,7 +205,7 @@ def random_model(cfg, g):
     for name, din, dout in lora_modules(cfg):
         std = din ** -0.5
         if name.endswith(".q"):
-            std = (D * dk) ** -0.5 * 4
+            std = (D * dk) ** -0.5 * 2
         sd[name + ".weight"] = rnd(dout, din, std=std)
     for stack, n, k in (("encoder", cfg["num_layers"], 2),
                         ("decoder", cfg.get("num_decoder_layers") or cfg["num_layers"], 3)):

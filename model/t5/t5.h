@@ -30,6 +30,7 @@
 #include "lib/adapter.h"
 #include "lib/json.h"
 #include "lib/status.h"
+#include "model/checkpoint.h"
 
 typedef struct t5_config {
     int d_model;
@@ -106,6 +107,11 @@ lh_status t5_model_alloc(const t5_config *c, t5_model **out, lh_error *err);
 lh_status t5_model_load_weights(const char *dir, const t5_config *c, t5_model **out,
                                 lh_error *err);
 void t5_model_free(t5_model *m);
+/* Every tensor of m by its Hugging Face name, shape and place in the blob
+ * (aliases: also encoder.embed_tokens / decoder.embed_tokens beside
+ * shared); l->w is malloc'd. What the loader looks for; the benchmark
+ * writes a checkpoint from it. */
+lh_status t5_list_tensors(const t5_model *m, int aliases, lh_want_list *l, lh_error *err);
 
 /* An adapter bound to a model: one target pointer per (layer, projection)
  * of each stack, NULL where the adapter leaves it alone. */

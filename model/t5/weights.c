@@ -134,6 +134,27 @@ static int ignorable(const void *ctx, const char *name)
     return c->tie_embeddings && !strcmp(name, "lm_head.weight");
 }
 
+lh_status t5_list_tensors(const t5_model *m, int aliases, lh_want_list *l, lh_error *err)
+{
+    const t5_config *c = &m->c;
+    size_t per_block = 2 * 5 + 4;
+    *l = (lh_want_list){.cap = 8 + per_block * (size_t)(c->n_enc_layers + c->n_dec_layers),
+                        .model_type = "t5", .ignorable = ignorable, .ctx = &m->c};
+    if (!(l->w = calloc(l->cap, sizeof *l->w)))
+        return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
+    const char *embeds[3] = {"shared.weight", "encoder.embed_tokens.weight",
+                             "decoder.embed_tokens.weight"};
+    for (int k = 0; k < (aliases ? 3 : 1); k++) {
+        lh_want_add(l, m->w.embed, c->vocab, c->d_model, "%s", embeds[k]);
+        l->w[l->n - 1].group = 1;
+    }
+    want_stack(l, c, &m->w.enc, "encoder", c->n_enc_layers, 0);
+    want_stack(l, c, &m->w.dec, "decoder", c->n_dec_layers, 1);
+    if (!c->tie_embeddings)
+        lh_want_add(l, m->w.lm_head, c->vocab, c->d_model, "lm_head.weight");
+    return LH_OK;
+}
+
 lh_status t5_model_load_weights(const char *dir, const t5_config *c, t5_model **out,
                                 lh_error *err)
 {
@@ -142,23 +163,11 @@ lh_status t5_model_load_weights(const char *dir, const t5_config *c, t5_model **
     lh_status s = t5_model_alloc(c, &m, err);
     if (s)
         return s;
-    size_t per_block = 2 * 5 + 4;
-    lh_want_list l = {.cap = 8 + per_block * (size_t)(c->n_enc_layers + c->n_dec_layers),
-                      .model_type = "t5", .ignorable = ignorable, .ctx = &m->c};
-    if (!(l.w = calloc(l.cap, sizeof *l.w))) {
+    lh_want_list l;
+    if ((s = t5_list_tensors(m, 1, &l, err))) {
         t5_model_free(m);
-        return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
+        return s;
     }
-    const char *embeds[3] = {"shared.weight", "encoder.embed_tokens.weight",
-                             "decoder.embed_tokens.weight"};
-    for (int k = 0; k < 3; k++) {
-        lh_want_add(&l, m->w.embed, c->vocab, c->d_model, "%s", embeds[k]);
-        l.w[l.n - 1].group = 1;
-    }
-    want_stack(&l, c, &m->w.enc, "encoder", c->n_enc_layers, 0);
-    want_stack(&l, c, &m->w.dec, "decoder", c->n_dec_layers, 1);
-    if (!c->tie_embeddings)
-        lh_want_add(&l, m->w.lm_head, c->vocab, c->d_model, "lm_head.weight");
     s = lh_ckpt_load(dir, &l, err);
     free(l.w);
     if (s) {
