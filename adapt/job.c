@@ -26,6 +26,7 @@ struct lh_job {
     size_t n_module_list;
     int pick;
     int pick_given;
+    int per_example;            /* loss-scale per-example: loss_scale = 1/examples */
     char *examples, *output, *report, *trace, *weights_out, *checkpoint;
     char *params[MAX_BACKEND_PARAMS + 1]; /* {key, value, ..., NULL} for the backend */
     lh_job_hooks hooks;
@@ -82,6 +83,7 @@ static void resolve_search(lh_job *j, const lh_settings *s)
     so->budget = (int)lh_settings_int(s, "budget", so->budget);
     so->bound = lh_settings_number(s, "bound", so->bound);
     so->l1 = lh_settings_number(s, "l1", so->l1);
+    j->per_example = !strcmp(lh_settings_text(s, "loss-scale"), "per-example");
     so->seed = (uint64_t)lh_settings_int(s, "seed", (long long)so->seed);
     so->merge.seed = so->seed;
     so->nan_as_worst = lh_settings_bool(s, "nan-as-worst");
@@ -265,6 +267,8 @@ lh_status lh_job_load(lh_job *j, lh_error *err)
     lh_status st = load_modules(j, err);
     if (st == LH_OK)
         st = lh_examples_load(j->examples, &j->ex, err);
+    if (st == LH_OK && j->per_example && j->ex->n)
+        j->so.loss_scale = 1.0 / (double)j->ex->n;
     lh_backend_opts bo;
     lh_backend_opts_default(&bo);
     bo.params = (const char *const *)j->params;
