@@ -279,10 +279,16 @@ static void write_setup(const char *dir, int quick)
         en[i] = (lh_st_entry){l.w[i].name, LH_F32, l.w[i].ndim,
                               {l.w[i].shape[0], l.w[i].shape[1]}, l.w[i].dst};
     snprintf(q, sizeof q, "%s/model.safetensors", p);
-    if (lh_st_write(q, en, l.n, NULL, NULL, 0, &err))
+    /* 3 GiB: one left by an earlier --write with the same seed is kept. */
+    if (!lh_path_exists(q) && lh_st_write(q, en, l.n, NULL, NULL, 0, &err))
         die(q, &err);
     free(en);
     free(l.w);
+    snprintf(q, sizeof q, "%s/modules", dir);
+    if (mkdir(q, 0777) && errno != EEXIST) {
+        perror(q);
+        exit(1);
+    }
     for (int k = 0; k < 20; k++) {
         lh_adapter *a = make_lora(&c, 16);
         a->task_type = strdup("SEQ_2_SEQ_LM");
