@@ -645,6 +645,11 @@ START_TEST(test_bad_pairs)
     b.pairs = &q;
     ck_assert_int_eq(lh_model_score(m, &b, &c, 1, 1, &nll, &nt, &err), LH_ERR_ARG);
     ck_assert_msg(strstr(err.msg, "96") != NULL, "%s", err.msg);
+    /* A bad id in the last target position (a label, never embedded). */
+    lh_model_pair r = {ids, 3, bad_ids, 2};
+    b.pairs = &r;
+    ck_assert_int_eq(lh_model_score(m, &b, &c, 1, 1, &nll, &nt, &err), LH_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "target token id 96") != NULL, "%s", err.msg);
     lh_model_free(m);
 }
 END_TEST

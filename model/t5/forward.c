@@ -378,6 +378,14 @@ static lh_status pack(const t5_model *m, const t5_batch *b, packed *p, lh_error 
         p->doff[i] = d;
         p->dlen[i] = b->n_tgt[i];
         for (size_t k = 0; k < b->n_tgt[i]; k++) {
+            /* The last target id is a label only, never embedded: check it here. */
+            if (b->tgt[i][k] < 0 || b->tgt[i][k] >= m->c.vocab) {
+                int bad = (int)b->tgt[i][k];
+                packed_release(p);
+                return lh_error_set(err, LH_ERR_ARG,
+                                    "pair %zu: target token id %d at position %zu is outside "
+                                    "[0, %d)", i, bad, k, m->c.vocab);
+            }
             p->dec_in[d + k] = k ? b->tgt[i][k - 1] : m->c.start_id;
             p->labels[d + k] = b->tgt[i][k];
         }

@@ -194,7 +194,9 @@ static int parse_index(const char **p, int n)
     return (int)v;
 }
 
-/* "<stack>.block.<b>.layer.<j>.<module>" -> (decoder?, block, projection). */
+/* "<stack>.block.<b>.layer.<j>.<module>" -> (decoder?, block, projection).
+ * In mods, the leading character is the layer index j; 'F' stands for the
+ * feed-forward layer's, 1 in the encoder and 2 in the decoder. */
 static int parse_target(const t5_config *c, const char *name, int *dec, int *block, int *proj)
 {
     static const char *const mods[T5_NPROJ] = {
