@@ -129,6 +129,9 @@ lh_status lh_fingerprint_build(const lh_search_opts *o, const lh_adapter *const 
     kv_add(l, "budget", "%d", o->budget);
     kv_add(l, "bound", "%a", o->bound);
     kv_add(l, "l1", "%a", o->l1);
+    /* Only when not 1, so checkpoints written before the setting still resume. */
+    if (o->loss_scale != 1.0)
+        kv_add(l, "loss_scale", "%a", o->loss_scale);
     kv_add(l, "seed", "%llu", (unsigned long long)o->seed);
     kv_add(l, "nan_as_worst", "%d", o->nan_as_worst ? 1 : 0);
     kv_add(l, "preselect", "%d%s", o->preselect,

@@ -35,6 +35,7 @@ struct lh_job {
     int pick;
     int pick_given;
     char *base;                 /* the base model directory, when given */
+    int per_example;            /* loss-scale per-example: loss_scale = 1/examples */
     char *examples, *output, *report, *trace, *weights_out, *checkpoint;
     char *plot;                 /* the SVG picture, or NULL */
     char *task;                 /* names the task in the report and the plot */
@@ -103,6 +104,7 @@ static void resolve_search(lh_job *j, const lh_settings *s)
     so->budget = (int)lh_settings_int(s, "budget", so->budget);
     so->bound = lh_settings_number(s, "bound", so->bound);
     so->l1 = lh_settings_number(s, "l1", so->l1);
+    j->per_example = !strcmp(lh_settings_text(s, "loss-scale"), "per-example");
     so->seed = (uint64_t)lh_settings_int(s, "seed", (long long)so->seed);
     so->merge.seed = so->seed;
     so->nan_as_worst = lh_settings_bool(s, "nan-as-worst");
@@ -471,6 +473,8 @@ lh_status lh_job_load(lh_job *j, lh_error *err)
         st = lh_examples_load(j->examples, &j->ex, err);
     if (st == LH_OK && j->test)
         st = lh_examples_load(j->test, &j->test_ex, err);
+    if (st == LH_OK && j->per_example && j->ex->n)
+        j->so.loss_scale = 1.0 / (double)j->ex->n;
     lh_backend_opts bo;
     lh_backend_opts_default(&bo);
     bo.params = (const char *const *)j->params;

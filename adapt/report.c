@@ -114,6 +114,7 @@ lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
     em_int(&e, "budget", o->budget);
     em_num(&e, "bound", o->bound);
     em_num(&e, "l1", o->l1);
+    em_num(&e, "loss_scale", o->loss_scale);
     em_int(&e, "nan_as_worst", o->nan_as_worst ? 1 : 0);
     em_int(&e, "pick", o->pick);
     em_int(&e, "preselect", o->preselect);

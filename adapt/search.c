@@ -207,7 +207,7 @@ static lh_status record_one(search *s, const double *xj, double loss, double ms,
     if (replayed)
         s->res->replayed++;
     if (isfinite(r->loss))
-        r->objective = r->loss + s->o->l1 * mean_abs(xj, nk);
+        r->objective = s->o->loss_scale * r->loss + s->o->l1 * mean_abs(xj, nk);
     else if (s->o->nan_as_worst)
         r->objective = LH_SEARCH_WORST;
     else
@@ -389,6 +389,9 @@ static lh_status check_opts(const lh_search_opts *o, size_t n, lh_error *err)
         return lh_error_set(err, LH_ERR_ARG, "bound must be a positive number, not %g", o->bound);
     if (!(o->l1 >= 0) || !isfinite(o->l1))
         return lh_error_set(err, LH_ERR_ARG, "l1 must be a non-negative number, not %g", o->l1);
+    if (!(o->loss_scale > 0) || !isfinite(o->loss_scale))
+        return lh_error_set(err, LH_ERR_ARG, "loss scale must be a positive number, not %g",
+                            o->loss_scale);
     if (o->preselect < 0)
         return lh_error_set(err, LH_ERR_ARG, "preselect must be non-negative");
     if (o->resume && !o->checkpoint_path)
@@ -590,7 +593,7 @@ static lh_status phase_mode(search *s, lh_error *err)
     } else if (o->select == LH_SELECT_BEST_SINGLE) {
         s->w[0] = 1.0;
         res->best_loss = res->single_loss[res->kept[0]];
-        res->best_objective = res->best_loss + o->l1 * 1.0;
+        res->best_objective = o->loss_scale * res->best_loss + o->l1 * 1.0;
         snprintf(res->stop_reason, sizeof res->stop_reason, "selected");
     } else if (o->select == LH_SELECT_UNIFORM) {
         for (size_t i = 0; i < s->nk; i++)
@@ -750,6 +753,7 @@ void lh_search_opts_default(lh_search_opts *o)
     o->budget = 40;
     o->bound = 1.5;
     o->l1 = 0.05;
+    o->loss_scale = 1.0;
     o->seed = 42;
 }
 

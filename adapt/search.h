@@ -3,7 +3,7 @@
  * Given N loaded modules, few-shot examples and an open backend, search
  * the weights w [N] in [-bound, bound]^N (start 0) with a gradient-free
  * optimizer, minimizing
- *     objective(w) = loss(compose(w)) + l1 * mean_i |w_i|
+ *     objective(w) = loss_scale * loss(compose(w)) + l1 * mean_i |w_i|
  * where loss is the backend's mean token cross-entropy. Each evaluation
  * composes into buffers sized once (lh_compose_plan_new / lh_compose_into)
  * and asks the backend to score a whole optimizer batch in one call.
@@ -63,6 +63,8 @@ typedef struct lh_search_opts {
                                  evaluations (the final re-score comes on top); default 40 */
     double bound;             /* weights in [-bound, bound]; default 1.5 */
     double l1;                /* default 0.05 */
+    double loss_scale;        /* the loss enters the objective times this: 1 (default), or
+                                 1/examples for the reference's per-example scaling */
     uint64_t seed;            /* default 42 */
     int nan_as_worst;         /* NaN/Inf loss -> objective LH_SEARCH_WORST (else error) */
     int preselect;            /* > 0: keep this many modules by single-module loss first */

@@ -73,11 +73,13 @@ static lh_settings *preset(const char *name)
 static const char *const default_preset[][2] = {
     {"pick", "0"}, {"select", "best-single"}, {"preselect", "3"}, {"method", "cat"},
     {"optimizer", "cobyla"}, {"budget", "40"}, {"bound", "1.5"}, {"l1", "0.05"},
-    {"seed", "42"}, {"start", "zero"}, {"dtype", "f32"}, {NULL, NULL}};
+    {"seed", "42"}, {"start", "zero"}, {"dtype", "f32"}, {"loss-scale", "token-mean"},
+    {NULL, NULL}};
 static const char *const paper_preset[][2] = {
     {"pick", "20"}, {"select", "search"}, {"preselect", "0"}, {"method", "lorahub"},
     {"optimizer", "cobyla"}, {"budget", "40"}, {"bound", "1.5"}, {"l1", "0.05"},
-    {"seed", "42"}, {"start", "zero"}, {"dtype", "f32"}, {NULL, NULL}};
+    {"seed", "42"}, {"start", "zero"}, {"dtype", "f32"}, {"loss-scale", "per-example"},
+    {NULL, NULL}};
 
 START_TEST(test_presets_as_documented)
 {

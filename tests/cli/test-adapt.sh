@@ -203,7 +203,7 @@ grep -q "search 3/3" "$TMP/err" || fail "-v printed no progress lines"
 expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --preset paper \
     --report p.json
 grep -q '"preset": "paper"' p.json || fail "report: preset paper"
-for kv in pick:20 preselect:0 budget:40 bound:1.5 l1:0.05 seed:42 evaluations:40; do
+for kv in pick:20 preselect:0 budget:40 bound:1.5 l1:0.05 seed:42 evaluations:40 loss_scale:0.5; do
     [ "$(num "${kv%%:*}" p.json)" = "${kv#*:}" ] || fail "paper preset: ${kv%%:*} $(num "${kv%%:*}" p.json), want ${kv#*:}"
 done
 grep -q '"method": "lorahub"' p.json && grep -q '"optimizer": "cobyla"' p.json &&
@@ -211,6 +211,7 @@ grep -q '"method": "lorahub"' p.json && grep -q '"optimizer": "cobyla"' p.json &
 expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --preset paper \
     --budget 4 --method cat --report p4.json
 [ "$(num budget p4.json)" = 4 ] && grep -q '"method": "cat"' p4.json || fail "options do not override the preset"
+[ "$(num loss_scale v.json)" = 1 ] || fail "default preset: loss_scale $(num loss_scale v.json), want 1 (token-mean)"
 expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --preset nope -o x
 expect_err_contains "unknown preset 'nope'"
 
