@@ -312,7 +312,7 @@ if [ -d "$NF/a" ]; then
     # reference (examples/backends/torch_backend.py) sees the same losses.
     # COBYLA's first three points are fixed (0, then +0.5 per module), so
     # those losses must agree; later points follow from them.
-    if /usr/bin/python3 -c 'import torch' 2>/dev/null; then
+    if /usr/bin/python3 -c 'import torch, regex' 2>/dev/null; then
         for b in native torch; do
             if [ $b = native ]; then set -- --base "$NF/a"; else
                 set -- --backend-cmd "/usr/bin/python3 $TOP/examples/backends/torch_backend.py --base $NF/a"; fi
