@@ -385,7 +385,112 @@ static int claim_output(const char *outdir, lh_path_lock *lock)
     return 0;
 }
 
-int cmd_compose(int argc, char **argv)
+/* What the command line asked for. */
+typedef struct compose_args {
+    lh_merge_opts mo;
+    lh_peft_save_opts so;
+    const char *wlist, *wfile, *outdir, *base;
+    int as_json, force;
+    int set_rank, set_density, set_sign, set_seed, set_clamp; /* given explicitly */
+    int first_module;          /* argv index of the first module */
+} compose_args;
+
+/* One option into a; 0, or the exit code of a usage error. */
+static int take_option(int c, const char *arg, compose_args *a)
+{
+    long l;
+    double d;
+    switch (c) {
+    case 'm':
+        if (lh_merge_method_from_name(arg, &a->mo.method))
+            return cmd_usage_error(CMD, "unknown method '%s' (lorahub, linear, cat, svd, ties, "
+                                        "dare-linear, dare-ties, magnitude-prune, or one of the "
+                                        "last four with -svd)", arg);
+        return 0;
+    case 'w': a->wlist = arg; return 0;
+    case OPT_WEIGHTS: a->wfile = arg; return 0;
+    case 'o': a->outdir = arg; return 0;
+    case OPT_RANK:
+        if (cmd_parse_int(arg, 1, 1 << 20, &l))
+            return cmd_usage_error(CMD, "--rank '%s' is not a positive integer", arg);
+        a->mo.rank = (int)l;
+        a->set_rank = 1;
+        return 0;
+    case OPT_DENSITY:
+        if (cmd_parse_double(arg, &d) || !(d > 0 && d <= 1))
+            return cmd_usage_error(CMD, "--density '%s' is not a number in (0, 1]", arg);
+        a->mo.density = d;
+        a->set_density = 1;
+        return 0;
+    case OPT_SIGN:
+        if (!strcmp(arg, "total"))
+            a->mo.majority_sign = LH_SIGN_TOTAL;
+        else if (!strcmp(arg, "frequency"))
+            a->mo.majority_sign = LH_SIGN_FREQUENCY;
+        else
+            return cmd_usage_error(CMD, "--majority-sign '%s' is not total or frequency", arg);
+        a->set_sign = 1;
+        return 0;
+    case OPT_SEED: {
+        char *end;
+        errno = 0;
+        unsigned long long s = strtoull(arg, &end, 10);
+        if (!*arg || *end || errno || arg[0] == '-')
+            return cmd_usage_error(CMD, "--seed '%s' is not a non-negative integer", arg);
+        a->mo.seed = s;
+        a->set_seed = 1;
+        return 0;
+    }
+    case OPT_CLAMP:
+        if (cmd_parse_double(arg, &d) || !(d > 0 && d <= 1))
+            return cmd_usage_error(CMD, "--clamp '%s' is not a quantile in (0, 1]", arg);
+        a->mo.clamp_quantile = d;
+        a->set_clamp = 1;
+        return 0;
+    case OPT_DTYPE:
+        if (cmd_parse_dtype(arg, &a->so.dtype))
+            return cmd_usage_error(CMD, "--dtype '%s' is not f32, f16 or bf16", arg);
+        return 0;
+    case OPT_JSON: a->as_json = 1; return 0;
+    case OPT_FORCE: a->force = 1; return 0;
+    case OPT_PEFT: a->mo.peft_parity = 1; return 0;
+    case OPT_BASE: a->base = arg; return 0;
+    }
+    return cmd_usage_error(CMD, "unknown option");
+}
+
+/* The options that only some methods read, and what every run needs. */
+static int check_args(const compose_args *a, int argc)
+{
+    const lh_merge_opts *mo = &a->mo;
+    const char *mname = lh_merge_method_name(mo->method);
+    if (a->set_rank && !method_is_svd(mo->method))
+        return cmd_usage_error(CMD, "--rank applies to the svd methods, not %s", mname);
+    if (a->set_density && !method_is_sparse(mo->method))
+        return cmd_usage_error(CMD, "--density applies to ties, dare and magnitude-prune, not %s",
+                               mname);
+    if (a->set_sign && !method_is_ties(mo->method))
+        return cmd_usage_error(CMD, "--majority-sign applies to the ties methods, not %s", mname);
+    if (a->set_seed && !method_is_dare(mo->method))
+        return cmd_usage_error(CMD, "--seed applies to the dare methods, not %s", mname);
+    if (a->set_clamp && !method_is_svd(mo->method))
+        return cmd_usage_error(CMD, "--clamp applies to the svd methods, not %s", mname);
+    if (mo->peft_parity && mo->method == LH_MERGE_LORAHUB)
+        return cmd_usage_error(CMD, "--peft: lorahub is not a PEFT method");
+    if (!a->outdir)
+        return cmd_usage_error(CMD, "no output directory (-o OUTDIR)");
+    if (lh_str_ends_with(a->outdir, ".gguf") && !a->base)
+        return cmd_usage_error(CMD, "a .gguf output needs the base model: --base DIR (HF "
+                               "config.json) or --base MODEL.gguf");
+    if (a->first_module >= argc)
+        return cmd_usage_error(CMD, "no modules given");
+    if (a->wlist && a->wfile)
+        return cmd_usage_error(CMD, "give the weights with -w or --weights, not both");
+    return 0;
+}
+
+/* argv into a: 0 to go on, else the exit code (-h: LH_EXIT_OK). */
+static int parse_args(int argc, char **argv, compose_args *a, int *stop)
 {
     static const struct option opts[] = {
         {"method", required_argument, NULL, 'm'},
@@ -404,261 +509,217 @@ int cmd_compose(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    lh_merge_opts mo;
-    lh_merge_opts_default(&mo);
-    const char *wlist = NULL, *wfile = NULL, *outdir = NULL, *base = NULL;
-    int as_json = 0, force = 0, c;
-    int set_rank = 0, set_density = 0, set_sign = 0, set_seed = 0, set_clamp = 0;
-    lh_peft_save_opts so = {.dtype = LH_F32};
-    lh_path_lock lock;
-    lh_path_lock_init(&lock);
+    memset(a, 0, sizeof *a);
+    lh_merge_opts_default(&a->mo);
+    a->so.dtype = LH_F32;
+    *stop = 1;
     opterr = 0;
+    int c, rc;
     while ((c = getopt_long(argc, argv, ":m:w:o:h", opts, NULL)) != -1) {
-        long l;
-        double d;
         switch (c) {
-        case 'm':
-            if (lh_merge_method_from_name(optarg, &mo.method))
-                return cmd_usage_error(CMD, "unknown method '%s' (lorahub, linear, cat, svd, "
-                                            "ties, dare-linear, dare-ties, magnitude-prune, or "
-                                            "one of the last four with -svd)", optarg);
-            break;
-        case 'w': wlist = optarg; break;
-        case OPT_WEIGHTS: wfile = optarg; break;
-        case 'o': outdir = optarg; break;
-        case OPT_RANK:
-            if (cmd_parse_int(optarg, 1, 1 << 20, &l))
-                return cmd_usage_error(CMD, "--rank '%s' is not a positive integer", optarg);
-            mo.rank = (int)l;
-            set_rank = 1;
-            break;
-        case OPT_DENSITY:
-            if (cmd_parse_double(optarg, &d) || !(d > 0 && d <= 1))
-                return cmd_usage_error(CMD, "--density '%s' is not a number in (0, 1]", optarg);
-            mo.density = d;
-            set_density = 1;
-            break;
-        case OPT_SIGN:
-            if (!strcmp(optarg, "total"))
-                mo.majority_sign = LH_SIGN_TOTAL;
-            else if (!strcmp(optarg, "frequency"))
-                mo.majority_sign = LH_SIGN_FREQUENCY;
-            else
-                return cmd_usage_error(CMD, "--majority-sign '%s' is not total or frequency",
-                                       optarg);
-            set_sign = 1;
-            break;
-        case OPT_SEED: {
-            char *end;
-            errno = 0;
-            unsigned long long s = strtoull(optarg, &end, 10);
-            if (!*optarg || *end || errno || optarg[0] == '-')
-                return cmd_usage_error(CMD, "--seed '%s' is not a non-negative integer", optarg);
-            mo.seed = s;
-            set_seed = 1;
-            break;
-        }
-        case OPT_CLAMP:
-            if (cmd_parse_double(optarg, &d) || !(d > 0 && d <= 1))
-                return cmd_usage_error(CMD, "--clamp '%s' is not a quantile in (0, 1]", optarg);
-            mo.clamp_quantile = d;
-            set_clamp = 1;
-            break;
-        case OPT_DTYPE:
-            if (cmd_parse_dtype(optarg, &so.dtype))
-                return cmd_usage_error(CMD, "--dtype '%s' is not f32, f16 or bf16", optarg);
-            break;
-        case OPT_JSON: as_json = 1; break;
-        case OPT_FORCE: force = 1; break;
-        case OPT_PEFT: mo.peft_parity = 1; break;
-        case OPT_BASE: base = optarg; break;
         case 'h': usage(stdout); return LH_EXIT_OK;
         case ':':
             return cmd_usage_error(CMD, "option '%s' needs a value", argv[optind - 1]);
-        default:
+        case '?':
             if (optopt && optopt < 256 && strchr("mwo", optopt))
                 return cmd_usage_error(CMD, "option '-%c' needs a value", optopt);
             return cmd_usage_error(CMD, "unknown option '%s'", argv[optind - 1]);
+        default:
+            if ((rc = take_option(c, optarg, a)))
+                return rc;
         }
     }
-    const char *mname = lh_merge_method_name(mo.method);
-    if (set_rank && !method_is_svd(mo.method))
-        return cmd_usage_error(CMD, "--rank applies to the svd methods, not %s", mname);
-    if (set_density && !method_is_sparse(mo.method))
-        return cmd_usage_error(CMD, "--density applies to ties, dare and magnitude-prune, not %s",
-                               mname);
-    if (set_sign && !method_is_ties(mo.method))
-        return cmd_usage_error(CMD, "--majority-sign applies to the ties methods, not %s", mname);
-    if (set_seed && !method_is_dare(mo.method))
-        return cmd_usage_error(CMD, "--seed applies to the dare methods, not %s", mname);
-    if (set_clamp && !method_is_svd(mo.method))
-        return cmd_usage_error(CMD, "--clamp applies to the svd methods, not %s", mname);
-    if (mo.peft_parity && mo.method == LH_MERGE_LORAHUB)
-        return cmd_usage_error(CMD, "--peft: lorahub is not a PEFT method");
-    if (!outdir)
-        return cmd_usage_error(CMD, "no output directory (-o OUTDIR)");
-    if (lh_str_ends_with(outdir, ".gguf") && !base)
-        return cmd_usage_error(CMD, "a .gguf output needs the base model: --base DIR (HF "
-                               "config.json) or --base MODEL.gguf");
-    if (optind >= argc)
-        return cmd_usage_error(CMD, "no modules given");
-    if (wlist && wfile)
-        return cmd_usage_error(CMD, "give the weights with -w or --weights, not both");
+    a->first_module = optind;
+    if ((rc = check_args(a, argc)))
+        return rc;
+    *stop = 0;
+    return 0;
+}
 
-    int rc = LH_EXIT_OK, stdin_modules = 0;
-    strlist paths = {0};
-    double *w = NULL;
-    lh_adapter **mods = NULL, *out = NULL;
-    lh_error err = {0};
-    lh_sb sb;
-    lh_sb_init(&sb);
-
-    for (int i = optind; i < argc; i++) {
+/* The module paths: the arguments, with '-' read as a list from standard
+ * input ('#' lines skipped). */
+static int read_module_paths(int argc, char **argv, const compose_args *a, strlist *paths)
+{
+    int stdin_modules = 0;
+    for (int i = a->first_module; i < argc; i++) {
         if (strcmp(argv[i], "-") != 0) {
-            if (sl_push(&paths, argv[i], strlen(argv[i])))
-                goto nomem;
+            if (sl_push(paths, argv[i], strlen(argv[i])))
+                return cmd_error(CMD, "out of memory"), LH_EXIT_ERROR;
             continue;
         }
-        if (stdin_modules++) {
-            rc = cmd_usage_error(CMD, "'-' (modules from standard input) given twice");
-            goto done;
-        }
-        if (wfile && !strcmp(wfile, "-")) {
-            rc = cmd_usage_error(CMD, "standard input cannot hold both the module list and the "
-                                      "weights");
-            goto done;
-        }
+        if (stdin_modules++)
+            return cmd_usage_error(CMD, "'-' (modules from standard input) given twice");
+        if (a->wfile && !strcmp(a->wfile, "-"))
+            return cmd_usage_error(CMD, "standard input cannot hold both the module list and "
+                                        "the weights");
         size_t len;
         char *text = read_stdin(&len);
         if (!text) {
             cmd_error(CMD, "cannot read the module list from standard input");
-            rc = LH_EXIT_ERROR;
-            goto done;
+            return LH_EXIT_ERROR;
         }
-        for (char *line = text; line;) {
+        int rc = 0;
+        for (char *line = text; line && !rc;) {
             char *nl = memchr(line, '\n', len - (size_t)(line - text));
             size_t l = nl ? (size_t)(nl - line) : strlen(line);
             if (l && line[l - 1] == '\r')
                 l--;
-            if (l && line[0] != '#' && sl_push(&paths, line, l)) {
-                free(text);
-                goto nomem;
+            if (l && line[0] != '#' && sl_push(paths, line, l)) {
+                cmd_error(CMD, "out of memory");
+                rc = LH_EXIT_ERROR;
             }
             line = nl ? nl + 1 : NULL;
         }
         free(text);
+        if (rc)
+            return rc;
     }
-    const size_t n = paths.n;
-    if (n == 0) {
-        rc = cmd_usage_error(CMD, "no modules given (standard input was empty)");
-        goto done;
-    }
-    w = malloc(n * sizeof *w); /* [n] */
-    mods = calloc(n, sizeof *mods);
-    if (!w || !mods)
-        goto nomem;
+    if (paths->n == 0)
+        return cmd_usage_error(CMD, "no modules given (standard input was empty)");
+    return 0;
+}
+
+/* w [n]: 1 each, or from -w LIST, or from --weights FILE ('-': stdin). */
+static int read_weights(const compose_args *a, const strlist *paths, double *w)
+{
+    size_t n = paths->n;
     for (size_t i = 0; i < n; i++)
         w[i] = 1.0; /* no weights given: every module counts once */
-    if (wlist) {
-        if ((rc = parse_weight_list(wlist, n, w)))
-            goto done;
-    } else if (wfile) {
-        size_t len = 0;
-        char *text = NULL;
-        const char *origin = wfile;
-        if (!strcmp(wfile, "-")) {
-            origin = "<stdin>";
-            if (!(text = read_stdin(&len))) {
-                cmd_error(CMD, "cannot read the weights from standard input");
-                rc = LH_EXIT_ERROR;
-                goto done;
-            }
-        } else if (lh_read_file(wfile, &text, &len, &err) != LH_OK) {
-            rc = cmd_fail(CMD, &err);
-            goto done;
+    if (a->wlist)
+        return parse_weight_list(a->wlist, n, w);
+    if (!a->wfile)
+        return 0;
+    size_t len = 0;
+    char *text = NULL;
+    const char *origin = a->wfile;
+    lh_error err = {0};
+    if (!strcmp(a->wfile, "-")) {
+        origin = "<stdin>";
+        if (!(text = read_stdin(&len))) {
+            cmd_error(CMD, "cannot read the weights from standard input");
+            return LH_EXIT_ERROR;
         }
-        rc = parse_weights_text(origin, text, len, paths.v, n, w);
-        free(text);
-        if (rc)
-            goto done;
+    } else if (lh_read_file(a->wfile, &text, &len, &err) != LH_OK) {
+        return cmd_fail(CMD, &err);
     }
-    if ((rc = claim_output(outdir, &lock)))
-        goto done;
-    if (lh_path_exists(outdir) && !force) {
-        cmd_error(CMD, "'%s' already exists (use --force to replace it)", outdir);
-        rc = LH_EXIT_ERROR;
-        goto done;
-    }
+    int rc = parse_weights_text(origin, text, len, paths->v, n, w);
+    free(text);
+    return rc;
+}
 
-    if (lh_str_ends_with(outdir, ".safetensors")) {
-        if (mo.method != LH_MERGE_LORAHUB || so.dtype != LH_F32)
-            rc = cmd_usage_error(CMD, "an MoS output (%s) is composed with -m lorahub in F32", outdir);
-        else
-            rc = compose_mos_file(paths.v, n, w, outdir, force, as_json, &sb);
-        goto done;
+/* The line (or JSON object) that says what was written, into sb. */
+static void describe_result(const compose_args *a, const strlist *paths, const double *w,
+                            const lh_adapter *out, double secs, lh_sb *sb)
+{
+    size_t n = paths->n;
+    const char *mname = lh_merge_method_name(a->mo.method);
+    uint64_t params = lh_adapter_n_params(out);
+    lh_dtype dt = a->so.dtype;
+    const char *dtname = dt == LH_F16 ? "f16" : dt == LH_BF16 ? "bf16" : "f32";
+    if (!a->as_json) {
+        lh_sb_appendf(sb, "composed %zu module%s with %s into %s: rank %d, %zu target%s, "
+                          "%llu parameters (%s), %.2f s\n",
+                      n, n == 1 ? "" : "s", mname, a->outdir, out->r, out->n_targets,
+                      out->n_targets == 1 ? "" : "s", (unsigned long long)params, dtname, secs);
+        return;
+    }
+    lh_sb_append(sb, "{\"method\":");
+    lh_sb_append_json_string(sb, mname);
+    lh_sb_append(sb, ",\"output\":");
+    lh_sb_append_json_string(sb, a->outdir);
+    lh_sb_append(sb, ",\"modules\":[");
+    for (size_t i = 0; i < n; i++) {
+        lh_sb_append(sb, i ? ",{\"path\":" : "{\"path\":");
+        lh_sb_append_json_string(sb, paths->v[i]);
+        lh_sb_append(sb, ",\"weight\":");
+        lh_sb_append_json_number(sb, w[i]);
+        lh_sb_append(sb, "}");
+    }
+    lh_sb_appendf(sb, "],\"rank\":%d,\"targets\":%zu,\"parameters\":%llu,\"dtype\":\"%s\","
+                      "\"seconds\":",
+                  out->r, out->n_targets, (unsigned long long)params, dtname);
+    lh_sb_append_json_number(sb, secs);
+    lh_sb_append(sb, "}\n");
+}
+
+/* Load, compose, save as PEFT or GGUF, and say so. */
+static int compose_adapters(compose_args *a, const strlist *paths, const double *w, lh_sb *sb)
+{
+    size_t n = paths->n;
+    lh_error err = {0};
+    lh_adapter **mods = calloc(n, sizeof *mods), *out = NULL; /* mods: [n] */
+    int rc = 0;
+    if (!mods) {
+        cmd_error(CMD, "out of memory");
+        return LH_EXIT_ERROR;
     }
     double t0 = lh_monotonic_seconds();
     lh_gguf_arch arch;
-    if (base && lh_gguf_arch_from_base(base, &arch, &err) != LH_OK) {
+    if (a->base && lh_gguf_arch_from_base(a->base, &arch, &err) != LH_OK)
         rc = cmd_fail(CMD, &err);
-        goto done;
+    for (size_t i = 0; i < n && !rc; i++)
+        if (lh_gguf_load_module(paths->v[i], a->base ? &arch : NULL, &mods[i], &err) != LH_OK)
+            rc = cmd_fail(CMD, &err);
+    if (!rc && lh_compose((const lh_adapter *const *)mods, n, w, &a->mo, &out, &err) != LH_OK)
+        rc = cmd_fail(CMD, &err);
+    a->so.force = a->force;
+    if (!rc && save_output(out, a->outdir, &a->so, a->base ? &arch : NULL, &err) != LH_OK)
+        rc = cmd_fail(CMD, &err);
+    if (!rc) {
+        describe_result(a, paths, w, out, lh_monotonic_seconds() - t0, sb);
+        if (lh_sb_failed(sb)) {
+            cmd_error(CMD, "out of memory");
+            rc = LH_EXIT_ERROR;
+        } else {
+            fwrite(sb->buf, 1, sb->len, stdout);
+        }
     }
     for (size_t i = 0; i < n; i++)
-        if (lh_gguf_load_module(paths.v[i], base ? &arch : NULL, &mods[i], &err) != LH_OK) {
-            rc = cmd_fail(CMD, &err);
-            goto done;
-        }
-    if (lh_compose((const lh_adapter *const *)mods, n, w, &mo, &out, &err) != LH_OK) {
-        rc = cmd_fail(CMD, &err);
+        lh_adapter_free(mods[i]);
+    free(mods);
+    lh_adapter_free(out);
+    return rc;
+}
+
+int cmd_compose(int argc, char **argv)
+{
+    compose_args a;
+    int stop;
+    int rc = parse_args(argc, argv, &a, &stop);
+    if (stop)
+        return rc;
+    strlist paths = {0};
+    double *w = NULL; /* [paths.n] */
+    lh_path_lock lock;
+    lh_path_lock_init(&lock);
+    lh_sb sb;
+    lh_sb_init(&sb);
+    if ((rc = read_module_paths(argc, argv, &a, &paths)))
+        goto done;
+    if (!(w = malloc(paths.n * sizeof *w))) {
+        cmd_error(CMD, "out of memory");
+        rc = LH_EXIT_ERROR;
         goto done;
     }
-    so.force = force;
-    if (save_output(out, outdir, &so, base ? &arch : NULL, &err) != LH_OK) {
-        rc = cmd_fail(CMD, &err);
+    if ((rc = read_weights(&a, &paths, w)) || (rc = claim_output(a.outdir, &lock)))
+        goto done;
+    if (lh_path_exists(a.outdir) && !a.force) {
+        cmd_error(CMD, "'%s' already exists (use --force to replace it)", a.outdir);
+        rc = LH_EXIT_ERROR;
         goto done;
     }
-    double secs = lh_monotonic_seconds() - t0;
-    uint64_t params = lh_adapter_n_params(out);
-    const char *dtname = so.dtype == LH_F16 ? "f16" : so.dtype == LH_BF16 ? "bf16" : "f32";
-    if (as_json) {
-        lh_sb_append(&sb, "{\"method\":");
-        lh_sb_append_json_string(&sb, mname);
-        lh_sb_append(&sb, ",\"output\":");
-        lh_sb_append_json_string(&sb, outdir);
-        lh_sb_append(&sb, ",\"modules\":[");
-        for (size_t i = 0; i < n; i++) {
-            lh_sb_append(&sb, i ? ",{\"path\":" : "{\"path\":");
-            lh_sb_append_json_string(&sb, paths.v[i]);
-            lh_sb_append(&sb, ",\"weight\":");
-            lh_sb_append_json_number(&sb, w[i]);
-            lh_sb_append(&sb, "}");
-        }
-        lh_sb_appendf(&sb, "],\"rank\":%d,\"targets\":%zu,\"parameters\":%llu,\"dtype\":\"%s\","
-                           "\"seconds\":",
-                      out->r, out->n_targets, (unsigned long long)params, dtname);
-        lh_sb_append_json_number(&sb, secs);
-        lh_sb_append(&sb, "}\n");
-    } else {
-        lh_sb_appendf(&sb, "composed %zu module%s with %s into %s: rank %d, %zu target%s, "
-                           "%llu parameters (%s), %.2f s\n",
-                      n, n == 1 ? "" : "s", mname, outdir, out->r, out->n_targets,
-                      out->n_targets == 1 ? "" : "s", (unsigned long long)params, dtname, secs);
+    if (lh_str_ends_with(a.outdir, ".safetensors")) {
+        if (a.mo.method != LH_MERGE_LORAHUB || a.so.dtype != LH_F32)
+            rc = cmd_usage_error(CMD, "an MoS output (%s) is composed with -m lorahub in F32",
+                                 a.outdir);
+        else
+            rc = compose_mos_file(paths.v, paths.n, w, a.outdir, a.force, a.as_json, &sb);
+        goto done;
     }
-    if (lh_sb_failed(&sb))
-        goto nomem;
-    fwrite(sb.buf, 1, sb.len, stdout);
-    goto done;
-nomem:
-    cmd_error(CMD, "out of memory");
-    rc = LH_EXIT_ERROR;
+    rc = compose_adapters(&a, &paths, w, &sb);
 done:
     lh_path_lock_release(&lock);
     lh_sb_release(&sb);
-    if (mods)
-        for (size_t i = 0; i < paths.n; i++)
-            lh_adapter_free(mods[i]);
-    free(mods);
-    lh_adapter_free(out);
     free(w);
     sl_release(&paths);
     return rc;
