@@ -297,6 +297,17 @@ static int method_is_ties(lh_merge_method m)
 enum { OPT_WEIGHTS = 256, OPT_RANK, OPT_DENSITY, OPT_SIGN, OPT_SEED, OPT_CLAMP, OPT_DTYPE,
        OPT_JSON, OPT_FORCE, OPT_PEFT, OPT_BASE };
 
+/* The summary built in sb, to stdout. */
+static int print_summary(const lh_sb *sb)
+{
+    if (lh_sb_failed(sb)) {
+        cmd_error(CMD, "out of memory");
+        return LH_EXIT_ERROR;
+    }
+    fwrite(sb->buf, 1, sb->len, stdout);
+    return 0;
+}
+
 /* An output path ending in .safetensors asks for an MoS module: modules with
  * identical routing compose exactly in shard space (lorahub method), and the
  * result keeps their routing and size (lorahub-mos(5)). */
@@ -334,12 +345,7 @@ static int compose_mos_file(char **paths, size_t n, const double *w, const char 
                               "%llu pool parameters, %.2f s\n",
                           n, n == 1 ? "" : "s", out_path, out->r, pool_params, secs);
         }
-        if (lh_sb_failed(sb)) {
-            cmd_error(CMD, "out of memory");
-            rc = LH_EXIT_ERROR;
-        } else {
-            fwrite(sb->buf, 1, sb->len, stdout);
-        }
+        rc = print_summary(sb);
     }
     for (size_t i = 0; i < n; i++)
         lh_mos_free(mods[i]);
@@ -667,12 +673,7 @@ static int compose_adapters(compose_args *a, const strlist *paths, const double 
         rc = cmd_fail(CMD, &err);
     if (!rc) {
         describe_result(a, paths, w, out, lh_monotonic_seconds() - t0, sb);
-        if (lh_sb_failed(sb)) {
-            cmd_error(CMD, "out of memory");
-            rc = LH_EXIT_ERROR;
-        } else {
-            fwrite(sb->buf, 1, sb->len, stdout);
-        }
+        rc = print_summary(sb);
     }
     for (size_t i = 0; i < n; i++)
         lh_adapter_free(mods[i]);

@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "forward.h"
+#include "model/ops.h"
 
 /* Activation budget per pass: candidates are grouped so that the stacked
  * rows fit, which bounds memory for large models or populations. */
@@ -205,20 +206,7 @@ static void attend(const nm_model *m, nm_ws *w, const float *q, const float *K, 
         for (size_t i = 0; i < L; i++) {
             float *s = S + i * ctx;
             size_t lim = P + i + 1; /* keys 0..P+i are visible */
-            float mx = -FLT_MAX;
-            for (size_t j = 0; j < lim; j++)
-                if (s[j] > mx)
-                    mx = s[j];
-            float sum = 0.0f;
-            for (size_t j = 0; j < lim; j++) {
-                s[j] = expf(s[j] - mx);
-                sum += s[j];
-            }
-            float inv = 1.0f / sum;
-            for (size_t j = 0; j < lim; j++)
-                s[j] *= inv;
-            for (size_t j = lim; j < ctx; j++)
-                s[j] = 0.0f;
+            lh_softmax_prefix(s, lim, ctx);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)L, hd, (int)ctx, 1.0f, S,
                     (int)ctx, V + (size_t)kh * hd, KVd, 0.0f, out + (size_t)h * hd, Q);
@@ -431,15 +419,7 @@ static lh_status score_group(const nm_model *m, const nm_batch *b, const nm_seqs
             nm_head(m, w.x, rows, n, hx, logits);
             for (size_t k = 0; k < n; k++) {
                 const float *lg = logits + k * V;
-                float mxl = -FLT_MAX;
-                for (size_t v = 0; v < V; v++)
-                    if (lg[v] > mxl)
-                        mxl = lg[v];
-                /* Terms are in (0, 1]: float exp, double sum. */
-                double z = 0.0;
-                for (size_t v = 0; v < V; v++)
-                    z += (double)expf(lg[v] - mxl);
-                sum += (double)mxl + log(z) - (double)lg[sc[k0 + k].target];
+                sum += lh_token_nll(lg, V, sc[k0 + k].target);
             }
         }
         /* A non-finite sum (NaN weights) is this candidate's answer, not

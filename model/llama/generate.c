@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "forward.h"
+#include "model/ops.h"
 
 static int is_eos(const nm_config *c, int32_t id)
 {
@@ -14,15 +15,6 @@ static int is_eos(const nm_config *c, int32_t id)
         if (c->eos_ids[i] == id)
             return 1;
     return 0;
-}
-
-static int32_t argmax(const float *x, int n)
-{
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
 }
 
 lh_status nm_generate_ids(const nm_model *m, const lh_adapter *a, const int32_t *prompt,
@@ -73,7 +65,7 @@ lh_status nm_generate_ids(const nm_model *m, const lh_adapter *a, const int32_t 
         kv.len += step_len;
         size_t last = step_len - 1;
         nm_head(m, w.x, &last, 1, w.xn, logits);
-        int32_t next = argmax(logits, c->vocab);
+        int32_t next = lh_argmax(logits, c->vocab);
         if (is_eos(c, next))
             break;
         gen[n_gen++] = next;

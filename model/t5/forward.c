@@ -21,6 +21,7 @@
 #include <string.h>
 
 #include "forward.h"
+#include "model/ops.h"
 
 /* Activation budget per pass: candidates are grouped so that the stacked
  * rows fit, which bounds memory for large models or populations. */
@@ -143,20 +144,7 @@ static void attend(const t5_model *m, t5_ws *w, const float *q, const float *K, 
                 for (size_t j = 0; j < lim; j++)
                     s[j] += rel_bias[(size_t)bk[j] * H + h];
             }
-            float mx = -FLT_MAX;
-            for (size_t j = 0; j < lim; j++)
-                if (s[j] > mx)
-                    mx = s[j];
-            float sum = 0.0f;
-            for (size_t j = 0; j < lim; j++) {
-                s[j] = expf(s[j] - mx);
-                sum += s[j];
-            }
-            float inv = 1.0f / sum;
-            for (size_t j = 0; j < lim; j++)
-                s[j] *= inv;
-            for (size_t j = lim; j < Lk; j++)
-                s[j] = 0.0f;
+            lh_softmax_prefix(s, lim, Lk);
         }
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)Lq, dk, (int)Lk, 1.0f, S,
                     (int)Lk, V + (size_t)h * dk, NI, 0.0f, out + (size_t)h * dk, NI);
@@ -491,19 +479,6 @@ lh_status t5_forward_logits(const t5_model *m, const t5_batch *b, const lh_adapt
     return s;
 }
 
-/* -log softmax(lg)[target] over V logits: float exp, double sum. */
-static double token_nll(const float *lg, size_t V, int32_t target)
-{
-    float mx = -FLT_MAX;
-    for (size_t v = 0; v < V; v++)
-        if (lg[v] > mx)
-            mx = lg[v];
-    double z = 0.0;
-    for (size_t v = 0; v < V; v++)
-        z += (double)expf(lg[v] - mx);
-    return (double)mx + log(z) - (double)lg[target];
-}
-
 /* Score candidates [0, nc) of loras with stacked activations. */
 static lh_status score_group(const t5_model *m, const t5_batch *b, const packed *p,
                              const t5_lora *loras, int nc, int max_rank, double *nll,
@@ -534,7 +509,7 @@ static lh_status score_group(const t5_model *m, const t5_batch *b, const packed 
                 rows[k] = (size_t)i * p->Td + k0 + k;
             t5_head(m, w.x, rows, n, hx, logits);
             for (size_t k = 0; k < n; k++)
-                sum += token_nll(logits + k * V, V, p->labels[k0 + k]);
+                sum += lh_token_nll(logits + k * V, V, p->labels[k0 + k]);
         }
         /* A non-finite sum (NaN weights) is this candidate's answer. */
         nll[i] = sum;

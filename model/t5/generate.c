@@ -9,15 +9,7 @@
 #include <string.h>
 
 #include "forward.h"
-
-static int32_t argmax(const float *x, int n)
-{
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best])
-            best = i;
-    return best;
-}
+#include "model/ops.h"
 
 /* Encode src and fill ck/cv [layers, n_src, I] for every decoder block. */
 static lh_status encode(const t5_model *m, t5_ws *w, const t5_lora *lp, const int32_t *src,
@@ -91,7 +83,7 @@ lh_status t5_generate_ids(const t5_model *m, const lh_adapter *a, const int32_t 
                          &esq, &kv);
         kv.len++;
         t5_head(m, w.x, &row0, 1, w.xn, logits);
-        next = argmax(logits, c->vocab);
+        next = lh_argmax(logits, c->vocab);
         if (next == c->eos_id)
             break;
         gen[n_gen++] = next;
