@@ -85,6 +85,7 @@ static void resolve_search(lh_job *j, const lh_settings *s)
     so->seed = (uint64_t)lh_settings_int(s, "seed", (long long)so->seed);
     so->merge.seed = so->seed;
     so->nan_as_worst = lh_settings_bool(s, "nan-as-worst");
+    so->merge.allow_nonfinite = so->nan_as_worst; /* a NaN module: its candidates score worst */
     so->resume = lh_settings_bool(s, "resume");
     /* A resumed run replaces the outputs of the run it continues. */
     so->force = lh_settings_bool(s, "force") || so->resume;
