@@ -167,6 +167,8 @@ static lh_status resolve_outputs(lh_job *j, const lh_settings *s, lh_error *err)
     if (!j->output && !j->report && !j->weights_out && !j->hooks.outputs_optional)
         return lh_error_set(err, LH_ERR_ARG,
                             "%s: nothing to write (give -o OUTDIR, --report or --weights-out)", j->name);
+    if (lh_path_is_stdout(j->output))
+        return lh_error_set(err, LH_ERR_ARG, "-o: " LH_STDOUT_DIR_MSG);
     if (j->so.resume && !j->so.checkpoint_path)
         return lh_error_set(err, LH_ERR_ARG, "--resume needs -o OUTDIR or --checkpoint FILE");
     lh_status st = check_absent(j->output, "output directory", j->so.force, err);

@@ -530,6 +530,11 @@ int cmd_compose(int argc, char **argv)
         if (rc)
             goto done;
     }
+    if (lh_path_is_stdout(outdir)) {
+        cmd_error(CMD, "-o: " LH_STDOUT_DIR_MSG);
+        rc = LH_EXIT_USAGE;
+        goto done;
+    }
     if (lh_path_exists(outdir) && !force) {
         cmd_error(CMD, "'%s' already exists (use --force to replace it)", outdir);
         rc = LH_EXIT_ERROR;

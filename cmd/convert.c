@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "lib/fsutil.h"
 #include "lib/lorahub.h"
 #include "cmd.h"
 
@@ -46,6 +47,8 @@ int cmd_convert(int argc, char **argv)
         return cmd_usage_error("convert", "want IN and OUT, got %d path%s", argc - optind,
                                argc - optind == 1 ? "" : "s");
     const char *in = argv[optind], *out = argv[optind + 1];
+    if (lh_path_is_stdout(out))
+        return cmd_usage_error("convert", "OUT: " LH_STDOUT_DIR_MSG);
     lh_error err = {0};
     lh_adapter *a = NULL;
     if (lh_adapter_load(in, &a, &err) != LH_OK)

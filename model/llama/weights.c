@@ -14,6 +14,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "lib/fsutil.h"
 #include "lib/safetensors.h"
 #include "llama.h"
 
@@ -324,21 +325,17 @@ lh_status nm_model_load_weights(const char *dir, const nm_config *c, nm_model **
         return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     }
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    FILE *probe = fopen(path, "rb");
-    if (probe) {
-        fclose(probe);
+    if (lh_path_exists(path)) { /* lh_st_open refuses a FIFO (fopen would block) */
         lh_safetensors *st = NULL;
         if (!(s = lh_st_open(path, &st, err)))
             s = take_file(m, st, ws, n, err);
         lh_st_free(st);
     } else {
         snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-        probe = fopen(path, "rb");
-        if (!probe) {
+        if (!lh_path_exists(path)) {
             s = lh_error_set(err, LH_ERR_NOT_FOUND,
                              "%s: no model.safetensors or model.safetensors.index.json", dir);
         } else {
-            fclose(probe);
             s = load_sharded(m, dir, path, ws, n, err);
         }
     }
