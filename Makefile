@@ -101,6 +101,13 @@ $(O)/tests/check_%: $(O)/tests/check_%.o $(LIB_A)
 $(O)/tests/tools/%: $(O)/tests/tools/%.o $(LIB_A)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) $(DEP_LIBS)
 
+# The write-fault shim (LD_PRELOAD) of tests/cli/test-write-faults.sh: no
+# sanitizer (it is preloaded ahead of the program, ASan's runtime included).
+WRITE_FAULTS := $(O)/tests/tools/write_faults.so
+$(WRITE_FAULTS): tests/tools/shim/write_faults.c $(O)/.flags
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(WARN) -O2 -g -fPIC -shared -o $@ $< -ldl
+
 $(O)/bench/%: $(O)/bench/%.o $(LIB_A)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) $(DEP_LIBS)
 
@@ -110,7 +117,7 @@ check: deps
 # Unit suites, then CLI tests, then the library as a user sees it, then the
 # man pages. Each suite prints Check's summary line; tests/cli/run.sh prints
 # "N passed, N failed".
-check-run: $(PROG) $(TEST_BIN) $(TOOL_BIN)
+check-run: $(PROG) $(TEST_BIN) $(TOOL_BIN) $(WRITE_FAULTS)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
 	@O=$(O) LORAHUB=$(abspath $(PROG)) sh tests/cli/run.sh
 	@$(MAKE) --no-print-directory check-embed

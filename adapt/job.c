@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "adapt/modules.h"
 #include "adapt/optim/optimizer.h"
@@ -348,19 +349,38 @@ static lh_status write_report(const lh_job *j, lh_error *err)
     return st;
 }
 
+/* A file output other than standard output, which does not exist yet. */
+static int is_new_file(const char *path)
+{
+    return path && strcmp(path, "-") != 0 && !lh_path_exists(path);
+}
+
+/* All or nothing, as far as it can be: an output this call created is
+ * removed again when a later one fails (an adapter without its report
+ * looks like a finished run). One that --force replaced cannot be put back
+ * and stays; the checkpoint stays too, for --resume. */
 lh_status lh_job_write(lh_job *j, lh_error *err)
 {
     if (!j->have_result)
         return lh_error_set(err, LH_ERR_ARG, "%s: no result to write", j->name);
+    int new_out = is_new_file(j->output), new_report = is_new_file(j->report);
+    int wrote_out = 0, wrote_report = 0;
     lh_status st = LH_OK;
     if (j->output) {
         lh_peft_save_opts po = {j->out_dtype, j->so.force, NULL};
         st = lh_peft_save(j->res.merged, j->output, &po, err);
+        wrote_out = st == LH_OK;
     }
-    if (st == LH_OK && j->report)
+    if (st == LH_OK && j->report) {
         st = write_report(j, err);
+        wrote_report = st == LH_OK;
+    }
     if (st == LH_OK && j->weights_out)
         st = write_weights(j, err);
+    if (st != LH_OK && wrote_report && new_report)
+        unlink(j->report);
+    if (st != LH_OK && wrote_out && new_out)
+        lh_rmtree(j->output);
     return st;
 }
 

@@ -405,6 +405,19 @@ lh_status lh_outdir_begin(lh_outdir *od, const char *final_path, int force, lh_e
                         final_path);
 }
 
+void lh_outdir_name_final(const lh_outdir *od, lh_error *err)
+{
+    if (!od || !od->tmp_path || !od->final_path || !err)
+        return;
+    char *at = strstr(err->msg, od->tmp_path);
+    if (!at)
+        return;
+    char tmp[sizeof err->msg];
+    snprintf(tmp, sizeof tmp, "%.*s%s%s", (int)(at - err->msg), err->msg, od->final_path,
+             at + strlen(od->tmp_path));
+    memcpy(err->msg, tmp, sizeof tmp);
+}
+
 char *lh_outdir_file(const lh_outdir *od, const char *name)
 {
     return od && od->tmp_path ? lh_path_join(od->tmp_path, name) : NULL;

@@ -60,6 +60,10 @@ char *lh_outdir_file(const lh_outdir *od, const char *name);
  * existing final_path is left as it was. */
 lh_status lh_outdir_commit(lh_outdir *od, lh_error *err);
 void lh_outdir_abort(lh_outdir *od); /* safe after commit or on a zeroed od */
+/* An error about a file inside the temporary directory names the output
+ * the user asked for instead ("out/adapter_model.safetensors", not
+ * "out.tmp.x1y2z3/..."): call before lh_outdir_abort. */
+void lh_outdir_name_final(const lh_outdir *od, lh_error *err);
 
 /* Remove a directory tree (used for temp dirs) or a file, never following
  * symlinks. Returns 0 on success or when path does not exist. */
