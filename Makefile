@@ -171,7 +171,9 @@ bench-run: $(PROG) $(BENCH_BIN)
 # ASan+UBSan in $(O)-fuzz/ and each tests/fuzz/fuzz_*.c links against it.
 # `make fuzz` runs each target FUZZ_SECONDS; `make fuzz-long` runs each to
 # FUZZ_RUNS executions (docs/reliability.md has the counts and rates), one
-# target at a time under nice; each keeps its corpus in $(O)-fuzz/corpus-NAME.
+# target at a time under nice; each keeps its corpus in $(O)-fuzz/corpus-NAME
+# and starts from the committed seeds in tests/fuzz/seeds/NAME (without the
+# fuzz_ prefix; the whole seeds tree for a target without its own folder).
 FUZZ_SECONDS ?= 60
 FUZZ_RUNS ?= 10000000
 FUZZ_O := $(O)-fuzz
@@ -179,6 +181,8 @@ FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
 FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_O)/%)
 FUZZ_SAN := address,undefined
 FUZZ_TARGETS ?= $(FUZZ_BIN)
+# the seeds folder of target binary $(1), a shell expression
+fuzz_seeds = $$(s=tests/fuzz/seeds/$$(basename $(1) | sed 's/^fuzz_//'); [ -d $$s ] || s=tests/fuzz/seeds; echo $$s)
 
 fuzz-build: deps
 	@$(MAKE) --no-print-directory O=$(FUZZ_O) CC=clang SANITIZE=fuzzer-no-link,$(FUZZ_SAN) \
@@ -190,13 +194,13 @@ fuzz-build: deps
 fuzz: fuzz-build
 	@set -e; for b in $(FUZZ_TARGETS); do mkdir -p $$(dirname $$b)/corpus-$$(basename $$b); \
 	  $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$(dirname $$b)/corpus-$$(basename $$b) \
-	    tests/fuzz/seeds; done
+	    $(call fuzz_seeds,$$b); done
 
 fuzz-long: fuzz-build
 	@set -e; for b in $(FUZZ_TARGETS); do mkdir -p $$(dirname $$b)/corpus-$$(basename $$b); \
 	  echo "== $$b: $(FUZZ_RUNS) runs"; \
 	  nice -n 15 $$b -runs=$(FUZZ_RUNS) -print_final_stats=1 $$(dirname $$b)/corpus-$$(basename $$b) \
-	    tests/fuzz/seeds; done
+	    $(call fuzz_seeds,$$b); done
 
 # include/lorahub.h is the only header installed: everything else is internal.
 install: all

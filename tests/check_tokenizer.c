@@ -283,7 +283,7 @@ END_TEST
 /* A word none of whose characters is in the vocab, with no unk and no byte
  * fallback, has no symbols at all: nothing to merge, no ids. Before, the
  * merge loop followed links left over from the previous word (a crash
- * found by fuzz_tokenizer, tests/fuzz/seeds/tok_crash_empty_word.json). */
+ * found by fuzz_tokenizer, tests/fuzz/seeds/tokenizer/tok_crash_empty_word.json). */
 START_TEST(word_without_symbols)
 {
     lh_tokenizer *t = must_load("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c\":2,\"bc\":3},"
