@@ -105,13 +105,14 @@ mkdir hub
 "$T/gen_peft" hub/code 8 --layers 2 --r 8
 sed -n '/^\.Sh EXAMPLES/,/^\.Sh SEE/p' "$TOP/man/lorahub-inspect.1" |
     sed -n 's/^\.Dl \$ //p' | sed -e 's/\\&//g' -e 's/\\e/\\/g' >ex.cmds
-[ "$(wc -l <ex.cmds)" -eq 2 ] || fail "expected 2 examples in lorahub-inspect.1"
+[ "$(wc -l <ex.cmds)" -eq 3 ] || fail "expected 3 examples in lorahub-inspect.1"
 lorahub() { "$LORAHUB" "$@"; }
 while IFS= read -r cmd; do
     case $cmd in *jq*) command -v jq >/dev/null || continue ;; esac
     eval "$cmd" </dev/null >ex.out 2>ex.err || { cat ex.err >&2; fail "man example failed: $cmd"; }
     case $cmd in
     *jq*) printf 'hub/code\t8\nhub/math\t4\n' | cmp -s - ex.out || fail "jq example gave: $(cat ex.out)" ;;
+    *--check*) [ ! -s ex.out ] && [ ! -s ex.err ] || fail "--check example printed something" ;;
     *) grep -q 'model.layers.1.self_attn.v_proj  r 4' ex.out || fail "-v example lacks the targets" ;;
     esac
 done <ex.cmds
