@@ -150,7 +150,7 @@ int lh_adapter_max_rank(const lh_adapter *a)
 
 /* Non-finite floats have every exponent bit set; counting them by the bit
  * pattern keeps the loop branch-free (it runs over every input of a compose). */
-static size_t count_nonfinite(const float *x, size_t n, size_t *first)
+size_t lh_count_nonfinite(const float *x, size_t n, size_t *first)
 {
     size_t c = 0;
     for (size_t i = 0; i < n; i++) {
@@ -174,8 +174,8 @@ size_t lh_adapter_nonfinite(const lh_adapter *a, lh_nonfinite *where)
     for (size_t t = 0; a && t < a->n_targets; t++) {
         const lh_target *tg = &a->targets[t];
         size_t fa = 0, fb = 0;
-        size_t ca = tg->A ? count_nonfinite(tg->A, (size_t)tg->r * (size_t)tg->d_in, &fa) : 0;
-        size_t cb = tg->B ? count_nonfinite(tg->B, (size_t)tg->d_out * (size_t)tg->r, &fb) : 0;
+        size_t ca = tg->A ? lh_count_nonfinite(tg->A, (size_t)tg->r * (size_t)tg->d_in, &fa) : 0;
+        size_t cb = tg->B ? lh_count_nonfinite(tg->B, (size_t)tg->d_out * (size_t)tg->r, &fb) : 0;
         if (!ca && !cb)
             continue;
         if (!w.count) {

@@ -76,6 +76,9 @@ typedef struct lh_nonfinite {
     float value;
 } lh_nonfinite;
 
+/* NaN and +-Inf among x [n]: their count, and in *first (when not NULL and
+ * the count is not 0) the index of the first. */
+size_t lh_count_nonfinite(const float *x, size_t n, size_t *first);
 /* Scans every A and B; returns the count (0: all finite) and, when where is
  * not NULL, fills it (zeroed when all are finite). */
 size_t lh_adapter_nonfinite(const lh_adapter *a, lh_nonfinite *where);

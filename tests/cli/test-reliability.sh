@@ -41,6 +41,14 @@ expect_err_contains "h/nan_A: 1 non-finite value"
 [ "$(grep -c '^  values' "$TMP/out")" -eq 2 ] || fail "inspect --check still shows both modules"
 expect_exit 0 "$LORAHUB" inspect --check "$ZOO/modules/add3"
 expect_out_contains "values      all finite"
+# MoS modules composed in shard space: the same refusal (it wrote NaN before)
+case $O in /*) T=$O/tests/tools ;; *) T=$TOP/$O/tests/tools ;; esac
+"$T/gen_mos" mos_a.safetensors 3 2 q_proj,v_proj 32:32,32:16 4 2 1
+"$T/gen_mos" mos_b.safetensors 3 2 q_proj,v_proj 32:32,32:16 4 2 1
+hlen=$(od -An -tu4 -N4 mos_a.safetensors | tr -d ' ')
+printf '\000\000\300\177' | dd of=mos_a.safetensors bs=1 seek=$((8 + hlen)) conv=notrunc 2>/dev/null
+refused 1 "mos_a.safetensors: pool_A of type 'q_proj' holds nan at element 0" \
+    "$LORAHUB" compose -o mos_c.safetensors mos_a.safetensors mos_b.safetensors
 
 # ---- FIFOs (no writer) and devices where files go: refused, never waited on ----
 mkfifo fifo
