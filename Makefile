@@ -4,7 +4,8 @@
 #   make asan       the same tests under ASan+UBSan, in build-asan/
 #   make demo       adapt to one bundled task and show the result
 #   make bench      benchmarks (ratios against this machine's limits)
-#   make fuzz       libFuzzer over the safetensors and JSON parsers
+#   make fuzz       libFuzzer over every parser (tests/fuzz/), FUZZ_SECONDS each
+#   make fuzz-long  the same, each target to FUZZ_RUNS executions (10 million)
 #   make install    PREFIX=/usr/local DESTDIR=
 # check, asan and demo first install missing Debian packages (tools/install-deps.sh).
 
@@ -60,7 +61,7 @@ LIB_SO_REAL := liblorahub.so.$(VERSION)
 PROG := $(O)/lorahub
 MANPAGES := $(sort $(wildcard man/*.[1-8]))
 
-.PHONY: all deps check check-run check-embed asan demo demo-run table zoo bench bench-run fuzz \
+.PHONY: all deps check check-run check-embed asan demo demo-run table zoo bench bench-run fuzz fuzz-build fuzz-long \
         install clean lint-man FORCE
 .SECONDARY:
 
@@ -103,6 +104,12 @@ $(O)/tests/tools/%: $(O)/tests/tools/%.o $(LIB_A)
 # The plot test's PNG reader (test-time only; lorahub links no image library).
 $(O)/tests/tools/png_ink.o: ALL_CFLAGS += $(shell $(PKG_CONFIG) --cflags libpng 2>/dev/null)
 $(O)/tests/tools/png_ink: DEP_LIBS += $(shell $(PKG_CONFIG) --libs libpng 2>/dev/null)
+# The write-fault shim (LD_PRELOAD) of tests/cli/test-write-faults.sh: no
+# sanitizer (it is preloaded ahead of the program, ASan's runtime included).
+WRITE_FAULTS := $(O)/tests/tools/write_faults.so
+$(WRITE_FAULTS): tests/tools/shim/write_faults.c $(O)/.flags
+	@mkdir -p $(@D)
+	$(CC) -std=c11 $(WARN) -O2 -g -fPIC -shared -o $@ $< -ldl
 
 $(O)/bench/%: $(O)/bench/%.o $(LIB_A)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) $(DEP_LIBS)
@@ -113,7 +120,7 @@ check: deps
 # Unit suites, then CLI tests, then the library as a user sees it, then the
 # man pages. Each suite prints Check's summary line; tests/cli/run.sh prints
 # "N passed, N failed".
-check-run: $(PROG) $(TEST_BIN) $(TOOL_BIN)
+check-run: $(PROG) $(TEST_BIN) $(TOOL_BIN) $(WRITE_FAULTS)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
 	@O=$(O) LORAHUB=$(abspath $(PROG)) sh tests/cli/run.sh
 	@$(MAKE) --no-print-directory check-embed
@@ -163,17 +170,40 @@ bench: deps
 bench-run: $(PROG) $(BENCH_BIN)
 	@O=$(O) LORAHUB=$(abspath $(PROG)) sh bench/run.sh
 
-# libFuzzer needs clang; FUZZ_SECONDS bounds each target.
+# libFuzzer needs clang. The library is built once with fuzzer coverage and
+# ASan+UBSan in $(O)-fuzz/ and each tests/fuzz/fuzz_*.c links against it.
+# `make fuzz` runs each target FUZZ_SECONDS; `make fuzz-long` runs each to
+# FUZZ_RUNS executions (docs/reliability.md has the counts and rates), one
+# target at a time under nice; each keeps its corpus in $(O)-fuzz/corpus-NAME
+# and starts from the committed seeds in tests/fuzz/seeds/NAME (without the
+# fuzz_ prefix; the whole seeds tree for a target without its own folder).
 FUZZ_SECONDS ?= 60
+FUZZ_RUNS ?= 10000000
+FUZZ_O := $(O)-fuzz
 FUZZ_SRC := $(sort $(wildcard tests/fuzz/fuzz_*.c))
-fuzz: deps
-	@mkdir -p $(O)-fuzz
-	@set -e; for f in $(FUZZ_SRC); do b=$(O)-fuzz/$$(basename $$f .c); \
-	  clang -std=c11 -D_GNU_SOURCE -g -O1 -I. $(DEP_CFLAGS) -fsanitize=fuzzer,address,undefined \
-	    -o $$b $$f $(LIB_SRC) $(DEP_LIBS); \
-	  mkdir -p $(O)-fuzz/corpus-$$(basename $$f .c); \
-	  $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $(O)-fuzz/corpus-$$(basename $$f .c) tests/fuzz/seeds; \
-	done
+FUZZ_BIN := $(FUZZ_SRC:tests/fuzz/%.c=$(FUZZ_O)/%)
+FUZZ_SAN := address,undefined
+FUZZ_TARGETS ?= $(FUZZ_BIN)
+# the seeds folder of target binary $(1), a shell expression
+fuzz_seeds = $$(s=tests/fuzz/seeds/$$(basename $(1) | sed 's/^fuzz_//'); [ -d $$s ] || s=tests/fuzz/seeds; echo $$s)
+
+fuzz-build: deps
+	@$(MAKE) --no-print-directory O=$(FUZZ_O) CC=clang SANITIZE=fuzzer-no-link,$(FUZZ_SAN) \
+	  CFLAGS='-O1 -g' $(FUZZ_O)/liblorahub.a
+	@set -e; for f in $(FUZZ_SRC); do b=$(FUZZ_O)/$$(basename $$f .c); \
+	  clang -std=c11 -D_GNU_SOURCE -g -O1 -I. $(DEP_CFLAGS) -fsanitize=fuzzer,$(FUZZ_SAN) \
+	    -o $$b $$f $(FUZZ_O)/liblorahub.a $(DEP_LIBS); done
+
+fuzz: fuzz-build
+	@set -e; for b in $(FUZZ_TARGETS); do mkdir -p $$(dirname $$b)/corpus-$$(basename $$b); \
+	  $$b -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 $$(dirname $$b)/corpus-$$(basename $$b) \
+	    $(call fuzz_seeds,$$b); done
+
+fuzz-long: fuzz-build
+	@set -e; for b in $(FUZZ_TARGETS); do mkdir -p $$(dirname $$b)/corpus-$$(basename $$b); \
+	  echo "== $$b: $(FUZZ_RUNS) runs"; \
+	  nice -n 15 $$b -runs=$(FUZZ_RUNS) -print_final_stats=1 $$(dirname $$b)/corpus-$$(basename $$b) \
+	    $(call fuzz_seeds,$$b); done
 
 # include/lorahub.h is the only header installed: everything else is internal.
 install: all

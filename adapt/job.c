@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "adapt/evaluate.h"
 #include "adapt/modules.h"
@@ -108,6 +109,7 @@ static void resolve_search(lh_job *j, const lh_settings *s)
     so->seed = (uint64_t)lh_settings_int(s, "seed", (long long)so->seed);
     so->merge.seed = so->seed;
     so->nan_as_worst = lh_settings_bool(s, "nan-as-worst");
+    so->merge.allow_nonfinite = so->nan_as_worst; /* a NaN module: its candidates score worst */
     so->resume = lh_settings_bool(s, "resume");
     /* A resumed run replaces the outputs of the run it continues. */
     so->force = lh_settings_bool(s, "force") || so->resume;
@@ -242,6 +244,8 @@ static lh_status resolve_outputs(lh_job *j, const lh_settings *s, lh_error *err)
     if (!j->output && !j->report && !j->weights_out && !j->hooks.outputs_optional)
         return lh_error_set(err, LH_ERR_ARG,
                             "%s: nothing to write (give -o OUTDIR, --report or --weights-out)", j->name);
+    if (lh_path_is_stdout(j->output))
+        return lh_error_set(err, LH_ERR_ARG, "-o: " LH_STDOUT_DIR_MSG);
     if (j->so.resume && !j->so.checkpoint_path)
         return lh_error_set(err, LH_ERR_ARG, "--resume needs -o OUTDIR or --checkpoint FILE");
     st = check_absent(j->output, "output directory", j->so.force, err);
@@ -596,24 +600,41 @@ static lh_status write_gguf(const lh_job *j, lh_error *err)
     return lh_outdir_commit(&od, err);
 }
 
+/* A file output other than standard output, which does not exist yet. */
+static int is_new_file(const char *path)
+{
+    return path && strcmp(path, "-") != 0 && !lh_path_exists(path);
+}
+
+/* All or nothing, as far as it can be: an output this call created is
+ * removed again when a later one fails (an adapter without its report
+ * looks like a finished run). One that --force replaced cannot be put back
+ * and stays; the checkpoint stays too, for --resume. */
 lh_status lh_job_write(lh_job *j, lh_error *err)
 {
     if (!j->have_result)
         return lh_error_set(err, LH_ERR_ARG, "%s: no result to write", j->name);
+    int new_out = is_new_file(j->output), new_report = is_new_file(j->report);
+    int wrote_out = 0, wrote_report = 0;
     lh_status st = LH_OK;
-    if (j->output && j->out_gguf) {
-        st = write_gguf(j, err);
-    } else if (j->output) {
+    if (j->output) {
         lh_peft_save_opts po = {j->out_dtype, j->so.force, NULL};
-        st = lh_peft_save(j->res.merged, j->output, &po, err);
+        st = j->out_gguf ? write_gguf(j, err) : lh_peft_save(j->res.merged, j->output, &po, err);
+        wrote_out = st == LH_OK;
     }
-    if (st == LH_OK && j->report)
+    if (st == LH_OK && j->report) {
         st = write_report(j, err);
+        wrote_report = st == LH_OK;
+    }
     if (st == LH_OK && j->weights_out)
         st = write_weights(j, err);
     if (st == LH_OK && j->plot)
         st = lh_plot_write_svg(j->plot, &j->so, (const lh_adapter *const *)j->ms->mods, j->ms->n,
                                &j->res, j->task, err);
+    if (st != LH_OK && wrote_report && new_report)
+        unlink(j->report);
+    if (st != LH_OK && wrote_out && new_out)
+        lh_rmtree(j->output);
     return st;
 }
 

@@ -485,6 +485,10 @@ static int check_args(const compose_args *a, int argc)
         return cmd_usage_error(CMD, "--peft: lorahub is not a PEFT method");
     if (!a->outdir)
         return cmd_usage_error(CMD, "no output directory (-o OUTDIR)");
+    if (lh_path_is_stdout(a->outdir)) {
+        cmd_error(CMD, "-o: " LH_STDOUT_DIR_MSG);
+        return LH_EXIT_USAGE;
+    }
     if (lh_str_ends_with(a->outdir, ".gguf") && !a->base)
         return cmd_usage_error(CMD, "a .gguf output needs the base model: --base DIR (HF "
                                "config.json) or --base MODEL.gguf");

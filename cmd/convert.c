@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lib/fsutil.h"
 #include "lib/lorahub.h"
 #include "lib/gguf.h"
 #include "cmd.h"
@@ -60,6 +61,8 @@ int cmd_convert(int argc, char **argv)
     if (to_gguf && !base)
         return cmd_usage_error("convert", "a .gguf output needs the base model: --base DIR "
                                "(HF config.json) or --base MODEL.gguf");
+    if (lh_path_is_stdout(out))
+        return cmd_usage_error("convert", "OUT: " LH_STDOUT_DIR_MSG);
     lh_error err = {0};
     lh_gguf_arch arch;
     if (base && lh_gguf_arch_from_base(base, &arch, &err) != LH_OK)

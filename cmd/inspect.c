@@ -1,8 +1,10 @@
-/* cmd/inspect.c - `lorahub inspect [--json] [-v] PATH...`: what an adapter
- * holds (format, base model, ranks, scales, targets per projection type,
- * parameters, dtypes, size), as a table for people or one JSON object per
- * line for scripts. A path that fails prints one line on stderr and nothing
- * on stdout; the others are still shown, and the exit status is 1. */
+/* cmd/inspect.c - `lorahub inspect [--json] [-v] [--check] PATH...`: what an
+ * adapter holds (format, base model, ranks, scales, targets per projection
+ * type, parameters, dtypes, size, whether every value is finite), as a table
+ * for people or one JSON object per line for scripts. A path that fails
+ * prints one line on stderr and nothing on stdout; the others are still
+ * shown, and the exit status is 1. With --check, a module holding NaN or Inf
+ * also gets a line on stderr and exit status 1. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -109,7 +111,17 @@ static void thousands(lh_sb *sb, uint64_t v)
     }
 }
 
-static void human(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos *m, int verbose)
+/* "3 non-finite values in 2 targets (first: lora_A of 'x', element 0, nan)" */
+static void nonfinite_text(lh_sb *sb, const lh_adapter *a, const lh_nonfinite *nf)
+{
+    lh_sb_appendf(sb, "%zu non-finite value%s in %zu target%s (first: %s of '%s', element %zu, %g)",
+                  nf->count, nf->count == 1 ? "" : "s", nf->n_targets,
+                  nf->n_targets == 1 ? "" : "s", nf->tensor, a->targets[nf->target].name,
+                  nf->element, (double)nf->value);
+}
+
+static void human(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos *m, int verbose,
+                  const lh_nonfinite *nf)
 {
     size_t nt = 0;
     type_stat *ts = collect_types(a, &nt);
@@ -178,6 +190,12 @@ static void human(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos
             first = 0;
         }
     lh_sb_append(sb, first ? "-\n" : "\n");
+    lh_sb_append(sb, "  values      ");
+    if (nf->count)
+        nonfinite_text(sb, a, nf);
+    else
+        lh_sb_append(sb, "all finite");
+    lh_sb_append(sb, "\n");
     if (m)
         lh_sb_appendf(sb, "  mos         l %d, private rank %d, routing %.16s\n", m->l,
                       m->private_rank, m->routing_hash);
@@ -195,7 +213,8 @@ static void json_str_or_null(lh_sb *sb, const char *s)
         lh_sb_append(sb, "null");
 }
 
-static void json(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos *m)
+static void json(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos *m,
+                 const lh_nonfinite *nf)
 {
     lh_sb_append(sb, "{\"path\":");
     lh_sb_append_json_string(sb, path);
@@ -216,7 +235,17 @@ static void json(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos 
             lh_sb_appendf(sb, "%s\"%s\"", first ? "" : ",", lh_dtype_name((lh_dtype)d));
             first = 0;
         }
-    lh_sb_appendf(sb, "],\"file_size\":%llu,\"targets\":[", (unsigned long long)a->file_size);
+    lh_sb_appendf(sb, "],\"file_size\":%llu,\"n_nonfinite\":%zu,\"nonfinite\":",
+                  (unsigned long long)a->file_size, nf->count);
+    if (nf->count) {
+        lh_sb_appendf(sb, "{\"n_targets\":%zu,\"target\":", nf->n_targets);
+        lh_sb_append_json_string(sb, a->targets[nf->target].name);
+        lh_sb_appendf(sb, ",\"tensor\":\"%s\",\"element\":%zu,\"value\":\"%g\"}", nf->tensor,
+                      nf->element, (double)nf->value);
+    } else {
+        lh_sb_append(sb, "null");
+    }
+    lh_sb_append(sb, ",\"targets\":[");
     for (size_t i = 0; i < a->n_targets; i++) {
         const lh_target *t = &a->targets[i];
         lh_sb_append(sb, i ? ",{\"name\":" : "{\"name\":");
@@ -271,7 +300,7 @@ static lh_status load(const char *path, lh_adapter **a, lh_mos **m, lh_error *er
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: lorahub inspect [--json] [-v] PATH...\n");
+    fprintf(f, "usage: lorahub inspect [--json] [-v] [--check] PATH...\n");
 }
 
 int cmd_inspect(int argc, char **argv)
@@ -279,15 +308,17 @@ int cmd_inspect(int argc, char **argv)
     static const struct option opts[] = {
         {"json", no_argument, NULL, 'j'},
         {"verbose", no_argument, NULL, 'v'},
+        {"check", no_argument, NULL, 'c'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    int as_json = 0, verbose = 0, c;
+    int as_json = 0, verbose = 0, check = 0, c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "vh", opts, NULL)) != -1) {
         switch (c) {
         case 'j': as_json = 1; break;
         case 'v': verbose = 1; break;
+        case 'c': check = 1; break;
         case 'h': usage(stdout); return LH_EXIT_OK;
         default:
             return cmd_usage_error("inspect", "unknown option '%s'", argv[optind - 1]);
@@ -306,14 +337,16 @@ int cmd_inspect(int argc, char **argv)
             lh_mos_free(m);
             continue;
         }
+        lh_nonfinite nf;
+        lh_adapter_nonfinite(a, &nf);
         lh_sb sb;
         lh_sb_init(&sb);
         if (as_json) {
-            json(&sb, argv[i], a, m);
+            json(&sb, argv[i], a, m, &nf);
         } else {
             if (shown)
                 lh_sb_append(&sb, "\n");
-            human(&sb, argv[i], a, m, verbose);
+            human(&sb, argv[i], a, m, verbose, &nf);
         }
         if (lh_sb_failed(&sb)) {
             cmd_error("inspect", "%s: out of memory", argv[i]);
@@ -323,6 +356,14 @@ int cmd_inspect(int argc, char **argv)
             shown++;
         }
         lh_sb_release(&sb);
+        if (check && nf.count) {
+            lh_sb_init(&sb);
+            nonfinite_text(&sb, a, &nf);
+            fflush(stdout);
+            cmd_error("inspect", "%s: %s", argv[i], lh_sb_failed(&sb) ? "non-finite values" : sb.buf);
+            lh_sb_release(&sb);
+            rc = LH_EXIT_ERROR;
+        }
         lh_adapter_free(a);
         lh_mos_free(m);
     }

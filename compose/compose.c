@@ -132,6 +132,59 @@ static lh_status check_opts(const lh_merge_opts *o, lh_error *err)
     return LH_OK;
 }
 
+/* Every method refuses NaN and Inf in its inputs: some would carry them to
+ * the output, others (TIES, DARE, the SVD forms) would silently drop or
+ * smear them into a finite but meaningless adapter. */
+static lh_status check_finite(const lh_compose_plan *p, lh_error *err)
+{
+    for (size_t i = 0; i < p->n; i++) {
+        lh_nonfinite w;
+        if (!lh_adapter_nonfinite(p->mods[i], &w))
+            continue;
+        char lb[32];
+        return lh_error_set(err, LH_ERR_NUMERIC,
+                            "%s: %s of '%s' holds %g at element %zu (%zu non-finite value%s in "
+                            "%zu target%s): refusing to merge it",
+                            lhc_mod_label(p, i, lb, sizeof lb), w.tensor,
+                            p->mods[i]->targets[w.target].name, (double)w.value, w.element,
+                            w.count, w.count == 1 ? "" : "s", w.n_targets,
+                            w.n_targets == 1 ? "" : "s");
+    }
+    return LH_OK;
+}
+
+/* The largest rank an svd form's output can use: per target the rank of
+ * its delta is at most min(d_out, d_in), and for the factored svd also the
+ * sum of the input ranks. Asking for more only pads zeros (and costs time:
+ * --rank 100000 ran for minutes), so it is refused, naming the limit. */
+static lh_status check_rank_cap(const lh_compose_plan *p, int rank, lh_error *err)
+{
+    long cap = 0;
+    size_t at = 0;
+    for (size_t t = 0; t < p->n_targets; t++) {
+        long c = p->shapes[t].d_in < p->shapes[t].d_out ? p->shapes[t].d_in : p->shapes[t].d_out;
+        if (p->o.method == LH_MERGE_SVD) {
+            long R = 0;
+            for (size_t i = 0; i < p->n; i++)
+                if (p->src[t * p->n + i])
+                    R += p->src[t * p->n + i]->r;
+            c = R < c ? R : c;
+        }
+        if (c > cap) {
+            cap = c;
+            at = t;
+        }
+    }
+    if (rank <= cap)
+        return LH_OK;
+    return lh_error_set(err, LH_ERR_ARG,
+                        "%s: rank %d is more than these modules can give: at most %ld (target "
+                        "'%s', %dx%d%s); ask for %ld or less",
+                        method_names[p->o.method], rank, cap, p->shapes[at].name,
+                        p->shapes[at].d_out, p->shapes[at].d_in,
+                        p->o.method == LH_MERGE_SVD ? ", its input ranks summed" : "", cap);
+}
+
 lh_status lh_compose_plan_new(const lh_adapter *const *mods, size_t n, const lh_merge_opts *opts,
                               lh_compose_plan **out, lh_error *err)
 {
@@ -291,6 +344,10 @@ lh_status lh_compose_plan_new(const lh_adapter *const *mods, size_t n, const lh_
     } else if (method_is_svd(o.method) && o.rank > 0) {
         K = o.rank;
     }
+    if (method_is_svd(o.method) && o.rank > 0 && (st = check_rank_cap(p, o.rank, err)) != LH_OK)
+        goto fail;
+    if (!o.allow_nonfinite && (st = check_finite(p, err)) != LH_OK)
+        goto fail;
     p->rank = (int)K;
     p->svd_k = (int)K;
     for (size_t t = 0; t < nt; t++) {
@@ -548,6 +605,8 @@ lh_status lh_compose_into(lh_compose_plan *p, const double *w, lh_adapter *out, 
         o->scale = 1.0f;
         o->alpha = (float)p->rank;
     }
+    if (st && method_is_svd(p->o.method))
+        lh_error_prefix(err, method_names[p->o.method]); /* "ties-svd: target 'x': the SVD ..." */
     return st;
 }
 

@@ -49,6 +49,9 @@ typedef struct lh_merge_opts {
     double clamp_quantile;    /* svd forms: 0 = off, else in (0,1] */
     int peft_parity;          /* 1 = PEFT's quirks: svd forms scale twice (w s^2 B A),
                                  TIES elects the sign on unweighted tensors */
+    int allow_nonfinite;      /* 0 = the plan refuses a module holding NaN/Inf (naming it
+                                 and the tensor); 1 = no such check (adapt's nan-as-worst
+                                 scores those candidates as the worst instead) */
 } lh_merge_opts;
 
 /* Defaults: lorahub, rank 0, density 1, total, seed 0, no clamp, exact math. */
@@ -60,8 +63,9 @@ int lh_merge_method_from_name(const char *name, lh_merge_method *out);
 typedef struct lh_compose_plan lh_compose_plan;
 
 /* Check the modules against each other (same target, same shape: else an
- * error naming both shapes and both files) and size the output and the
- * workspace. mods must outlive the plan. */
+ * error naming both shapes and both files), check every value is finite
+ * (unless o->allow_nonfinite), and size the output and the workspace. mods
+ * must outlive the plan. */
 lh_status lh_compose_plan_new(const lh_adapter *const *mods, size_t n, const lh_merge_opts *o,
                               lh_compose_plan **out, lh_error *err);
 void lh_compose_plan_free(lh_compose_plan *p);

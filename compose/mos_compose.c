@@ -26,6 +26,21 @@ lh_status lh_compose_mos(const lh_mos *const *mods, size_t n, const double *w, l
                                 mos_label(mods[0]), mos_label(mods[i]), mods[0]->routing_hash,
                                 mods[i]->routing_hash);
     }
+    /* As lh_compose_plan_new for LoRA: no method merges NaN or Inf. */
+    for (size_t i = 0; i < n; i++)
+        for (size_t ti = 0; ti < mods[i]->n_types; ti++) {
+            const lh_mos_type *t = &mods[i]->types[ti];
+            size_t na = (size_t)t->n_shards * (size_t)(t->d_in / mods[i]->l);
+            size_t nb = (size_t)t->n_shards * (size_t)(t->d_out / mods[i]->l), at = 0, c;
+            int in_b = 0;
+            if (!(c = lh_count_nonfinite(t->pool_A, na, &at)))
+                in_b = (c = lh_count_nonfinite(t->pool_B, nb, &at)) != 0;
+            if (c)
+                return lh_error_set(err, LH_ERR_NUMERIC,
+                                    "%s: pool_%c of type '%s' holds %g at element %zu: refusing "
+                                    "to merge it", mos_label(mods[i]), in_b ? 'B' : 'A', t->name,
+                                    (double)(in_b ? t->pool_B[at] : t->pool_A[at]), at);
+        }
     lh_mos *m = NULL;
     lh_status st = lh_mos_clone_routing(mods[0], &m, err);
     if (st != LH_OK)

@@ -7,6 +7,7 @@
  * from lh_adapter_create that is one zeroed malloc'd blob; for loaded ones
  * the loader installs its own owner (file mapping + converted floats). */
 #include "adapter.h"
+#include <math.h>
 
 #include <stdint.h>
 #include <stdlib.h>
@@ -146,3 +147,47 @@ int lh_adapter_max_rank(const lh_adapter *a)
     return r;
 }
 
+
+/* Non-finite floats have every exponent bit set; counting them by the bit
+ * pattern keeps the loop branch-free (it runs over every input of a compose). */
+size_t lh_count_nonfinite(const float *x, size_t n, size_t *first)
+{
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &x[i], sizeof u);
+        c += (u & 0x7f800000u) == 0x7f800000u;
+    }
+    if (c && first)
+        for (size_t i = 0; i < n; i++)
+            if (!isfinite(x[i])) {
+                *first = i;
+                break;
+            }
+    return c;
+}
+
+size_t lh_adapter_nonfinite(const lh_adapter *a, lh_nonfinite *where)
+{
+    lh_nonfinite w;
+    memset(&w, 0, sizeof w);
+    for (size_t t = 0; a && t < a->n_targets; t++) {
+        const lh_target *tg = &a->targets[t];
+        size_t fa = 0, fb = 0;
+        size_t ca = tg->A ? lh_count_nonfinite(tg->A, (size_t)tg->r * (size_t)tg->d_in, &fa) : 0;
+        size_t cb = tg->B ? lh_count_nonfinite(tg->B, (size_t)tg->d_out * (size_t)tg->r, &fb) : 0;
+        if (!ca && !cb)
+            continue;
+        if (!w.count) {
+            w.target = t;
+            w.tensor = ca ? "lora_A" : "lora_B";
+            w.element = ca ? fa : fb;
+            w.value = ca ? tg->A[fa] : tg->B[fb];
+        }
+        w.count += ca + cb;
+        w.n_targets++;
+    }
+    if (where)
+        *where = w;
+    return w.count;
+}

@@ -66,6 +66,23 @@ uint64_t lh_adapter_n_params(const lh_adapter *a);
 /* Largest rank over targets (0 if none). */
 int lh_adapter_max_rank(const lh_adapter *a);
 
+/* Where an adapter holds non-finite values (NaN, +-Inf) in its A or B. */
+typedef struct lh_nonfinite {
+    size_t count;       /* non-finite values in the whole adapter */
+    size_t n_targets;   /* targets holding at least one */
+    size_t target;      /* the first: index into targets (A before B, in order) */
+    const char *tensor; /* "lora_A" or "lora_B" */
+    size_t element;     /* row-major index in that tensor */
+    float value;
+} lh_nonfinite;
+
+/* NaN and +-Inf among x [n]: their count, and in *first (when not NULL and
+ * the count is not 0) the index of the first. */
+size_t lh_count_nonfinite(const float *x, size_t n, size_t *first);
+/* Scans every A and B; returns the count (0: all finite) and, when where is
+ * not NULL, fills it (zeroed when all are finite). */
+size_t lh_adapter_nonfinite(const lh_adapter *a, lh_nonfinite *where);
+
 /* Load any module lorahub understands, by looking at path:
  *  - a directory with adapter_config.json: PEFT
  *  - a .safetensors file whose __metadata__ has "mos_config": MoS, materialized

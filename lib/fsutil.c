@@ -88,31 +88,108 @@ int lh_rmtree(const char *path)
     return nftw(path, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* What a file that is not a regular file is, for messages. */
+static const char *file_kind(mode_t m)
+{
+    return S_ISDIR(m)    ? "a directory"
+           : S_ISFIFO(m) ? "a FIFO"
+           : S_ISCHR(m)  ? "a character device"
+           : S_ISBLK(m)  ? "a block device"
+           : S_ISSOCK(m) ? "a socket"
+                         : "not a regular file";
+}
+
+/* Open path for reading without ever blocking in open(): a FIFO without a
+ * writer blocks a plain open() forever, a device may never end. stat first
+ * (no open at all for devices, sockets, directories), then O_NONBLOCK, and
+ * fstat again in case the path changed in between. allow_pipe keeps a FIFO
+ * open (non-blocking) for lh_read_file; otherwise only regular files pass. */
+static lh_status open_for_read(const char *path, int allow_pipe, int *out_fd, struct stat *sb,
+                               lh_error *err)
+{
+    *out_fd = -1;
+    for (int pass = 0; pass < 2; pass++) {
+        if ((pass == 0 ? stat(path, sb) : fstat(*out_fd, sb)) != 0) {
+            int e = errno;
+            if (*out_fd >= 0)
+                close(*out_fd);
+            *out_fd = -1;
+            return lh_error_errno(err, e == ENOENT ? LH_ERR_NOT_FOUND : LH_ERR_IO, e,
+                                  "cannot open '%s'", path);
+        }
+        if (!S_ISREG(sb->st_mode) && !(allow_pipe && S_ISFIFO(sb->st_mode))) {
+            if (*out_fd >= 0)
+                close(*out_fd);
+            *out_fd = -1;
+            return lh_error_set(err, LH_ERR_IO, "cannot read '%s': it is %s, not a regular file",
+                                path, file_kind(sb->st_mode));
+        }
+        if (pass == 0 && (*out_fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY)) < 0)
+            return lh_error_errno(err, errno == ENOENT ? LH_ERR_NOT_FOUND : LH_ERR_IO, errno,
+                                  "cannot open '%s'", path);
+    }
+    if (S_ISREG(sb->st_mode)) {
+        int fl = fcntl(*out_fd, F_GETFL);
+        if (fl >= 0)
+            fcntl(*out_fd, F_SETFL, fl & ~O_NONBLOCK);
+    }
+    return LH_OK;
+}
+
+lh_status lh_open_regular(const char *path, int *out_fd, uint64_t *size, lh_error *err)
+{
+    struct stat sb;
+    lh_status st = open_for_read(path, 0, out_fd, &sb, err);
+    if (st == LH_OK && size)
+        *size = (uint64_t)sb.st_size;
+    return st;
+}
+
+/* A pipe opened non-blocking: a writer that has not written yet answers
+ * EAGAIN (then wait for it, blocking, as any reader of a pipe would); no
+ * writer at all answers 0 at once, which would otherwise have been the
+ * open() that never returns: refused. */
+static lh_status pipe_first_read(int fd, const char *path, char *buf, size_t cap, size_t *len,
+                                 lh_error *err)
+{
+    ssize_t r;
+    do
+        r = read(fd, buf, cap);
+    while (r < 0 && errno == EINTR);
+    if (r == 0)
+        return lh_error_set(err, LH_ERR_IO, "cannot read '%s': it is a FIFO with no writer "
+                                            "(lorahub reads regular files, or pipes being written)",
+                            path);
+    if (r < 0 && errno != EAGAIN)
+        return lh_error_errno(err, LH_ERR_IO, errno, "cannot read '%s'", path);
+    *len = r > 0 ? (size_t)r : 0;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+        return lh_error_errno(err, LH_ERR_IO, errno, "cannot read '%s'", path);
+    return LH_OK;
+}
+
 lh_status lh_read_file(const char *path, char **out, size_t *out_len, lh_error *err)
 {
     *out = NULL;
     if (out_len)
         *out_len = 0;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return lh_error_errno(err, errno == ENOENT ? LH_ERR_NOT_FOUND : LH_ERR_IO, errno,
-                              "cannot open '%s'", path);
+    int fd;
     struct stat sb;
-    if (fstat(fd, &sb) < 0) {
-        int e = errno;
-        close(fd);
-        return lh_error_errno(err, LH_ERR_IO, e, "cannot stat '%s'", path);
-    }
-    if (S_ISDIR(sb.st_mode)) {
-        close(fd);
-        return lh_error_set(err, LH_ERR_IO, "cannot read '%s': is a directory", path);
-    }
+    lh_status st = open_for_read(path, 1, &fd, &sb, err);
+    if (st != LH_OK)
+        return st;
     /* st_size is a hint (pipes, /proc files report 0); read to EOF anyway */
     size_t cap = S_ISREG(sb.st_mode) && sb.st_size > 0 ? (size_t)sb.st_size + 1 : 4096, len = 0;
     char *buf = malloc(cap);
     if (!buf) {
         close(fd);
         return lh_error_set(err, LH_ERR_NOMEM, "cannot read '%s': out of memory", path);
+    }
+    if (S_ISFIFO(sb.st_mode) && (st = pipe_first_read(fd, path, buf, cap - 1, &len, err))) {
+        free(buf);
+        close(fd);
+        return st;
     }
     for (;;) {
         if (cap - len < 2) {
@@ -301,6 +378,8 @@ lh_status lh_outdir_begin(lh_outdir *od, const char *final_path, int force, lh_e
     od->force = force;
     if (!final_path || !*final_path)
         return lh_error_set(err, LH_ERR_ARG, "empty output directory name");
+    if (lh_path_is_stdout(final_path))
+        return lh_error_set(err, LH_ERR_ARG, LH_STDOUT_DIR_MSG);
     if (!force && lh_path_exists(final_path))
         return lh_error_set(err, LH_ERR_EXISTS, "'%s' already exists", final_path);
     /* strip trailing slashes so "<final>.tmp.X" lands next to it, not inside */
@@ -332,6 +411,19 @@ lh_status lh_outdir_begin(lh_outdir *od, const char *final_path, int force, lh_e
     outdir_clear(od);
     return lh_error_set(err, LH_ERR_IO, "cannot create a temporary directory next to '%s'",
                         final_path);
+}
+
+void lh_outdir_name_final(const lh_outdir *od, lh_error *err)
+{
+    if (!od || !od->tmp_path || !od->final_path || !err)
+        return;
+    char *at = strstr(err->msg, od->tmp_path);
+    if (!at)
+        return;
+    char tmp[sizeof err->msg];
+    snprintf(tmp, sizeof tmp, "%.*s%s%s", (int)(at - err->msg), err->msg, od->final_path,
+             at + strlen(od->tmp_path));
+    memcpy(err->msg, tmp, sizeof tmp);
 }
 
 char *lh_outdir_file(const lh_outdir *od, const char *name)

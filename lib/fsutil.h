@@ -8,10 +8,17 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include "status.h"
 
-/* Read a whole file into a malloc'd, NUL-terminated buffer. */
+/* Read a whole file into a malloc'd, NUL-terminated buffer: a regular file,
+ * or a pipe being written (`<(cmd)`); a FIFO without a writer, a device, a
+ * socket or a directory is refused at once (never a blocked open). */
 lh_status lh_read_file(const char *path, char **out, size_t *out_len, lh_error *err);
+/* Open a regular file for reading (*out_fd, its size in *size if not
+ * NULL); anything else (FIFO, device, socket, directory) is refused without
+ * blocking, naming what it is. */
+lh_status lh_open_regular(const char *path, int *out_fd, uint64_t *size, lh_error *err);
 /* Write data to path via "<path>.tmp.XXXXXX" + fsync + rename. */
 lh_status lh_write_file_atomic(const char *path, const void *data, size_t len, lh_error *err);
 
@@ -38,7 +45,14 @@ typedef struct lh_outdir {
     int force;
 } lh_outdir;
 
-/* Refuses (LH_ERR_EXISTS) when final_path exists and force is 0. */
+/* "-" names standard output, which cannot hold a directory: every output
+ * directory refuses it with this message (before any work, where it can). */
+#define LH_STDOUT_DIR_MSG \
+    "'-' is standard output, which cannot hold an adapter directory (for a directory named '-', " \
+    "write ./-)"
+static inline int lh_path_is_stdout(const char *path) { return path && !strcmp(path, "-"); }
+
+/* Refuses (LH_ERR_EXISTS) when final_path exists and force is 0; refuses "-". */
 lh_status lh_outdir_begin(lh_outdir *od, const char *final_path, int force, lh_error *err);
 /* "<tmp_path>/<name>", malloc'd. */
 char *lh_outdir_file(const lh_outdir *od, const char *name);
@@ -46,6 +60,10 @@ char *lh_outdir_file(const lh_outdir *od, const char *name);
  * existing final_path is left as it was. */
 lh_status lh_outdir_commit(lh_outdir *od, lh_error *err);
 void lh_outdir_abort(lh_outdir *od); /* safe after commit or on a zeroed od */
+/* An error about a file inside the temporary directory names the output
+ * the user asked for instead ("out/adapter_model.safetensors", not
+ * "out.tmp.x1y2z3/..."): call before lh_outdir_abort. */
+void lh_outdir_name_final(const lh_outdir *od, lh_error *err);
 
 /* Remove a directory tree (used for temp dirs) or a file, never following
  * symlinks. Returns 0 on success or when path does not exist. */

@@ -364,6 +364,13 @@ typedef struct child_stack {
     size_t n, cap;
 } child_stack;
 
+/* The children from base on; an empty stack has no array yet (NULL + 0 is
+ * undefined, so it is not computed). */
+static const child *kids_from(const child_stack *k, size_t base)
+{
+    return k->items ? k->items + base : NULL;
+}
+
 static int child_push(child_stack *k, child c)
 {
     if (k->n == k->cap) {
@@ -766,7 +773,7 @@ static lh_status parse_container(jparser *p, int depth, lh_json **out)
     }
     p->i++; /* the closing bracket */
     size_t dup;
-    switch (fill_container(p->root, j, p->kids.items + base, p->kids.n - base, &dup)) {
+    switch (fill_container(p->root, j, kids_from(&p->kids, base), p->kids.n - base, &dup)) {
     case FILL_OK:
         break;
     case FILL_DUPLICATE: {
@@ -885,7 +892,7 @@ static lh_status close_container(builder *b, lh_error *err)
     frame *f = &b->frames[b->depth - 1];
     lh_json *j = f->node;
     size_t dup;
-    switch (fill_container(b->root, j, b->kids.items + f->base, b->kids.n - f->base, &dup)) {
+    switch (fill_container(b->root, j, kids_from(&b->kids, f->base), b->kids.n - f->base, &dup)) {
     case FILL_OK:
         break;
     case FILL_DUPLICATE: {

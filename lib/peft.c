@@ -1088,8 +1088,10 @@ lh_status lh_peft_save(const lh_adapter *a, const char *dir, const lh_peft_save_
         (st = lh_outdir_commit(&od, err)) != LH_OK)
         goto done;
 done:
-    if (st != LH_OK)
+    if (st != LH_OK) {
+        lh_outdir_name_final(&od, err);
         lh_outdir_abort(&od);
+    }
     free(od.final_path);
     free(od.tmp_path);
     for (size_t i = 0; names && i < 2 * n; i++)

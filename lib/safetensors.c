@@ -397,21 +397,12 @@ lh_status lh_st_open(const char *path, lh_safetensors **out, lh_error *err)
 lh_status lh_st_open_as(const char *path, lh_st_parser parse, lh_safetensors **out, lh_error *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return lh_error_errno(err, errno == ENOENT ? LH_ERR_NOT_FOUND : LH_ERR_IO, errno,
-                              "cannot open '%s'", path);
-    struct stat sb;
-    if (fstat(fd, &sb) != 0) {
-        int e = errno;
-        close(fd);
-        return lh_error_errno(err, LH_ERR_IO, e, "cannot stat '%s'", path);
-    }
-    if (!S_ISREG(sb.st_mode)) {
-        close(fd);
-        return lh_error_set(err, LH_ERR_IO, "cannot read '%s': not a regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
+    int fd;
+    uint64_t fsize = 0;
+    lh_status ost = lh_open_regular(path, &fd, &fsize, err); /* never blocks on a FIFO */
+    if (ost != LH_OK)
+        return ost;
+    size_t size = (size_t)fsize;
     void *map = NULL;
     if (size > 0) {
         map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);

@@ -29,6 +29,16 @@ const char *lh_strerror(lh_status s)
     return status_names[s];
 }
 
+/* Every message is one line: names and values taken from hostile files (a
+ * tokenizer's token with a newline, a key with an escape sequence) must not
+ * break it or reach a terminal raw. */
+static void strip_controls(char *msg)
+{
+    for (char *c = msg; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
+}
+
 lh_status lh_error_set(lh_error *err, lh_status code, const char *fmt, ...)
 {
     if (!err)
@@ -38,6 +48,7 @@ lh_status lh_error_set(lh_error *err, lh_status code, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(err->msg, sizeof err->msg, fmt, ap);
     va_end(ap);
+    strip_controls(err->msg);
     return code;
 }
 
@@ -52,6 +63,7 @@ lh_status lh_error_errno(lh_error *err, lh_status code, int errnum, const char *
     va_end(ap);
     if (n >= 0 && (size_t)n < sizeof err->msg)
         snprintf(err->msg + n, sizeof err->msg - (size_t)n, ": %s", strerror(errnum));
+    strip_controls(err->msg);
     return code;
 }
 
@@ -73,14 +85,13 @@ void lh_error_prefix(lh_error *err, const char *prefix)
     memcpy(tmp + np + 2, old, no);
     tmp[np + 2 + no] = '\0';
     memcpy(err->msg, tmp, sizeof tmp);
+    strip_controls(err->msg);
 }
 
 lh_status lh_error_one_line(lh_status st, lh_error *err)
 {
     if (st != LH_OK && err)
-        for (char *c = err->msg; *c; c++)
-            if ((unsigned char)*c < 0x20 || *c == 0x7f)
-                *c = '?';
+        strip_controls(err->msg);
     return st;
 }
 

@@ -44,6 +44,9 @@ typedef struct lh_model_info {
     int prompt_ends_with_eos;
     int n_eos;
     int eos_ids[LH_MODEL_MAX_EOS]; /* [n_eos]; generation stops at any of them */
+    /* Positions a sequence (prompt + target) may span, as trained
+     * (max_position_embeddings); 0 = no known limit. */
+    size_t n_ctx;
 } lh_model_info;
 
 /* One scored example. Either part may be empty, not both. */

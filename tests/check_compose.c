@@ -4,6 +4,7 @@
 #include <check.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -694,7 +695,7 @@ START_TEST(test_sparse_svd_forms)
     const lh_merge_method ms[] = {LH_MERGE_MAGNITUDE_PRUNE_SVD, LH_MERGE_DARE_LINEAR_SVD};
     for (size_t i = 0; i < 2; i++) {
         lh_merge_opts o = opts_of(ms[i]);
-        o.rank = 9;
+        o.rank = 7; /* the most these shapes can give: min(d_out, d_in) of 'up' (9x7) */
         lh_adapter *out = compose_ok(m, 3, w, &o);
         for (size_t t = 0; t < out->n_targets; t++) {
             const lh_target *ot = &out->targets[t];
@@ -766,6 +767,99 @@ START_TEST(test_shape_mismatch)
     ck_assert_int_eq(lh_compose((const lh_adapter *const *)eq, 1, w, &o, &out, &e), LH_ERR_ARG);
     ck_assert_int_eq(lh_compose((const lh_adapter *const *)eq, 0, w, NULL, &out, &e), LH_ERR_ARG);
     free_all(r, 2);
+}
+END_TEST
+
+/* Every method refuses a module holding NaN or Inf, naming the module and
+ * the tensor, whatever its weight: before, ties, dare-* and the -svd forms
+ * wrote a finite adapter with the NaN silently dropped. */
+START_TEST(test_nonfinite_inputs)
+{
+    const spec s[] = {{"p", 2, 6, 4, 1.0f}, {"q", 2, 6, 4, 1.0f}};
+    lh_adapter *m[2] = {mk("hub/nan_A", s, 2), mk("hub/ok", s, 2)};
+    lh_target *q = (lh_target *)lh_adapter_find(m[0], "q");
+    q->A[3] = NAN;
+    lh_nonfinite where;
+    ck_assert_uint_eq(lh_adapter_nonfinite(m[0], &where), 1);
+    ck_assert_uint_eq(where.target, 1);
+    ck_assert_uint_eq(where.element, 3);
+    ck_assert_str_eq(where.tensor, "lora_A");
+    ck_assert_uint_eq(lh_adapter_nonfinite(m[1], NULL), 0);
+    const double w[2] = {0.0, 1.0}; /* weight 0 does not make the input sound */
+    for (int k = 0; k < LH_MERGE_COUNT; k++) {
+        lh_merge_opts o = opts_of((lh_merge_method)k);
+        lh_adapter *out = NULL;
+        lh_error e = {0};
+        lh_status st = lh_compose((const lh_adapter *const *)m, 2, w, &o, &out, &e);
+        ck_assert_msg(st == LH_ERR_NUMERIC, "%s: status %d (%s)", lh_merge_method_name(o.method),
+                      st, e.msg);
+        ck_assert_ptr_null(out);
+        ck_assert_msg(strstr(e.msg, "hub/nan_A: lora_A of 'q' holds nan at element 3"), "%s",
+                      e.msg);
+        ck_assert_ptr_null(strchr(e.msg, '\n'));
+    }
+    /* an all-Inf lora_B */
+    q->A[3] = 0.5f;
+    lh_target *p = (lh_target *)lh_adapter_find(m[1], "p");
+    for (int j = 0; j < p->d_out * p->r; j++)
+        p->B[j] = INFINITY;
+    ck_assert_uint_eq(lh_adapter_nonfinite(m[1], &where), 8);
+    ck_assert_uint_eq(where.n_targets, 1);
+    lh_merge_opts o = opts_of(LH_MERGE_TIES_SVD);
+    lh_adapter *out = NULL;
+    lh_error e = {0};
+    ck_assert_int_eq(lh_compose((const lh_adapter *const *)m, 2, w, &o, &out, &e), LH_ERR_NUMERIC);
+    ck_assert_msg(strstr(e.msg, "hub/ok: lora_B of 'p' holds inf at element 0 (8 non-finite values"
+                            " in 1 target)"), "%s", e.msg);
+    /* adapt's nan-as-worst plans over such modules (and scores them worst) */
+    o = opts_of(LH_MERGE_LORAHUB);
+    o.allow_nonfinite = 1;
+    lh_compose_plan *plan = NULL;
+    ck_assert_int_eq(lh_compose_plan_new((const lh_adapter *const *)m, 2, &o, &plan, &e), LH_OK);
+    lh_compose_plan_free(plan);
+    /* where an SVD then fails, the message names the method and the target */
+    const lh_merge_method svds[] = {LH_MERGE_SVD, LH_MERGE_TIES_SVD};
+    for (int k = 0; k < 2; k++) {
+        o = opts_of(svds[k]);
+        o.allow_nonfinite = 1;
+        const double w1[2] = {1.0, 1.0};
+        ck_assert_int_eq(lh_compose((const lh_adapter *const *)m, 2, w1, &o, &out, &e),
+                         LH_ERR_NUMERIC);
+        char want[64];
+        snprintf(want, sizeof want, "%s: target 'p': the SVD of ", lh_merge_method_name(svds[k]));
+        ck_assert_msg(strstr(e.msg, want) == e.msg, "%s", e.msg);
+    }
+    free_all(m, 2);
+}
+END_TEST
+
+/* --rank above what the inputs can give is refused, naming the limit:
+ * before, --rank 100000 ran for minutes and padded zeros. */
+START_TEST(test_rank_cap)
+{
+    lh_adapter *m[3];
+    mixed_modules(m); /* q: 5x7, ranks 3+5+2; up: 9x7, ranks 2+4 */
+    const double w[3] = {0.9, -0.6, 1.4};
+    lh_merge_opts o = opts_of(LH_MERGE_SVD);
+    lh_adapter *out = NULL;
+    lh_error e = {0};
+    o.rank = 7;
+    ck_assert_int_eq(lh_compose((const lh_adapter *const *)m, 3, w, &o, &out, &e), LH_ERR_ARG);
+    ck_assert_msg(strstr(e.msg, "svd: rank 7 is more than these modules can give: at most 6 "
+                                "(target 'up', 9x7, its input ranks summed)"), "%s", e.msg);
+    o.rank = 100000;
+    ck_assert_int_eq(lh_compose((const lh_adapter *const *)m, 3, w, &o, &out, &e), LH_ERR_ARG);
+    o.rank = 6;
+    out = compose_ok(m, 3, w, &o);
+    ck_assert_int_eq(out->targets[0].r, 6);
+    lh_adapter_free(out);
+    /* the dense forms: min(d_out, d_in) */
+    o = opts_of(LH_MERGE_TIES_SVD);
+    o.rank = 8;
+    ck_assert_int_eq(lh_compose((const lh_adapter *const *)m, 3, w, &o, &out, &e), LH_ERR_ARG);
+    ck_assert_msg(strstr(e.msg, "ties-svd: rank 8 is more than these modules can give: at most 7 "
+                                "(target 'up', 9x7)"), "%s", e.msg);
+    free_all(m, 3);
 }
 END_TEST
 
@@ -846,6 +940,8 @@ static Suite *compose_suite(void)
     tcase_add_test(tc, test_sparse_svd_forms);
     tcase_add_test(tc, test_peft_parity_svd);
     tcase_add_test(tc, test_shape_mismatch);
+    tcase_add_test(tc, test_nonfinite_inputs);
+    tcase_add_test(tc, test_rank_cap);
     tcase_add_test(tc, test_names);
     tcase_add_test(tc, test_plan_reuse);
     suite_add_tcase(s, tc);

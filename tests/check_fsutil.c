@@ -4,7 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "lib/fsutil.h"
@@ -109,6 +111,62 @@ START_TEST(test_read_file)
     ck_assert_int_eq(lh_read_file(p, &text, &len, &err), LH_ERR_NOT_FOUND);
     ck_assert(strstr(err.msg, p) && strstr(err.msg, "No such file"));
     free(p);
+}
+END_TEST
+
+/* A FIFO nobody writes, a device, a socket: refused at once with what it is
+ * (before, open() on the FIFO never returned: the test timed out). A pipe
+ * that is being written (a shell's <(cmd)) is read like a file. */
+START_TEST(test_read_not_regular)
+{
+    alarm(10); /* a blocked open fails the test instead of hanging it */
+    char *fifo = lh_path_join(tmpdir, "fifo");
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    char *text = NULL;
+    size_t len;
+    lh_error err = {0};
+    ck_assert_int_eq(lh_read_file(fifo, &text, &len, &err), LH_ERR_IO);
+    ck_assert_msg(strstr(err.msg, fifo) && strstr(err.msg, "a FIFO with no writer"), "%s", err.msg);
+    ck_assert_ptr_null(strchr(err.msg, '\n'));
+    int fd = -1;
+    uint64_t size;
+    ck_assert_int_eq(lh_open_regular(fifo, &fd, &size, &err), LH_ERR_IO);
+    ck_assert_msg(strstr(err.msg, "it is a FIFO, not a regular file"), "%s", err.msg);
+    ck_assert_int_eq(fd, -1);
+    ck_assert_int_eq(lh_read_file("/dev/zero", &text, &len, &err), LH_ERR_IO);
+    ck_assert_msg(strstr(err.msg, "'/dev/zero': it is a character device"), "%s", err.msg);
+    ck_assert_int_eq(lh_open_regular(tmpdir, &fd, &size, &err), LH_ERR_IO);
+    ck_assert(strstr(err.msg, "it is a directory"));
+    /* a regular file: open, blocking, its size */
+    char *reg = lh_path_join(tmpdir, "r.json");
+    write_text(reg, "{}\n");
+    ck_assert_int_eq(lh_open_regular(reg, &fd, &size, &err), LH_OK);
+    ck_assert_int_eq(size, 3);
+    ck_assert_int_eq(fcntl(fd, F_GETFL) & O_NONBLOCK, 0);
+    close(fd);
+    /* a pipe with a writer that writes later: waited for, read to EOF */
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        usleep(200 * 1000);
+        ssize_t w = write(p[1], "[1, 2]\n", 7);
+        _exit(w == 7 ? 0 : 1);
+    }
+    close(p[1]);
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/fd/%d", p[0]);
+    ck_assert_int_eq(lh_read_file(path, &text, &len, &err), LH_OK);
+    ck_assert_str_eq(text, "[1, 2]\n");
+    free(text);
+    close(p[0]);
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    alarm(0);
+    free(reg);
+    free(fifo);
 }
 END_TEST
 
@@ -292,6 +350,7 @@ static Suite *fsutil_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_paths);
     tcase_add_test(tc, test_read_file);
+    tcase_add_test(tc, test_read_not_regular);
     tcase_add_test(tc, test_atomic_file);
     tcase_add_test(tc, test_outdir);
     tcase_add_test(tc, test_rmtree);

@@ -743,6 +743,52 @@ START_TEST(test_backend_refusals)
 }
 END_TEST
 
+/* An example longer than model a's 256 positions is refused naming it
+ * (before: scored silently); a run that needs more memory than there is
+ * is refused before it starts (LORAHUB_MEM_AVAILABLE lowers the limit). */
+START_TEST(test_backend_context_and_memory)
+{
+    char path[] = "/tmp/lh-native-ctx-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    FILE *f = fdopen(fd, "w");
+    fprintf(f, "{\"input\": \"ab\", \"output\": \"c\"}\n{\"input\": \"");
+    for (int i = 0; i < 300; i++)
+        fputc('x', f);
+    fprintf(f, "\", \"output\": \"y\"}\n");
+    fclose(f);
+    lh_examples *ex = NULL;
+    lh_error err = {0};
+    ck_assert_msg(lh_examples_load(path, &ex, &err) == LH_OK, "%s", err.msg);
+    unlink(path);
+    const char *params[] = {"base", FIX "/a", "threads", "1", NULL};
+    lh_backend_opts o;
+    lh_backend_opts_default(&o);
+    o.params = params;
+    lh_backend *b = NULL;
+    ck_assert_msg(lh_backend_open("native", &o, &b, &err) == LH_OK, "%s", err.msg);
+    const lh_adapter *cands[1] = {NULL};
+    double loss[1];
+    ck_assert_int_eq(lh_backend_score(b, cands, 1, ex, loss, &err), LH_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(err.msg, "example 2 is 303 tokens, more than the model's context of 256 "
+                                  "positions"), "%s", err.msg);
+    char *outs[2] = {0};
+    ck_assert_int_eq(lh_backend_generate(b, NULL, ex, 4, outs, &err), LH_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(err.msg, "example 2 has a prompt of 301 tokens"), "%s", err.msg);
+    /* the first example alone fits, unless memory is short */
+    ex->n = 1;
+    ck_assert_msg(lh_backend_score(b, cands, 1, ex, loss, &err) == LH_OK, "%s", err.msg);
+    setenv("LORAHUB_MEM_AVAILABLE", "1000", 1);
+    ck_assert_int_eq(lh_backend_score(b, cands, 1, ex, loss, &err), LH_ERR_NOMEM);
+    ck_assert_msg(strstr(err.msg, "needs about") && strstr(err.msg, "of memory available"), "%s",
+                  err.msg);
+    unsetenv("LORAHUB_MEM_AVAILABLE");
+    ex->n = 2;
+    lh_backend_close(b);
+    lh_examples_free(ex);
+}
+END_TEST
+
 /* ---- the model interface (model/model.h) ------------------------------ */
 
 /* The four fixture examples of tag as (prompt, target) pairs: the prompt
@@ -1042,6 +1088,7 @@ static Suite *native_suite(void)
     tcase_add_test(tm, test_model_b);
     tcase_add_test(tm, test_model_refusals);
     tcase_add_test(tm, test_nan_candidate);
+    tcase_add_test(tm, test_backend_context_and_memory);
     suite_add_tcase(s, tm);
     return s;
 }

@@ -280,6 +280,23 @@ START_TEST(ignore_merges_and_fallback)
 }
 END_TEST
 
+/* A word none of whose characters is in the vocab, with no unk and no byte
+ * fallback, has no symbols at all: nothing to merge, no ids. Before, the
+ * merge loop followed links left over from the previous word (a crash
+ * found by fuzz_tokenizer, tests/fuzz/seeds/tokenizer/tok_crash_empty_word.json). */
+START_TEST(word_without_symbols)
+{
+    lh_tokenizer *t = must_load("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":1,\"c\":2,\"bc\":3},"
+                                "\"merges\":[\"b c\"]},\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":"
+                                "{\"String\":\" \"},\"behavior\":\"Removed\"}}");
+    expect_ids(t, "abc", (int32_t[]){0, 3}, 2);
+    expect_ids(t, "abc zz", (int32_t[]){0, 3}, 2);
+    expect_ids(t, "zz abc zz", (int32_t[]){0, 3}, 2);
+    expect_ids(t, "zzz", NULL, 0);
+    lh_tokenizer_free(t);
+}
+END_TEST
+
 /* A word of 150k characters: merges come from a heap, so this is quick; a
  * quadratic implementation would hit the tcase timeout. */
 START_TEST(long_word)
@@ -482,6 +499,9 @@ START_TEST(hostile_files)
     expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":5000000},\"merges\":[]}}", LH_ERR_FORMAT, "far beyond");
     expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"b\":0},\"merges\":[]}}", LH_ERR_FORMAT, "given to both");
     expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"a\":1},\"merges\":[]}}", LH_ERR_FORMAT, "");
+    /* a token with a newline in a message: still one line (found by fuzz_tokenizer) */
+    expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0,\"x\\ny\":0},\"merges\":[]}}", LH_ERR_FORMAT,
+                   "given to both 'a' and 'x?y'");
     expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a x\"]}}", LH_ERR_FORMAT, "'x' is not in the vocab");
     expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"a a\"]}}", LH_ERR_FORMAT, "'aa' is not in the vocab");
     expect_refused("{\"model\":{\"type\":\"BPE\",\"vocab\":{\"a\":0},\"merges\":[\"aa\"]}}", LH_ERR_FORMAT, "merges[0]");
@@ -563,6 +583,7 @@ static Suite *tokenizer_suite(void)
     TCase *th = tcase_create("hand");
     tcase_set_timeout(th, 20);
     tcase_add_test(th, merge_order_by_rank);
+    tcase_add_test(th, word_without_symbols);
     tcase_add_test(th, ignore_merges_and_fallback);
     tcase_add_test(th, nfc_normalizer);
     tcase_add_test(th, split_regex_whitespace);

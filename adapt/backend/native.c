@@ -164,6 +164,23 @@ static int use_bos(const nm_backend *b)
     return b->add_bos && b->info->expects_bos && b->info->bos_id >= 0;
 }
 
+/* An example longer than the model's context is refused, never truncated:
+ * the positions past it were never trained, and cutting the input would
+ * score a different task (a 2,000-token example on a 256-position model
+ * was accepted silently before). what: "is" or "has a prompt of". */
+static lh_status check_context(const nm_backend *b, size_t i, size_t n_tokens, const char *what,
+                               lh_error *err)
+{
+    size_t n_ctx = b->info->n_ctx;
+    if (!n_ctx || n_tokens <= n_ctx)
+        return LH_OK;
+    return lh_error_set(err, LH_ERR_UNSUPPORTED,
+                        "example %zu %s %zu tokens, more than the model's context of %zu "
+                        "positions (max_position_embeddings in %s/config.json): shorten it or "
+                        "leave it out",
+                        i + 1, what, n_tokens, n_ctx, b->model_path);
+}
+
 /* Append example i's prompt and target to buf; *n_prompt, *n_target their lengths. */
 static lh_status encode_example(const nm_backend *b, const lh_examples *ex, size_t i,
                                 idbuf *buf, size_t *n_prompt, size_t *n_target, lh_error *err)
@@ -191,7 +208,7 @@ static lh_status encode_example(const nm_backend *b, const lh_examples *ex, size
     if (*n_prompt + *n_target == 0)
         return lh_error_set(err, LH_ERR_ARG, "example %zu: input and output are both empty",
                             i + 1);
-    return LH_OK;
+    return check_context(b, i, *n_prompt + *n_target, "is", err);
 }
 
 static lh_status build_batch(const nm_backend *b, const lh_examples *ex, example_ids *e,
@@ -290,6 +307,7 @@ static lh_status native_generate(void *ctx, const lh_adapter *cand, const lh_exa
         } else if (buf.n == 0) {
             s = lh_error_set(err, LH_ERR_ARG, "example %zu: empty prompt (no BOS, empty input)",
                              i + 1);
+        } else if ((s = check_context(b, i, buf.n, "has a prompt of", err))) {
         } else if (!(s = lh_model_generate(b->m, cand, buf.v, buf.n, max_new_tokens, &gen,
                                            &n_gen, err))) {
             s = lh_tokenizer_decode(b->tok, gen, n_gen, 1, &outputs[i], err);

@@ -252,6 +252,10 @@ lh_status nm_config_parse(const lh_json *j, const char *origin, nm_config *c, lh
                                 origin);
     }
 
+    /* The positions the model was trained on: the native backend refuses
+     * longer examples (RoPE would run on, on positions never seen). */
+    if ((s = get_int(j, origin, "max_position_embeddings", 0, 1 << 30, 0, &c->max_pos, err)))
+        return s;
     return parse_special_ids(j, origin, c, err);
 }
 

@@ -18,6 +18,7 @@
 
 #include "forward.h"
 #include "model/ops.h"
+#include "lib/sysmem.h"
 
 /* Activation budget per pass: candidates are grouped so that the stacked
  * rows fit, which bounds memory for large models or populations. */
@@ -435,6 +436,30 @@ out:
     return s;
 }
 
+/* The least scoring can allocate, one candidate at a time: activations of
+ * T rows, the attention scores of the longest sequence (quadratic in it),
+ * the rotary tables, a chunk of logits. A run that cannot fit is refused
+ * up front (a 100k-token example once took about 10 GB before failing). */
+static lh_status check_memory(const nm_model *m, size_t T, size_t mx, int max_rank,
+                              lh_error *err)
+{
+    const nm_config *c = &m->c;
+    double per_row = (double)c->dim * 2 + (double)c->n_heads * c->head_dim * 2 +
+                     (double)c->n_kv_heads * c->head_dim * 2 + (double)c->hidden * 2 + max_rank;
+    double floats = per_row * (double)T + (double)mx * (double)mx + (double)mx * c->head_dim +
+                    (double)NM_HEAD_CHUNK * ((double)c->vocab + c->dim);
+    double need = floats * sizeof(float);
+    uint64_t avail = lh_mem_available();
+    if (!avail || need <= (double)avail)
+        return LH_OK;
+    int gb = need >= 1e9;
+    return lh_error_set(err, LH_ERR_NOMEM,
+                        "scoring %zu tokens (the longest sequence %zu) needs about %.1f %s, more "
+                        "than the %.1f %s of memory available: use fewer or shorter examples",
+                        T, mx, need / (gb ? 1e9 : 1e6), gb ? "GB" : "MB",
+                        (double)avail / (gb ? 1e9 : 1e6), gb ? "GB" : "MB");
+}
+
 lh_status nm_score_batch(const nm_model *m, const nm_batch *b, const lh_adapter *const *cands,
                          int n, int batched, double *nll, size_t *n_tokens, lh_error *err)
 {
@@ -473,6 +498,8 @@ lh_status nm_score_batch(const nm_model *m, const nm_batch *b, const lh_adapter 
         if (r > max_rank)
             max_rank = r;
     }
+    if (!s)
+        s = check_memory(m, T, mx, max_rank, err);
     if (s)
         goto out;
     /* Group size: stacked activations within the budget. */

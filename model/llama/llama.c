@@ -25,6 +25,7 @@ static void llama_info(const nm_model *m, lh_model_info *info)
     info->bos_id = c->bos_id;
     info->expects_bos = c->bos_id >= 0;
     info->n_eos = c->n_eos;
+    info->n_ctx = c->max_pos > 0 ? (size_t)c->max_pos : 0;
     memcpy(info->eos_ids, c->eos_ids, sizeof c->eos_ids);
 }
 

@@ -44,6 +44,7 @@ typedef struct nm_config {
     int qkv_bias;        /* q/k/v projections carry a bias (attention_bias, qwen2) */
     int o_bias;          /* o_proj carries a bias (llama's attention_bias) */
     int sliding_window;  /* tokens; 0 = none. Sequences longer are refused */
+    int max_pos;         /* max_position_embeddings; 0 when the config gives none */
     int bos_id;          /* -1 when the config names none */
     int n_eos;
     int eos_ids[NM_MAX_EOS];

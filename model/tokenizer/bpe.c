@@ -92,6 +92,8 @@ static void pair_push(const lh_tokenizer *t, scratch *sc, size_t *hn, int32_t po
 static void bpe_small(const lh_tokenizer *t, scratch *sc, size_t ns)
 {
     int32_t rank[SMALL_WORD], nid[SMALL_WORD]; /* [ns] pair (i, next(i)) */
+    if (ns == 0)
+        return; /* no symbols (no vocabulary entry, no fallback, no unk): no links to follow */
     for (size_t i = 0; i < ns; i++) {
         const merge_slot *m = i + 1 < ns ? merge_find(t, sc->sym_id[i], sc->sym_id[i + 1]) : NULL;
         rank[i] = m ? m->rank : INT32_MAX;

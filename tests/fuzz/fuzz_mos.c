@@ -1,5 +1,5 @@
 /* tests/fuzz/fuzz_mos.c - libFuzzer target for the MoS loader (seed:
- * tests/fuzz/seeds/mos_small.safetensors; mutations reach the mos_config
+ * tests/fuzz/seeds/mos/mos_small.safetensors; mutations reach the mos_config
  * JSON and the index tables).
  *
  * Oracle beyond "no crash": every refusal says why; a module the loader
