@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "adapt/checkpoint.h"
 #include "lib/fsutil.h"
@@ -67,6 +68,7 @@ typedef struct search {
 
     lh_fingerprint settings;
     lh_checkpoint ck;           /* written as we go; holds the replayed run on resume */
+    int ck_written;             /* this run wrote the checkpoint file */
     lh_trace trace;
 } search;
 
@@ -89,8 +91,10 @@ static void report_progress(search *s, const char *phase, int done, int total, d
 
 static lh_status write_checkpoint(search *s, lh_error *err)
 {
-    return lh_checkpoint_write(&s->ck, s->res->single_loss, s->res->single_loss ? s->res->n : 0,
-                               err);
+    lh_status st = lh_checkpoint_write(&s->ck, s->res->single_loss,
+                                       s->res->single_loss ? s->res->n : 0, err);
+    s->ck_written |= st == LH_OK && s->o->checkpoint_path;
+    return st;
 }
 
 static lh_status check_interrupt(const search *s, lh_error *err)
@@ -734,6 +738,11 @@ lh_status lh_search_modules(const lh_search_opts *o, const lh_adapter *const *mo
     if (st == LH_OK)
         st = phase_rescore(&s, err);
     res->wall_seconds = lh_monotonic_seconds() - s.t0;
+    /* A run that failed before anything was scored leaves no checkpoint:
+     * there is nothing to resume (an interrupt keeps it, for --resume). */
+    if (st != LH_OK && st != LH_ERR_INTERRUPTED && s.ck_written && !o->resume && s.n_rec == 0 &&
+        !res->single_loss)
+        unlink(o->checkpoint_path);
     search_release(&s);
     if (st != LH_OK) {
         lh_search_result_release(res);

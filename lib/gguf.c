@@ -451,19 +451,13 @@ lh_status lh_gguf_parse(const void *buf, size_t size, const char *origin, lh_ggu
 lh_status lh_gguf_open(const char *path, lh_gguf_mode mode, lh_gguf **out, lh_error *err)
 {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return lh_error_errno(err, errno == ENOENT ? LH_ERR_NOT_FOUND : LH_ERR_IO, errno,
-                              "cannot open '%s'", path);
-    struct stat sb;
-    if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
-        int e = errno;
-        close(fd);
-        return S_ISREG(sb.st_mode) ? lh_error_errno(err, LH_ERR_IO, e, "cannot stat '%s'", path)
-                                   : lh_error_set(err, LH_ERR_IO, "cannot read '%s': not a "
-                                                  "regular file", path);
-    }
-    size_t size = (size_t)sb.st_size;
+    int fd;
+    uint64_t fsize;
+    /* never a blocked open: a FIFO, device or directory is refused at once */
+    lh_status ost = lh_open_regular(path, &fd, &fsize, err);
+    if (ost != LH_OK)
+        return ost;
+    size_t size = (size_t)fsize;
     void *map = NULL;
     if (size > 0) {
         map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -504,8 +498,8 @@ void lh_gguf_free(lh_gguf *g)
 
 int lh_gguf_sniff(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
+    int fd;
+    if (lh_open_regular(path, &fd, NULL, NULL) != LH_OK)
         return 0;
     char m[4];
     ssize_t n = read(fd, m, 4);

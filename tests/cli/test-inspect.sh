@@ -106,7 +106,7 @@ mkdir hub
 mkdir lorahub && cp -r "$TOP/tests/fixtures/torch/t5-lora" lorahub/flan_t5_large-glue_sst2
 sed -n '/^\.Sh EXAMPLES/,/^\.Sh SEE/p' "$TOP/man/lorahub-inspect.1" |
     sed -n 's/^\.Dl \$ //p' | sed -e 's/\\&//g' -e 's/\\e/\\/g' >ex.cmds
-[ "$(wc -l <ex.cmds)" -eq 3 ] || fail "expected 3 examples in lorahub-inspect.1"
+[ "$(wc -l <ex.cmds)" -eq 4 ] || fail "expected 4 examples in lorahub-inspect.1"
 lorahub() { "$LORAHUB" "$@"; }
 while IFS= read -r cmd; do
     case $cmd in *jq*) command -v jq >/dev/null || continue ;; esac
