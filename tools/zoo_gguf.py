@@ -131,6 +131,14 @@ def add_vocab(w, gguf, model_dir, cfg):
         tokens[i] = text
         types[i] = gguf.TokenType.CONTROL if i in special else gguf.TokenType.NORMAL
     merges = [m if isinstance(m, str) else " ".join(m) for m in tok["model"].get("merges", [])]
+    if not merges:
+        # llama.cpp requires the key and gguf-py drops an empty array: one
+        # merge of two special tokens, which never occur as symbols of
+        # pre-tokenized text (those are single characters), changes nothing.
+        sp = sorted(special)
+        if len(sp) < 2:
+            sys.exit(f"{model_dir}: no merges and fewer than two special tokens")
+        merges = [f"{tokens[sp[0]]} {tokens[sp[1]]}"]
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre("gpt-2")
     w.add_token_list(tokens)

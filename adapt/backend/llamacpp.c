@@ -95,7 +95,7 @@ typedef struct lc_backend {
     char path[1024];
 } lc_backend;
 
-/* ---- llama.cpp's log: quiet, but its last error explains a failure --- */
+/* ---- llama.cpp's log: quiet, but its first error explains a failure -- */
 
 static _Thread_local char lc_last_error[256];
 
@@ -104,7 +104,9 @@ static void lc_log(enum ggml_log_level level, const char *text, void *ud)
     (void)ud;
     if (getenv("LORAHUB_LLAMACPP_LOG"))
         fputs(text, stderr);
-    if (level != GGML_LOG_LEVEL_ERROR || !text)
+    /* The first error after a reset says what went wrong; the next ones
+     * only that something did. */
+    if (level != GGML_LOG_LEVEL_ERROR || !text || lc_last_error[0])
         return;
     snprintf(lc_last_error, sizeof lc_last_error, "%s", text);
     size_t n = strlen(lc_last_error);
