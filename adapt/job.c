@@ -9,6 +9,7 @@
 #include "adapt/optim/optimizer.h"
 #include "adapt/report.h"
 #include "lib/fsutil.h"
+#include "lib/gguf.h"
 #include "lib/peft.h"
 #include "lib/strbuf.h"
 
@@ -19,6 +20,9 @@ struct lh_job {
     char *preset;
     lh_search_opts so;
     lh_dtype out_dtype;         /* of the written adapter; the search composes in F32 */
+    int out_gguf;               /* --format gguf: OUTDIR/adapter.gguf for llama.cpp */
+    lh_gguf_arch base_arch;     /* the base model's GGUF facts, when have_base_arch */
+    int have_base_arch;
     char *backend_name;
     char *modules;              /* the "modules" value (dir, list file, "a,b,c") */
     char *modules_dir;          /* where it resolves */
@@ -180,6 +184,28 @@ static lh_status resolve_outputs(lh_job *j, const lh_settings *s, lh_error *err)
     return st;
 }
 
+/* The base model's GGUF facts, from --base-gguf (a GGUF model, when that
+ * setting exists) or --base (an HF directory): required by --format gguf;
+ * otherwise GGUF modules are read against them when they can be had. */
+static lh_status resolve_base_arch(lh_job *j, const lh_settings *s, lh_error *err)
+{
+    j->out_gguf = !strcmp(lh_settings_text(s, "format"), "gguf");
+    const char *model = lh_settings_is_set(s, "base-gguf") ? lh_settings_text(s, "base-gguf") : NULL;
+    const char *dir = lh_settings_is_set(s, "base") ? lh_settings_text(s, "base") : NULL;
+    if (j->out_gguf && !model && !dir)
+        return lh_error_set(err, LH_ERR_ARG, "%s: --format gguf needs the base model (--base DIR)",
+                            j->name);
+    lh_error quiet = {0};
+    lh_error *e = j->out_gguf ? err : &quiet;
+    lh_status st = LH_ERR_ARG;
+    if (model)
+        st = lh_gguf_arch_from_model(model, &j->base_arch, e);
+    else if (dir)
+        st = lh_gguf_arch_from_config(dir, &j->base_arch, e);
+    j->have_base_arch = st == LH_OK;
+    return j->out_gguf ? st : LH_OK;
+}
+
 static lh_status resolve_inputs(lh_job *j, const lh_settings *s, lh_error *err)
 {
     if (!lh_settings_is_set(s, "modules"))
@@ -233,6 +259,8 @@ lh_status lh_job_new(const lh_settings *s, const char *name, const lh_job_hooks 
         st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
     if (st == LH_OK)
         st = resolve_outputs(j, s, err);
+    if (st == LH_OK)
+        st = resolve_base_arch(j, s, err);
     if (st != LH_OK) {
         lh_job_free(j);
         return st;
@@ -246,11 +274,13 @@ lh_status lh_job_new(const lh_settings *s, const char *name, const lh_job_hooks 
 
 static lh_status load_modules(lh_job *j, lh_error *err)
 {
+    const lh_gguf_arch *base = j->have_base_arch ? &j->base_arch : NULL;
     lh_status st = j->module_list
-                       ? lh_modules_from_list((const char *const *)j->module_list, j->n_module_list,
-                                              j->pick, j->so.seed, &j->ms, err)
-                       : lh_modules_from_spec(j->modules, j->modules_dir, j->pick, j->so.seed,
-                                              &j->ms, err);
+                       ? lh_modules_from_list_base((const char *const *)j->module_list,
+                                                   j->n_module_list, j->pick, j->so.seed, base,
+                                                   &j->ms, err)
+                       : lh_modules_from_spec_base(j->modules, j->modules_dir, j->pick,
+                                                   j->so.seed, base, &j->ms, err);
     if (st == LH_OK && !j->pick_given && j->ms->n < j->ms->n_available && j->hooks.notice) {
         char line[512];
         snprintf(line, sizeof line,
@@ -346,12 +376,33 @@ static lh_status write_report(const lh_job *j, lh_error *err)
     return st;
 }
 
+/* OUTDIR/adapter.gguf, the directory built aside and renamed into place. */
+static lh_status write_gguf(const lh_job *j, lh_error *err)
+{
+    lh_outdir od;
+    lh_status st = lh_outdir_begin(&od, j->output, j->so.force, err);
+    if (st != LH_OK)
+        return st;
+    char *file = lh_outdir_file(&od, "adapter.gguf");
+    lh_gguf_save_opts go = {.dtype = j->out_dtype, .force = 1};
+    st = file ? lh_gguf_save_lora_opts(j->res.merged, &j->base_arch, file, &go, err)
+              : lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->output);
+    free(file);
+    if (st != LH_OK) {
+        lh_outdir_abort(&od);
+        return st;
+    }
+    return lh_outdir_commit(&od, err);
+}
+
 lh_status lh_job_write(lh_job *j, lh_error *err)
 {
     if (!j->have_result)
         return lh_error_set(err, LH_ERR_ARG, "%s: no result to write", j->name);
     lh_status st = LH_OK;
-    if (j->output) {
+    if (j->output && j->out_gguf) {
+        st = write_gguf(j, err);
+    } else if (j->output) {
         lh_peft_save_opts po = {j->out_dtype, j->so.force, NULL};
         st = lh_peft_save(j->res.merged, j->output, &po, err);
     }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "lib/fsutil.h"
+#include "lib/gguf.h"
 #include "lib/strbuf.h"
 #include "adapt/optim/rng.h"
 
@@ -54,7 +55,7 @@ static size_t *draw(size_t n, int pick, uint64_t seed, size_t *n_out)
 }
 
 static lh_status load_set(char **paths, size_t n, int pick, uint64_t seed, int sort_drawn,
-                          lh_module_set **out, lh_error *err)
+                          const lh_gguf_arch *base, lh_module_set **out, lh_error *err)
 {
     size_t k;
     size_t *idx = draw(n, pick, seed, &k);
@@ -78,7 +79,7 @@ static lh_status load_set(char **paths, size_t n, int pick, uint64_t seed, int s
     }
     s->n_available = n;
     for (size_t i = 0; i < k; i++) {
-        lh_status st = lh_adapter_load(paths[idx[i]], &s->mods[s->n], err);
+        lh_status st = lh_gguf_load_module(paths[idx[i]], base, &s->mods[s->n], err);
         if (st != LH_OK) {
             free(idx);
             lh_module_set_free(s);
@@ -101,8 +102,8 @@ static lh_status load_set(char **paths, size_t n, int pick, uint64_t seed, int s
     return LH_OK;
 }
 
-lh_status lh_modules_from_dir(const char *dir, int pick, uint64_t seed, lh_module_set **out,
-                              lh_error *err)
+static lh_status from_dir(const char *dir, int pick, uint64_t seed, const lh_gguf_arch *base,
+                          lh_module_set **out, lh_error *err)
 {
     *out = NULL;
     DIR *d = opendir(dir);
@@ -126,7 +127,8 @@ lh_status lh_modules_from_dir(const char *dir, int pick, uint64_t seed, lh_modul
             char *cfg = lh_path_join(p, "adapter_config.json");
             take = cfg && lh_path_exists(cfg);
             free(cfg);
-        } else if (lh_str_ends_with(e->d_name, ".safetensors")) {
+        } else if (lh_str_ends_with(e->d_name, ".safetensors") ||
+                   lh_str_ends_with(e->d_name, ".gguf")) {
             take = 1;
         }
         if (!take) {
@@ -149,10 +151,11 @@ lh_status lh_modules_from_dir(const char *dir, int pick, uint64_t seed, lh_modul
     closedir(d);
     if (st == LH_OK && n == 0)
         st = lh_error_set(err, LH_ERR_NOT_FOUND,
-                          "'%s' holds no modules (PEFT directories or .safetensors files)", dir);
+                          "'%s' holds no modules (PEFT directories, .safetensors or .gguf "
+                          "files)", dir);
     if (st == LH_OK) {
         qsort(paths, n, sizeof *paths, cmp_str);
-        st = load_set(paths, n, pick, seed, 1, out, err);
+        st = load_set(paths, n, pick, seed, 1, base, out, err);
     }
     for (size_t i = 0; i < n; i++)
         free(paths[i]);
@@ -160,13 +163,25 @@ lh_status lh_modules_from_dir(const char *dir, int pick, uint64_t seed, lh_modul
     return st;
 }
 
-lh_status lh_modules_from_list(const char *const *paths, size_t n, int pick, uint64_t seed,
-                               lh_module_set **out, lh_error *err)
+lh_status lh_modules_from_dir(const char *dir, int pick, uint64_t seed, lh_module_set **out,
+                              lh_error *err)
+{
+    return from_dir(dir, pick, seed, NULL, out, err);
+}
+
+lh_status lh_modules_from_list_base(const char *const *paths, size_t n, int pick, uint64_t seed,
+                                    const lh_gguf_arch *base, lh_module_set **out, lh_error *err)
 {
     *out = NULL;
     if (n == 0)
         return lh_error_set(err, LH_ERR_ARG, "the module list is empty");
-    return load_set((char **)paths, n, pick, seed, 0, out, err);
+    return load_set((char **)paths, n, pick, seed, 0, base, out, err);
+}
+
+lh_status lh_modules_from_list(const char *const *paths, size_t n, int pick, uint64_t seed,
+                               lh_module_set **out, lh_error *err)
+{
+    return lh_modules_from_list_base(paths, n, pick, seed, NULL, out, err);
 }
 
 static char *resolve(const char *p, const char *base_dir)
@@ -251,8 +266,9 @@ static lh_status list_paths(const char *spec, const char *base_dir, char ***out,
     return st;
 }
 
-lh_status lh_modules_from_spec(const char *spec, const char *base_dir, int pick, uint64_t seed,
-                               lh_module_set **out, lh_error *err)
+lh_status lh_modules_from_spec_base(const char *spec, const char *base_dir, int pick,
+                                    uint64_t seed, const lh_gguf_arch *base, lh_module_set **out,
+                                    lh_error *err)
 {
     *out = NULL;
     char *p = resolve(spec, base_dir);
@@ -260,10 +276,11 @@ lh_status lh_modules_from_spec(const char *spec, const char *base_dir, int pick,
         return lh_error_set(err, LH_ERR_NOMEM, "modules: out of memory");
     lh_status st;
     if (lh_is_dir(p)) {
-        st = lh_modules_from_dir(p, pick, seed, out, err);
-    } else if (!strchr(spec, ',') && lh_str_ends_with(p, ".safetensors")) {
+        st = from_dir(p, pick, seed, base, out, err);
+    } else if (!strchr(spec, ',') &&
+               (lh_str_ends_with(p, ".safetensors") || lh_str_ends_with(p, ".gguf"))) {
         const char *one[1] = {p};
-        st = lh_modules_from_list(one, 1, pick, seed, out, err);
+        st = lh_modules_from_list_base(one, 1, pick, seed, base, out, err);
     } else {
         char **list;
         size_t n;
@@ -271,11 +288,18 @@ lh_status lh_modules_from_spec(const char *spec, const char *base_dir, int pick,
         if (st == LH_OK && n == 0)
             st = lh_error_set(err, LH_ERR_ARG, "the module list '%s' names no modules", spec);
         if (st == LH_OK)
-            st = lh_modules_from_list((const char *const *)list, n, pick, seed, out, err);
+            st = lh_modules_from_list_base((const char *const *)list, n, pick, seed, base, out,
+                                           err);
         for (size_t i = 0; i < n; i++)
             free(list[i]);
         free(list);
     }
     free(p);
     return st;
+}
+
+lh_status lh_modules_from_spec(const char *spec, const char *base_dir, int pick, uint64_t seed,
+                               lh_module_set **out, lh_error *err)
+{
+    return lh_modules_from_spec_base(spec, base_dir, pick, seed, NULL, out, err);
 }

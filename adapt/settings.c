@@ -35,6 +35,7 @@ static const char *const select_choices[] = {"search", "best-single", "uniform",
 static const char *const start_choices[] = {"zero", "best-single", NULL};
 static const char *const dtype_choices[] = {"f32", "f16", "bf16", NULL};
 static const char *const preset_choices[] = {"default", "paper", NULL};
+static const char *const format_choices[] = {"peft", "gguf", NULL};
 
 #define NONE {NULL, NULL}
 #define BOTH(v) {v, v}
@@ -80,6 +81,7 @@ static const lh_setting_def defs[] = {
     {"start", LH_SETTING_CHOICE, "FROM", BOTH("zero"), LIST(start_choices), FP | RE | SE},
     {"preset", LH_SETTING_CHOICE, "NAME", BOTH("default"), LIST(preset_choices), RE},
     {"dtype", LH_SETTING_CHOICE, "T", BOTH("f32"), LIST(dtype_choices), 0},
+    {"format", LH_SETTING_CHOICE, "FMT", BOTH("peft"), LIST(format_choices), 0},
     {NULL, 0, NULL, NONE, PLAIN, 0},
 };
 

@@ -17,6 +17,7 @@
 #include "lib/adapter.h"
 #include "lib/fsutil.h"
 #include "lib/json.h"
+#include "lib/gguf.h"
 #include "lib/mos.h"
 #include "lib/peft.h"
 #include "lib/strbuf.h"
@@ -31,7 +32,7 @@ static void usage(FILE *f)
                "[--seed S]\n"
                "                       [--clamp Q] [--peft] [--dtype f32|f16|bf16] [--json] "
                "[--force]\n"
-               "                       -o OUTDIR MODULE...\n"
+               "                       [--base BASE] -o OUTDIR|OUT.gguf MODULE...\n"
                "       lorahub compose [-w W1,W2,...] [--weights FILE] [--json] [--force]\n"
                "                       -o OUT.safetensors MOS_MODULE...   (MoS, one routing)\n");
 }
@@ -287,7 +288,7 @@ static int method_is_ties(lh_merge_method m)
 }
 
 enum { OPT_WEIGHTS = 256, OPT_RANK, OPT_DENSITY, OPT_SIGN, OPT_SEED, OPT_CLAMP, OPT_DTYPE,
-       OPT_JSON, OPT_FORCE, OPT_PEFT };
+       OPT_JSON, OPT_FORCE, OPT_PEFT, OPT_BASE };
 
 /* An output path ending in .safetensors asks for an MoS module: modules with
  * identical routing compose exactly in shard space (lorahub method), and the
@@ -340,6 +341,16 @@ static int compose_mos_file(char **paths, size_t n, const double *w, const char 
     return rc;
 }
 
+/* A PEFT directory, or a llama.cpp GGUF adapter when outdir ends in .gguf. */
+static lh_status save_output(const lh_adapter *out, const char *outdir,
+                             const lh_peft_save_opts *so, const lh_gguf_arch *arch, lh_error *err)
+{
+    if (!lh_str_ends_with(outdir, ".gguf"))
+        return lh_peft_save(out, outdir, so, err);
+    lh_gguf_save_opts go = {.dtype = so->dtype, .force = so->force};
+    return lh_gguf_save_lora_opts(out, arch, outdir, &go, err);
+}
+
 int cmd_compose(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -354,13 +365,14 @@ int cmd_compose(int argc, char **argv)
         {"json", no_argument, NULL, OPT_JSON},
         {"force", no_argument, NULL, OPT_FORCE},
         {"peft", no_argument, NULL, OPT_PEFT},
+        {"base", required_argument, NULL, OPT_BASE},
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     lh_merge_opts mo;
     lh_merge_opts_default(&mo);
-    const char *wlist = NULL, *wfile = NULL, *outdir = NULL;
+    const char *wlist = NULL, *wfile = NULL, *outdir = NULL, *base = NULL;
     int as_json = 0, force = 0, c;
     int set_rank = 0, set_density = 0, set_sign = 0, set_seed = 0, set_clamp = 0;
     lh_peft_save_opts so = {.dtype = LH_F32};
@@ -423,6 +435,7 @@ int cmd_compose(int argc, char **argv)
         case OPT_JSON: as_json = 1; break;
         case OPT_FORCE: force = 1; break;
         case OPT_PEFT: mo.peft_parity = 1; break;
+        case OPT_BASE: base = optarg; break;
         case 'h': usage(stdout); return LH_EXIT_OK;
         case ':':
             return cmd_usage_error(CMD, "option '%s' needs a value", argv[optind - 1]);
@@ -448,6 +461,9 @@ int cmd_compose(int argc, char **argv)
         return cmd_usage_error(CMD, "--peft: lorahub is not a PEFT method");
     if (!outdir)
         return cmd_usage_error(CMD, "no output directory (-o OUTDIR)");
+    if (lh_str_ends_with(outdir, ".gguf") && !base)
+        return cmd_usage_error(CMD, "a .gguf output needs the base model: --base DIR (HF "
+                               "config.json) or --base MODEL.gguf");
     if (optind >= argc)
         return cmd_usage_error(CMD, "no modules given");
     if (wlist && wfile)
@@ -544,8 +560,13 @@ int cmd_compose(int argc, char **argv)
         goto done;
     }
     double t0 = lh_monotonic_seconds();
+    lh_gguf_arch arch;
+    if (base && lh_gguf_arch_from_base(base, &arch, &err) != LH_OK) {
+        rc = cmd_fail(CMD, &err);
+        goto done;
+    }
     for (size_t i = 0; i < n; i++)
-        if (lh_adapter_load(paths.v[i], &mods[i], &err) != LH_OK) {
+        if (lh_gguf_load_module(paths.v[i], base ? &arch : NULL, &mods[i], &err) != LH_OK) {
             rc = cmd_fail(CMD, &err);
             goto done;
         }
@@ -554,7 +575,7 @@ int cmd_compose(int argc, char **argv)
         goto done;
     }
     so.force = force;
-    if (lh_peft_save(out, outdir, &so, &err) != LH_OK) {
+    if (save_output(out, outdir, &so, base ? &arch : NULL, &err) != LH_OK) {
         rc = cmd_fail(CMD, &err);
         goto done;
     }

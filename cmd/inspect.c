@@ -103,7 +103,7 @@ static void human(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos
         if (!i || ts[i].s_hi > s_hi) s_hi = ts[i].s_hi;
     }
     lh_sb_appendf(sb, "%s\n", path);
-    lh_sb_appendf(sb, "  format      %s\n", a->format == LH_FORMAT_MOS ? "mos" : "peft");
+    lh_sb_appendf(sb, "  format      %s\n", a->format == LH_FORMAT_MOS ? "mos" : a->format == LH_FORMAT_GGUF ? "gguf" : "peft");
     lh_sb_appendf(sb, "  base model  %s\n", a->base_model ? a->base_model : "-");
     if (a->task_type)
         lh_sb_appendf(sb, "  task type   %s\n", a->task_type);
@@ -173,7 +173,7 @@ static void json(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos 
     lh_sb_append(sb, "{\"path\":");
     lh_sb_append_json_string(sb, path);
     lh_sb_appendf(sb, ",\"format\":\"%s\",\"base_model\":",
-                  a->format == LH_FORMAT_MOS ? "mos" : "peft");
+                  a->format == LH_FORMAT_MOS ? "mos" : a->format == LH_FORMAT_GGUF ? "gguf" : "peft");
     json_str_or_null(sb, a->base_model);
     lh_sb_append(sb, ",\"task_type\":");
     json_str_or_null(sb, a->task_type);

@@ -15,7 +15,7 @@
 #include "dtype.h"
 #include "status.h"
 
-typedef enum lh_adapter_format { LH_FORMAT_PEFT = 0, LH_FORMAT_MOS = 1 } lh_adapter_format;
+typedef enum lh_adapter_format { LH_FORMAT_PEFT = 0, LH_FORMAT_MOS = 1, LH_FORMAT_GGUF = 2 } lh_adapter_format;
 
 typedef struct lh_target {
     char *name;      /* module path without PEFT prefix: model.layers.3.self_attn.q_proj */
@@ -83,7 +83,9 @@ int lh_adapter_max_rank(const lh_adapter *a);
  *  - a directory with adapter_config.json: PEFT
  *  - a .safetensors file whose __metadata__ has "mos_config": MoS, materialized
  *  - another .safetensors file: PEFT tensors; config from adapter_config.json
- *    beside it if present, else scale 1 (lora_alpha = r).
+ *    beside it if present, else scale 1 (lora_alpha = r)
+ *  - a GGUF file: a llama.cpp LoRA adapter (lib/gguf.h), read with its own
+ *    keys (lh_gguf_load_lora with a NULL base).
  * Errors name the path and the problem. */
 lh_status lh_adapter_load(const char *path, lh_adapter **out, lh_error *err);
 

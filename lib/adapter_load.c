@@ -4,6 +4,7 @@
 
 #include "adapter.h"
 #include "fsutil.h"
+#include "gguf.h"
 #include "mos.h"
 #include "peft.h"
 #include "strbuf.h"
@@ -37,6 +38,10 @@ static lh_status load_impl(const char *path, lh_adapter **out, lh_error *err)
                             path);
     if (lh_is_dir(path)) {
         st = lh_peft_load_dir(path, &a, err);
+    } else if (lh_gguf_sniff(path)) {
+        /* The file's own keys: lorahub's head counts undo the q/k permutation;
+         * a foreign llama adapter without them is refused asking for --base. */
+        st = lh_gguf_load_lora(path, NULL, &a, err);
     } else if (lh_mos_sniff(path)) {
         lh_mos *m = NULL;
         st = lh_mos_load(path, &m, err);
