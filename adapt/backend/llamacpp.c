@@ -41,25 +41,7 @@
 #include <llama.h>
 
 #include "lib/fsutil.h"
-/* TEMPORARY until branch gguf is merged: lib/gguf.h writes the adapters. */
-#if __has_include("lib/gguf.h")
 #include "lib/gguf.h"
-#define LC_HAVE_GGUF 1
-#else
-typedef int lh_gguf_arch;
-static void lh_gguf_arch_release(lh_gguf_arch *a) { (void)a; }
-static lh_status lh_gguf_arch_from_model(const char *p, lh_gguf_arch *a, lh_error *err)
-{
-    (void)p, (void)a;
-    return lh_error_set(err, LH_ERR_UNSUPPORTED, "llamacpp backend: no GGUF writer yet");
-}
-static lh_status lh_gguf_save_lora(const lh_adapter *x, const lh_gguf_arch *a, const char *p,
-                                   lh_error *err)
-{
-    (void)x, (void)a, (void)p;
-    return lh_error_set(err, LH_ERR_UNSUPPORTED, "llamacpp backend: no GGUF writer yet");
-}
-#endif
 
 /* Sequences per llama_decode call (llama.cpp allows 256). */
 #define LC_MAX_SEQS 64
@@ -85,7 +67,7 @@ typedef struct lc_backend {
     int add_bos, add_eos;
     llama_token bos, eos;
     volatile sig_atomic_t *interrupt;
-    lh_gguf_arch arch;              /* for writing adapters; have_arch once read */
+    lh_gguf_arch arch;              /* of the base, for writing adapters; have_arch once read */
     int have_arch;
     char *tmp_parent;               /* where the private temp directory goes */
     char *tmpdir;                   /* made on the first adapter written, removed at close */
@@ -179,8 +161,6 @@ static void lc_free(lc_backend *b)
         lh_rmtree(b->tmpdir);
     free(b->tmpdir);
     free(b->tmp_parent);
-    if (b->have_arch)
-        lh_gguf_arch_release(&b->arch);
     free(b);
 }
 
@@ -583,7 +563,10 @@ static lh_status load_adapter(lc_backend *b, const lh_adapter *a,
     char *path = lh_path_join(b->tmpdir, name);
     if (!path)
         return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
-    s = lh_gguf_save_lora(a, &b->arch, path, err);
+    /* F32 whatever the module's own type: F16 factors would make ggml round
+     * the activations too, and a module by scale differ from the merge. */
+    lh_gguf_save_opts so = {.dtype = LH_F32, .force = 1};
+    s = lh_gguf_save_lora_opts(a, &b->arch, path, &so, err);
     if (!s) {
         lc_last_error[0] = '\0';
         *out = llama_adapter_lora_init(b->model, path);
@@ -596,7 +579,26 @@ static lh_status load_adapter(lc_backend *b, const lh_adapter *a,
     return s;
 }
 
-/* The llama.cpp adapter of a cat module, loading it on first use. */
+/* Whether any factor or scale of a is NaN or infinite: a GGUF file cannot
+ * hold it, and its loss is NaN (the contract), so it is not loaded. */
+static int non_finite(const lh_adapter *a)
+{
+    for (size_t t = 0; t < a->n_targets; t++) {
+        const lh_target *x = &a->targets[t];
+        float acc = x->scale * 0.0f;
+        size_t na = (size_t)x->r * (size_t)x->d_in, nb = (size_t)x->d_out * (size_t)x->r;
+        for (size_t i = 0; i < na; i++)
+            acc += x->A[i] * 0.0f;
+        for (size_t i = 0; i < nb; i++)
+            acc += x->B[i] * 0.0f;
+        if (acc != 0.0f) /* NaN * 0 and Inf * 0 are NaN */
+            return 1;
+    }
+    return 0;
+}
+
+/* The llama.cpp adapter of a cat module, loading it on first use; NULL
+ * for a module with a non-finite value. */
 static lh_status module_lora(lc_backend *b, const lh_adapter *mod,
                              struct llama_adapter_lora **out, lh_error *err)
 {
@@ -614,7 +616,8 @@ static lh_status module_lora(lc_backend *b, const lh_adapter *mod,
         b->mods = m;
         b->cap_mods = nc;
     }
-    lh_status s = load_adapter(b, mod, out, err);
+    *out = NULL;
+    lh_status s = non_finite(mod) ? LH_OK : load_adapter(b, mod, out, err);
     if (!s)
         b->mods[b->n_mods++] = (lc_module){mod, a0, *out};
     return s;
@@ -622,17 +625,21 @@ static lh_status module_lora(lc_backend *b, const lh_adapter *mod,
 
 /* Set cand on the context: nothing (base), its cat modules at their
  * weights, or cand itself loaded from a temp file (*owned, freed by the
- * caller after scoring). */
+ * caller after scoring). *nan: cand holds a non-finite value, so its loss
+ * is NaN and nothing was set. */
 static lh_status set_candidate(lc_backend *b, const lh_adapter *cand,
-                               struct llama_adapter_lora **owned, lh_error *err)
+                               struct llama_adapter_lora **owned, int *nan, lh_error *err)
 {
     *owned = NULL;
+    *nan = 0;
     struct llama_adapter_lora *one[1];
     float one_scale[1] = {1.0f};
     if (!cand) {
         llama_set_adapters_lora(b->ctx, NULL, 0, NULL);
         return LH_OK;
     }
+    if (!cand->sum && (*nan = non_finite(cand)))
+        return LH_OK;
     if (!cand->sum) {
         lh_status s = load_adapter(b, cand, &one[0], err);
         if (s)
@@ -650,9 +657,10 @@ static lh_status set_candidate(lc_backend *b, const lh_adapter *cand,
         if (sum->coef[i] == 0.0) /* the same as leaving it out, and cheaper */
             continue;
         s = module_lora(b, sum->mods[i], &loras[k], err);
+        *nan = *nan || !isfinite(sum->coef[i]) || (!s && !loras[k]);
         scales[k++] = (float)sum->coef[i];
     }
-    if (!s && llama_set_adapters_lora(b->ctx, loras, k, scales) != 0)
+    if (!s && !*nan && llama_set_adapters_lora(b->ctx, loras, k, scales) != 0)
         s = lh_error_set(err, LH_ERR_BACKEND, "%s: llama.cpp cannot set %zu adapters%s", b->path,
                          k, why());
     free(loras);
@@ -704,8 +712,11 @@ static lh_status llamacpp_score(void *ctx, const lh_adapter *const *cands, int n
                : lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     for (int i = 0; i < n && !s; i++) {
         struct llama_adapter_lora *owned = NULL;
-        s = set_candidate(b, cands[i], &owned, err);
-        if (!s)
+        int nan = 0;
+        s = set_candidate(b, cands[i], &owned, &nan, err);
+        if (!s && nan)
+            loss[i] = NAN;
+        else if (!s)
             s = score_current(b, &e, chunks, n_chunks, &batch, &loss[i], err);
         unset_candidate(b, owned);
     }
@@ -819,8 +830,12 @@ static lh_status llamacpp_generate(void *ctx, const lh_adapter *cand, const lh_e
         s = ensure_context(b, (uint32_t)(longest + (size_t)max_new_tokens + 1), 1, 1, err);
     if (!s && !(batch = llama_batch_init((int32_t)longest + 1, 0, 1)).token)
         s = lh_error_set(err, LH_ERR_NOMEM, "out of memory");
+    int nan = 0;
     if (!s)
-        s = set_candidate(b, cand, &owned, err);
+        s = set_candidate(b, cand, &owned, &nan, err);
+    if (!s && nan)
+        s = lh_error_set(err, LH_ERR_NUMERIC, "%s: the adapter holds NaN or infinite values",
+                         b->path);
     for (size_t i = 0; i < ex->n && !s; i++) {
         size_t len = 0;
         s = b->add_bos ? push_token(&ids, &len, &cap, b->bos, err) : LH_OK;
