@@ -197,7 +197,7 @@ bench: deps
 	@$(MAKE) --no-print-directory bench-run
 
 bench-run: $(PROG) $(BENCH_BIN)
-	@O=$(O) LORAHUB=$(abspath $(PROG)) sh bench/run.sh
+	@O=$(O) LORAHUB=$(abspath $(PROG)) LLAMA_BINDIR='$(LLAMA_BINDIR)' sh bench/run.sh
 
 # libFuzzer needs clang; FUZZ_SECONDS bounds each target.
 FUZZ_SECONDS ?= 60

@@ -4,7 +4,7 @@
 Developer-time tool (Debian's python3-numpy and the gguf-py that the
 llama.cpp source carries; no torch, no transformers):
 
-    /usr/bin/python3 tools/zoo_gguf.py MODEL_DIR OUT.gguf [--type f16|f32] \
+    /usr/bin/python3 tools/zoo_gguf.py MODEL_DIR OUT.gguf [--type f16|f32|q8_0] \
         [--gguf-py /work/cache/llamacpp/src/gguf-py]
 
 It does what llama.cpp's convert_hf_to_gguf.py does for a LlamaForCausalLM
@@ -20,8 +20,10 @@ with a ByteLevel BPE tokenizer.json (the zoo base, the test fixtures):
     "gpt-2" (the GPT-2 regex the zoo's ByteLevel pre-tokenizer uses), the
     merges, BOS/EOS from config.json, add_bos_token true, and rows past the
     tokenizer's vocabulary as unused [PADn] tokens;
-  - 2-D weights in the chosen type, 1-D tensors (norms, biases, rope_freqs)
-    in F32, as the converter keeps them.
+  - 2-D weights in the chosen type (Q8_0 by gguf-py's own quantizer), 1-D
+    tensors (norms, biases, rope_freqs) in F32, as the converter keeps them.
+
+tools/bench_gguf.py imports convert() for the llama.cpp benchmark.
 
 The safetensors file is read with numpy alone (F32, F16, BF16).
 """
@@ -159,12 +161,20 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model_dir")
     ap.add_argument("out")
-    ap.add_argument("--type", choices=["f16", "f32"], default="f16")
+    ap.add_argument("--type", choices=["f16", "f32", "q8_0"], default="f16")
     ap.add_argument("--gguf-py", default=os.environ.get("GGUF_PY", "/work/cache/llamacpp/src/gguf-py"))
     args = ap.parse_args()
-    sys.path.insert(0, args.gguf_py)
+    convert(args.model_dir, args.out, args.type, args.gguf_py)
+
+
+def convert(model_dir, out, wtype, gguf_py):
+    sys.path.insert(0, gguf_py)
     import gguf
 
+    class Args:
+        pass
+    args = Args()
+    args.model_dir, args.out, args.type = model_dir, out, wtype
     cfg = json.load(open(os.path.join(args.model_dir, "config.json")))
     if cfg.get("model_type") != "llama":
         sys.exit(f"{args.model_dir}: model_type {cfg.get('model_type')}: only llama is written")
@@ -189,7 +199,8 @@ def main():
         w.add_key_length(head_dim)
         w.add_value_length(head_dim)
     w.add_vocab_size(cfg["vocab_size"])
-    w.add_file_type(gguf.LlamaFileType.MOSTLY_F16 if args.type == "f16" else gguf.LlamaFileType.ALL_F32)
+    w.add_file_type({"f16": gguf.LlamaFileType.MOSTLY_F16, "f32": gguf.LlamaFileType.ALL_F32,
+                     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[args.type])
     add_vocab(w, gguf, args.model_dir, cfg)
 
     factors = rope_factors(cfg, head_dim)
@@ -201,6 +212,10 @@ def main():
             t = permute(t, n_head)
         elif hf.endswith("k_proj.weight") or hf.endswith("k_proj.bias"):
             t = permute(t, n_kv)
+        if t.ndim >= 2 and args.type == "q8_0":
+            q = gguf.quants.quantize(np.ascontiguousarray(t), gguf.GGMLQuantizationType.Q8_0)
+            w.add_tensor(gguf_name(hf), q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+            continue
         if t.ndim >= 2 and args.type == "f16":
             t = t.astype(np.float16)
         w.add_tensor(gguf_name(hf), np.ascontiguousarray(t))

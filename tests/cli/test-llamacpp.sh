@@ -80,3 +80,33 @@ paste native.tsv llama.tsv | awk -F '\t' -v nf="$(head -1 native.tsv | awk -F '\
     NR > 1 { n = $2; l = $(nf + 2); d = n - l; if (d < 0) d = -d;
              if (!(d <= 1e-3 * n)) { print "row " NR - 1 ": native " n ", llamacpp " l; bad = 1 } }
     END { exit bad }' >diff.txt || fail "adapt losses differ: $(cat diff.txt)"
+
+# ---- llama.cpp's own llama-perplexity with --lora, against native ----
+# llama-perplexity -c 64 --chunks 1 scores tokens 33..63 of [BOS] t1 t2 ...
+# from all the tokens before them. Text of single letters " x" (one token
+# each in the zoo's vocabulary) makes the same tokens a native example:
+# input = the first 32 letters, output = the next 31 (--no-eos).
+PPL="${LLAMA_BINDIR:-}/llama-perplexity"
+if [ -x "$PPL" ]; then
+    awk 'BEGIN { s = ""; for (i = 0; i < 160; i++) s = s (i ? " " : "") substr("etaoinshrdlucmfwypvbgkqjxz", (i * 7 + int(i * i / 3)) % 26 + 1, 1); print s }' >text.txt
+    awk '{ in_ = ""; out = ""; for (i = 1; i <= 63; i++) if (i <= 32) in_ = in_ (i > 1 ? " " : "") $i; else out = out " " $i;
+           printf "{\"input\": \"%s\", \"output\": \"%s\"}\n", in_, out }' text.txt >ppl.jsonl
+    expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --examples ppl.jsonl --no-eos --json
+    [ "$(sed -n 's/.*"tokens":\([0-9]*\).*/\1/p' out)" = 31 ] || fail "ppl.jsonl scores $(cat out), want 31 tokens"
+    ppl_loss() {
+        "$PPL" -m "$GGUF" -f text.txt -c 64 -b 64 --chunks 1 -fa off -ctk f32 -ctv f32 -t 1 "$@" \
+            >ppl.log 2>&1 || { tail -5 ppl.log >&2; fail "llama-perplexity $* failed"; }
+        sed -n 's/.*Final estimate: PPL = \([0-9.]*\).*/\1/p' ppl.log | awk '{ printf "%.9g\n", log($1) }'
+    }
+    m="$ZOO/modules/reverse"
+    expect_exit 0 "$LORAHUB" convert "$m" reverse.gguf --base "$ZOO/base"
+    pb=$(ppl_loss); pm=$(ppl_loss --lora reverse.gguf)
+    nb=$(native --examples ppl.jsonl --no-eos); nm=$(native --examples ppl.jsonl --no-eos --adapter "$m")
+    close "$pb" "$nb" 1e-3 "llama-perplexity, base"
+    close "$pm" "$nm" 1e-3 "llama-perplexity --lora $(basename "$m")"
+    awk -v a="$pm" -v b="$pb" -v c="$nm" -v d="$nb" 'BEGIN { x = (a - b) - (c - d); if (x < 0) x = -x;
+        y = c - d; if (y < 0) y = -y; exit !(y > 1e-2 && x <= 0.02 * y) }' ||
+        fail "the module moves llama-perplexity's loss by $pb -> $pm, native's by $nb -> $nm"
+elif [ -n "${LORAHUB_REQUIRE_LLAMACPP:-}" ]; then
+    fail "no llama-perplexity in '${LLAMA_BINDIR:-}'"
+fi
