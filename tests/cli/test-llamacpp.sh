@@ -8,6 +8,7 @@
 #    safetensors within 1e-3 relative: w = 0 on several tasks, every zoo
 #    module alone (each written to GGUF by the backend: a wrong q/k row
 #    permutation or GQA shape shows here), and a 3-module cat;
+#  - greedy generation (exact match) gives native's outputs on three tasks;
 #  - adapt's losses (single-module preselection and the search's records)
 #    through both backends agree within 1e-3, with --method cat applied by
 #    runtime scales in llama.cpp and merged in native;
@@ -61,6 +62,19 @@ for m in "$ZOO"/modules/*; do
     awk -v l="$l" -v n="$n" -v b="$base" 'BEGIN { d = (l - b) - (n - b); if (d < 0) d = -d;
         e = n - b; if (e < 0) e = -e; exit !(d <= 0.02 * e + 1e-3 * b) }' ||
         fail "module $name moves the loss by $(awk -v l="$l" -v b="$base" 'BEGIN{print l-b}') in llamacpp, $(awk -v n="$n" -v b="$base" 'BEGIN{print n-b}') in native"
+done
+
+# ---- greedy generation: the same outputs (exact match) as native ----
+for m in add1 reverse uppercase; do
+    ex_m="$ZOO/tasks/$m/fewshot.jsonl"
+    expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --adapter "$ZOO/modules/$m" --examples "$ex_m" \
+        --metric exact-match --threads 1 -v
+    grep 'example [0-9]*:' err >native.gen
+    expect_exit 0 "$LORAHUB" eval --base-gguf "$GGUF" --adapter "$ZOO/modules/$m" --examples "$ex_m" \
+        --metric exact-match --threads 1 -v
+    grep 'example [0-9]*:' err >llama.gen
+    [ "$(wc -l <native.gen)" -eq 5 ] || fail "$m: no per-example lines: $(cat err)"
+    cmp -s native.gen llama.gen || fail "$m: greedy outputs differ: $(diff native.gen llama.gen)"
 done
 
 # ---- a 3-module cat, merged into one adapter ----
