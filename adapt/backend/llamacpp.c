@@ -48,9 +48,9 @@
 /* Tokens per llama_decode call, unless one example is longer. The KV cache
  * is one stream that the call's sequences share (kv_unified): a ubatch
  * attends over every cell filled so far, masked to its own sequence, so
- * longer calls cost more attention for nothing; at 1024, 512-token ubatches
- * attend over 768 cells on average. */
-#define LC_CHUNK_TOKENS 1024
+ * calls longer than a ubatch (512) cost more attention for nothing. At 512
+ * a call is one ubatch, as in llama-perplexity -c 512. */
+#define LC_CHUNK_TOKENS 512
 /* Logit floats per call: bounds the logits buffer (n_outputs x n_vocab). */
 #define LC_MAX_LOGIT_FLOATS ((size_t)32 << 20)
 
