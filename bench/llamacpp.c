@@ -13,7 +13,9 @@
  * the other jobs of a shared machine do not inflate it: our backends around
  * the score call alone, in a forked child each (whose peak RSS is then that
  * backend's own); llama-perplexity as (8 chunks) - (1 chunk), which leaves
- * its loading out. Best of --repeat runs (default 3).
+ * its loading out. Best of --repeat runs (default 3). Both without
+ * llama.cpp's weight repacking (--no-repack, -nr): the pinned build uses
+ * AMX for Q8_0, which this project's machine reports but traps (SIGILL).
  *
  * Models (F32, F16 and Q8_0 GGUF, and the same weights in Hugging Face
  * layout for native) are written once by tools/bench_gguf.py into
@@ -130,7 +132,7 @@ static double perplexity_cpu(const char *ppl, const char *model, int chunks)
         if (!freopen("/dev/null", "w", stdout) || !freopen("/dev/null", "w", stderr))
             _exit(127);
         execl(ppl, ppl, "-m", model, "-f", text, "-c", "512", "-b", "512", "--chunks", nchunks,
-              "-fa", "off", "-ctk", "f32", "-ctv", "f32", "-t", "1", (char *)NULL);
+              "-fa", "off", "-ctk", "f32", "-ctv", "f32", "-t", "1", "-nr", (char *)NULL);
         _exit(127);
     }
     int status = 0;
@@ -207,7 +209,8 @@ int main(int argc, char **argv)
     for (int t = 0; t < 3; t++) {
         char model[1024];
         snprintf(model, sizeof model, "%s/%s.gguf", dir, types[t]);
-        const char *lparams[] = {"base-gguf", model, "threads", "1", "eos", "false", NULL};
+        const char *lparams[] = {"base-gguf", model, "threads", "1", "eos", "false",
+                                 "no-repack", "true", NULL};
         figure lc = measure("llamacpp", lparams);
         double ps = perplexity_seconds(ppl, model);
         char label[64];

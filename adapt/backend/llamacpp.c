@@ -69,6 +69,7 @@ typedef struct lc_backend {
     int n_vocab;
     int threads;
     int add_bos, add_eos;
+    int no_repack;                  /* --no-repack: weights as the file has them */
     llama_token bos, eos;
     volatile sig_atomic_t *interrupt;
     lh_gguf_arch arch;              /* of the base, for writing adapters; have_arch once read */
@@ -174,6 +175,10 @@ static lh_status load_model(lc_backend *b, long gpu_layers, lh_error *err)
         return lh_error_set(err, LH_ERR_NOT_FOUND, "cannot open '%s': no such file", b->path);
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = (int32_t)gpu_layers;
+    /* Repacked weights (llama.cpp's extra buffer types: AMX, ...) can be
+     * what a machine cannot run: an AMX-built llama.cpp dies with SIGILL on
+     * a VM that reports AMX but traps it. */
+    mp.use_extra_bufts = !b->no_repack;
     lc_last_error[0] = '\0';
     b->model = llama_model_load_from_file(b->path, mp);
     if (!b->model)
@@ -215,6 +220,8 @@ static lh_status llamacpp_open(const lh_backend_opts *o, void **ctx, lh_error *e
     const char *bos = lh_backend_param(o, "bos"), *eos = lh_backend_param(o, "eos");
     b->add_bos = !bos || strcmp(bos, "false") != 0;
     b->add_eos = !eos || strcmp(eos, "false") != 0;
+    const char *nr = lh_backend_param(o, "no-repack");
+    b->no_repack = nr && (!strcmp(nr, "true") || !strcmp(nr, "1") || !strcmp(nr, "yes"));
     b->interrupt = o->interrupt;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     b->threads = threads > 0 ? (int)threads : ncpu > 0 ? (int)ncpu : 1;
@@ -890,6 +897,7 @@ static const lh_backend_key llamacpp_keys[] = {
     {"base-gguf", 1, "FILE"},
     {"threads", 0, "N"},
     {"gpu-layers", 0, "N"},
+    {"no-repack", 0, "true|false"},
     {"bos", 0, "true|false"},
     {"eos", 0, "true|false"},
     {NULL, 0, NULL},
