@@ -106,6 +106,7 @@ static lh_status run_fold(const lh_search_opts *inner, const lh_adapter *const *
     if (!single) { /* no preselection: every module alone, as best-single does */
         lh_search_opts bs = *inner;
         bs.select = LH_SELECT_BEST_SINGLE;
+        bs.budget = (int)n; /* the share lh_search_auto kept for them */
         st = lh_search_modules(&bs, mods, n, train, b, &rs, err);
         single = rs.single_loss;
         fo->other += rs.preselect_evaluations;
@@ -144,16 +145,28 @@ lh_status lh_search_auto(const lh_search_opts *o, const lh_adapter *const *mods,
         return lh_error_set(err, LH_ERR_ARG,
                             "select auto needs at least 2 examples to hold one out, not %zu", ex->n);
     int k = ex->n < LH_AUTO_MAX_FOLDS ? (int)ex->n : LH_AUTO_MAX_FOLDS;
-    int fold_budget = o->budget / (k + 1);
+    /* k folds and the refit share the budget; each fold also scores its
+     * two choices on the held-out examples, which comes off the top. */
+    int fold_budget = (o->budget - 2 * k) / (k + 1);
     if (fold_budget < 1)
         return lh_error_set(err, LH_ERR_ARG,
                             "select auto: budget %d is too small for %d folds (at least %d)",
-                            o->budget, k, k + 1);
+                            o->budget, k, 3 * k + 1);
+    /* Every fold scores the modules alone (for its best single module), and
+     * that counts against its share: when its search would not score them
+     * itself, the search gets what is left after them. */
+    if ((size_t)fold_budget < n + 1)
+        return lh_error_set(err, LH_ERR_ARG,
+                            "select auto: budget %d gives each of the %d folds and the refit %d "
+                            "evaluations, too few to score the %zu modules alone and search: "
+                            "give at least %zu",
+                            o->budget, k, fold_budget, n, (size_t)(k + 1) * (n + 1) + 2 * (size_t)k);
+    int search_scores_singles = o->preselect > 0 && (!o->preselect_auto || o->start_best_single);
     double t0 = lh_monotonic_seconds();
     auto_ctx ac = {o, 0, k, ""};
     lh_search_opts inner = *o;
     inner.select = LH_SELECT_SEARCH;
-    inner.budget = fold_budget;
+    inner.budget = search_scores_singles ? fold_budget : fold_budget - (int)n;
     inner.trace_path = inner.checkpoint_path = NULL;
     inner.resume = inner.force = 0;
     if (o->progress) {
@@ -188,7 +201,7 @@ lh_status lh_search_auto(const lh_search_opts *o, const lh_adapter *const *mods,
         return st;
     lh_search_opts final = *o;
     final.select = sum.search_loss < sum.single_loss ? LH_SELECT_SEARCH : LH_SELECT_BEST_SINGLE;
-    final.budget = o->budget - k * fold_budget;
+    final.budget = o->budget - k * (fold_budget + 2);
     st = lh_search_modules(&final, mods, n, ex, b, res, err);
     if (st != LH_OK && st != LH_ERR_INTERRUPTED)
         return st;
@@ -201,6 +214,7 @@ lh_status lh_search_auto(const lh_search_opts *o, const lh_adapter *const *mods,
     res->auto_evaluations = sum.evaluations;
     res->auto_other_evaluations = sum.other;
     res->evaluations += sum.evaluations;
+    res->total_evaluations += sum.evaluations + sum.other;
     res->backend_calls += sum.backend_calls;
     res->backend_seconds += sum.backend_seconds;
     res->wall_seconds = lh_monotonic_seconds() - t0;

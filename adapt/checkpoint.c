@@ -11,6 +11,8 @@
 
 #include "lib/fsutil.h"
 #include "lib/json.h"
+#include "lib/sha256.h"
+#include "lib/tempreg.h"
 
 /* ---- the fingerprint ------------------------------------------------ */
 
@@ -69,6 +71,50 @@ static uint64_t fnv1a(uint64_t h, const void *data, size_t n)
     return h;
 }
 
+/* What a module is, not what it is called: the SHA-256 of its targets'
+ * names, shapes, scales and tensor values (F32, as every search sees them),
+ * so two modules of one size swapped on disk do not replay stale losses. */
+static void module_digest(const lh_adapter *m, char hex[65])
+{
+    lh_sha256 h;
+    lh_sha256_init(&h);
+    for (size_t t = 0; t < m->n_targets; t++) {
+        const lh_target *tg = &m->targets[t];
+        int32_t dims[3] = {tg->r, tg->d_in, tg->d_out};
+        lh_sha256_update(&h, tg->name, strlen(tg->name) + 1);
+        lh_sha256_update(&h, dims, sizeof dims);
+        lh_sha256_update(&h, &tg->scale, sizeof tg->scale);
+        lh_sha256_update(&h, tg->A, (size_t)tg->r * (size_t)tg->d_in * sizeof *tg->A);
+        lh_sha256_update(&h, tg->B, (size_t)tg->d_out * (size_t)tg->r * sizeof *tg->B);
+    }
+    uint8_t d[32];
+    lh_sha256_final(&h, d);
+    lh_sha256_to_hex(d, hex);
+}
+
+/* The first module of list a ("name:digest,...") that list b does not
+ * hold with the same digest, into buf; 0 if every one matches. */
+static int first_changed_module(const char *a, const char *b, char *buf, size_t n)
+{
+    while (*a) {
+        size_t len = strcspn(a, ",");
+        const char *p = b;
+        int found = 0;
+        while (*p && !found) {
+            size_t plen = strcspn(p, ",");
+            found = plen == len && !memcmp(p, a, len);
+            p += plen + (p[plen] == ',');
+        }
+        if (!found) {
+            size_t name_len = strcspn(a, ":");
+            snprintf(buf, n, "%.*s", (int)(name_len < len ? name_len : len), a);
+            return 1;
+        }
+        a += len + (a[len] == ',');
+    }
+    return 0;
+}
+
 /* Everything that decides the trajectory; a checkpoint made under other
  * settings cannot be replayed. */
 lh_status lh_fingerprint_build(const lh_search_opts *o, const lh_adapter *const *mods, size_t n,
@@ -83,18 +129,23 @@ lh_status lh_fingerprint_build(const lh_search_opts *o, const lh_adapter *const 
     kv_add(l, "budget", "%d", o->budget);
     kv_add(l, "bound", "%a", o->bound);
     kv_add(l, "l1", "%a", o->l1);
+    /* Only when not 1, so checkpoints written before the setting still resume. */
+    if (o->loss_scale != 1.0)
+        kv_add(l, "loss_scale", "%a", o->loss_scale);
     kv_add(l, "seed", "%llu", (unsigned long long)o->seed);
     kv_add(l, "nan_as_worst", "%d", o->nan_as_worst ? 1 : 0);
-    kv_add(l, "preselect", "%d", o->preselect);
+    kv_add(l, "preselect", "%d%s", o->preselect,
+           o->preselect > 0 && o->preselect_auto ? " (by the budget)" : "");
     kv_add(l, "select", "%s", lh_select_name(o->select));
     kv_add(l, "start", "%s", o->start_best_single ? "best-single" : "zero");
     lh_sb sb;
     lh_sb_init(&sb);
     for (size_t i = 0; i < n; i++) {
+        char hex[65];
+        module_digest(mods[i], hex);
         if (i)
             lh_sb_append(&sb, ",");
-        lh_sb_appendf(&sb, "%s:%llu", mods[i]->name ? mods[i]->name : "?",
-                      (unsigned long long)mods[i]->file_size);
+        lh_sb_appendf(&sb, "%s:%.16s", mods[i]->name ? mods[i]->name : "?", hex);
     }
     kv_add(l, "modules", "%s", sb.buf ? sb.buf : "");
     lh_sb_release(&sb);
@@ -228,8 +279,22 @@ lh_status lh_checkpoint_load(lh_checkpoint *c, size_t n_all, lh_error *err)
     }
     for (size_t i = 0; i < c->settings->n; i++) {
         const char *v;
+        /* Another budget may resume: a larger one goes on where the
+         * checkpoint ends; the replay still checks every point bitwise. */
+        if (!strcmp(c->settings->key[i], "budget"))
+            continue;
         if (!lh_json_as_string(lh_json_get(set, c->settings->key[i]), &v))
             v = "(missing)";
+        char changed[128];
+        if (strcmp(v, c->settings->val[i]) && !strcmp(c->settings->key[i], "modules") &&
+            first_changed_module(c->settings->val[i], v, changed, sizeof changed)) {
+            st = lh_error_set(err, LH_ERR_ARG,
+                              "%s: cannot resume: module '%s' is not the one the checkpoint was "
+                              "made with (its contents or the module set changed)",
+                              path, changed);
+            lh_json_free(j);
+            return st;
+        }
         if (strcmp(v, c->settings->val[i])) {
             st = lh_error_set(err, LH_ERR_ARG,
                               "%s: cannot resume: it was made with %s '%s', this run has '%s'",
@@ -339,9 +404,11 @@ lh_status lh_trace_open(lh_trace *t, const char *path, const lh_adapter *const *
         return st;
     }
     fchmod(fd, 0644);
+    lh_temp_register(t->tmp); /* a signal handler may remove it */
     t->f = fdopen(fd, "w");
     if (!t->f) {
         close(fd);
+        lh_temp_unregister(t->tmp);
         unlink(t->tmp);
         return lh_error_errno(err, LH_ERR_IO, errno, "cannot open '%s'", t->tmp);
     }
@@ -361,6 +428,7 @@ lh_status lh_trace_close(lh_trace *t, lh_error *err)
     bad |= fsync(fileno(t->f)) != 0;
     bad |= fclose(t->f) != 0;
     t->f = NULL;
+    lh_temp_unregister(t->tmp);
     lh_status st = LH_OK;
     if (bad) {
         st = lh_error_errno(err, LH_ERR_IO, errno, "cannot write '%s'", t->path);
@@ -381,6 +449,7 @@ void lh_trace_release(lh_trace *t)
         return;
     if (t->f) {
         fclose(t->f);
+        lh_temp_unregister(t->tmp);
         unlink(t->tmp);
     }
     free(t->tmp);

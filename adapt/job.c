@@ -12,10 +12,12 @@
 #include "adapt/report.h"
 #include "lib/fsutil.h"
 #include "lib/gguf.h"
+#include "lib/outpath.h"
 #include "lib/peft.h"
 #include "lib/strbuf.h"
 
 #define MAX_BACKEND_PARAMS 16
+#define N_OUTPUTS 5
 
 struct lh_job {
     char *name;
@@ -32,6 +34,8 @@ struct lh_job {
     size_t n_module_list;
     int pick;
     int pick_given;
+    char *base;                 /* the base model directory, when given */
+    int per_example;            /* loss-scale per-example: loss_scale = 1/examples */
     char *examples, *output, *report, *trace, *weights_out, *checkpoint;
     char *plot;                 /* the SVG picture, or NULL */
     char *task;                 /* names the task in the report and the plot */
@@ -46,6 +50,7 @@ struct lh_job {
     char *fingerprint;          /* "NAME IDENTITY" of the backend */
     lh_search_result res;
     int have_result;
+    lh_path_lock locks[N_OUTPUTS]; /* one per output path, held from load to free */
 };
 
 static char *dup_or_null(const char *s)
@@ -58,6 +63,8 @@ void lh_job_free(lh_job *j)
     if (!j)
         return;
     lh_search_result_release(&j->res);
+    for (int i = 0; i < N_OUTPUTS; i++)
+        lh_path_lock_release(&j->locks[i]);
     if (j->b != j->hooks.backend)
         lh_backend_close(j->b);
     lh_examples_free(j->ex);
@@ -75,6 +82,7 @@ void lh_job_free(lh_job *j)
     free(j->modules);
     free(j->modules_dir);
     free(j->examples);
+    free(j->base);
     free(j->output);
     free(j->report);
     free(j->trace);
@@ -96,6 +104,7 @@ static void resolve_search(lh_job *j, const lh_settings *s)
     so->budget = (int)lh_settings_int(s, "budget", so->budget);
     so->bound = lh_settings_number(s, "bound", so->bound);
     so->l1 = lh_settings_number(s, "l1", so->l1);
+    j->per_example = !strcmp(lh_settings_text(s, "loss-scale"), "per-example");
     so->seed = (uint64_t)lh_settings_int(s, "seed", (long long)so->seed);
     so->merge.seed = so->seed;
     so->nan_as_worst = lh_settings_bool(s, "nan-as-worst");
@@ -103,6 +112,9 @@ static void resolve_search(lh_job *j, const lh_settings *s)
     /* A resumed run replaces the outputs of the run it continues. */
     so->force = lh_settings_bool(s, "force") || so->resume;
     so->preselect = (int)lh_settings_int(s, "preselect", 0);
+    /* The preset's preselect (the default's 3) is the budget rule's to
+     * decide; one the user gave is kept. */
+    so->preselect_auto = !lh_settings_given(s, "preselect");
     lh_select_from_name(lh_settings_text(s, "select"), &so->select);
     so->start_best_single = !strcmp(lh_settings_text(s, "start"), "best-single");
     j->pick = (int)lh_settings_int(s, "pick", 0);
@@ -291,6 +303,7 @@ static lh_status resolve_inputs(lh_job *j, const lh_settings *s, lh_error *err)
     j->test = dup_or_null(lh_settings_text(s, "test"));
     if (!(j->task = task_name(s)))
         return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
+    j->base = dup_or_null(lh_settings_text(s, "base"));
     return LH_OK;
 }
 
@@ -306,6 +319,8 @@ lh_status lh_job_new(const lh_settings *s, const char *name, const lh_job_hooks 
     }
     if (hooks)
         j->hooks = *hooks;
+    for (int i = 0; i < N_OUTPUTS; i++)
+        lh_path_lock_init(&j->locks[i]);
     lh_status st = LH_OK;
     for (const lh_setting_def *d = lh_setting_defs(); d->key && st == LH_OK; d++)
         if (d->preset_default[0] && !lh_settings_is_set(s, d->key))
@@ -357,13 +372,111 @@ static lh_status load_modules(lh_job *j, lh_error *err)
     return st;
 }
 
+/* The job's output paths and what they are; "-" (standard output) and
+ * unset ones are left out. Returns how many. */
+static int output_paths(const lh_job *j, const char **path, const char **what)
+{
+    const char *all[N_OUTPUTS] = {j->output, j->report, j->trace, j->weights_out, j->checkpoint};
+    static const char *const names[N_OUTPUTS] = {"output directory", "report", "trace",
+                                                 "weights file", "checkpoint"};
+    int n = 0;
+    for (int i = 0; i < N_OUTPUTS; i++)
+        if (all[i] && strcmp(all[i], "-")) {
+            path[n] = all[i];
+            what[n++] = names[i];
+        }
+    return n;
+}
+
+/* Refuse an output that is, contains or lies inside an input or another
+ * output: --force replaces outputs, never the modules, base model or
+ * examples a run reads (adapt -o hub --modules hub --force deleted hub). */
+static lh_status check_output_paths(const lh_job *j, lh_error *err)
+{
+    const char *out[N_OUTPUTS], *out_what[N_OUTPUTS];
+    int n_out = output_paths(j, out, out_what);
+    size_t n_in = j->ms->n + 3;
+    const char **in = calloc(n_in, sizeof *in), **in_what = calloc(n_in, sizeof *in_what);
+    char **res_out = calloc(N_OUTPUTS, sizeof *res_out), **res_in = calloc(n_in, sizeof *res_in);
+    lh_status st = !in || !in_what || !res_out || !res_in
+                       ? lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name)
+                       : LH_OK;
+    size_t k = 0;
+    if (st == LH_OK && j->modules && !strchr(j->modules, ',') && lh_path_exists(j->modules)) {
+        in[k] = j->modules;
+        in_what[k++] = "modules";
+    }
+    for (size_t i = 0; st == LH_OK && i < j->ms->n; i++)
+        if (j->ms->mods[i]->path) {
+            in[k] = j->ms->mods[i]->path;
+            in_what[k++] = "module";
+        }
+    if (st == LH_OK && j->examples && strcmp(j->examples, "-")) {
+        in[k] = j->examples;
+        in_what[k++] = "examples";
+    }
+    if (st == LH_OK && j->base) {
+        in[k] = j->base;
+        in_what[k++] = "base model";
+    }
+    for (size_t i = 0; st == LH_OK && i < k; i++)
+        if (!(res_in[i] = lh_path_resolved(in[i])))
+            st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
+    for (int o = 0; st == LH_OK && o < n_out; o++) {
+        if (!(res_out[o] = lh_path_resolved(out[o]))) {
+            st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
+            break;
+        }
+        for (size_t i = 0; st == LH_OK && i < k; i++)
+            if (lh_paths_overlap(res_out[o], res_in[i]))
+                st = lh_error_set(err, LH_ERR_ARG,
+                                  "%s '%s' would replace the %s '%s' (an output may not be, "
+                                  "contain or lie inside an input)",
+                                  out_what[o], out[o], in_what[i], in[i]);
+        for (int p = 0; st == LH_OK && p < o; p++)
+            if (lh_paths_overlap(res_out[o], res_out[p]))
+                st = lh_error_set(err, LH_ERR_ARG, "%s '%s' and %s '%s' are one path (or one "
+                                  "lies inside the other)", out_what[p], out[p], out_what[o], out[o]);
+    }
+    for (size_t i = 0; res_in && i < k; i++)
+        free(res_in[i]);
+    for (int o = 0; res_out && o < N_OUTPUTS; o++)
+        free(res_out[o]);
+    free(in);
+    free(in_what);
+    free(res_in);
+    free(res_out);
+    return st;
+}
+
+/* A lock on every output, before anything is written: of two runs on one
+ * output the second stops here and touches nothing. */
+static lh_status lock_outputs(lh_job *j, lh_error *err)
+{
+    const char *out[N_OUTPUTS], *what[N_OUTPUTS];
+    int n = output_paths(j, out, what);
+    lh_status st = LH_OK;
+    for (int i = 0; i < n && st == LH_OK; i++)
+        st = lh_path_lock_take(&j->locks[i], out[i], what[i], err);
+    /* Ours now: what a killed run left half-written goes. */
+    for (int i = 0; i < n && st == LH_OK; i++)
+        lh_remove_stale_temps(out[i]);
+    return st;
+}
+
 lh_status lh_job_load(lh_job *j, lh_error *err)
 {
     lh_status st = load_modules(j, err);
     if (st == LH_OK)
+        st = check_output_paths(j, err);
+    if (st == LH_OK)
+        st = lock_outputs(j, err);
+    if (st == LH_OK)
         st = lh_examples_load(j->examples, &j->ex, err);
     if (st == LH_OK && j->test)
         st = lh_examples_load(j->test, &j->test_ex, err);
+    if (st == LH_OK && j->per_example && j->ex->n)
+        j->so.loss_scale = 1.0 / (double)j->ex->n;
     lh_backend_opts bo;
     lh_backend_opts_default(&bo);
     bo.params = (const char *const *)j->params;

@@ -104,6 +104,9 @@ lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
     em_int(&e, "evaluations", res->evaluations);
     em_int(&e, "replayed", res->replayed);
     em_int(&e, "backend_calls", res->backend_calls);
+    em_int(&e, "total_evaluations", res->total_evaluations);
+    em_int(&e, "scored", res->scored);
+    em_int(&e, "search_budget", res->search_budget);
     em_str(&e, "optimizer", o->optimizer);
     em_str(&e, "method", lh_merge_method_name(o->merge.method));
     em_str(&e, "select", lh_select_name(o->select));
@@ -111,6 +114,7 @@ lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
     em_int(&e, "budget", o->budget);
     em_num(&e, "bound", o->bound);
     em_num(&e, "l1", o->l1);
+    em_num(&e, "loss_scale", o->loss_scale);
     em_int(&e, "nan_as_worst", o->nan_as_worst ? 1 : 0);
     em_int(&e, "pick", o->pick);
     em_int(&e, "preselect", o->preselect);

@@ -3,7 +3,7 @@
  * Given N loaded modules, few-shot examples and an open backend, search
  * the weights w [N] in [-bound, bound]^N (start 0) with a gradient-free
  * optimizer, minimizing
- *     objective(w) = loss(compose(w)) + l1 * mean_i |w_i|
+ *     objective(w) = loss_scale * loss(compose(w)) + l1 * mean_i |w_i|
  * where loss is the backend's mean token cross-entropy. Each evaluation
  * composes into buffers sized once (lh_compose_plan_new / lh_compose_into)
  * and asks the backend to score a whole optimizer batch in one call.
@@ -59,12 +59,17 @@ typedef struct lh_search_progress {
 typedef struct lh_search_opts {
     lh_merge_opts merge;
     const char *optimizer;    /* lh_optimize name; default "cobyla" */
-    int budget;               /* evaluations of the search proper; default 40 */
+    int budget;               /* everything scored: single-module scores and the search's
+                                 evaluations (the final re-score comes on top); default 40 */
     double bound;             /* weights in [-bound, bound]; default 1.5 */
     double l1;                /* default 0.05 */
+    double loss_scale;        /* the loss enters the objective times this: 1 (default), or
+                                 1/examples for the reference's per-example scaling */
     uint64_t seed;            /* default 42 */
     int nan_as_worst;         /* NaN/Inf loss -> objective LH_SEARCH_WORST (else error) */
     int preselect;            /* > 0: keep this many modules by single-module loss first */
+    int preselect_auto;       /* with preselect > 0 and a search: the budget rule decides
+                                 whether and how many (lorahub-adapt(1), "The budget") */
     int start_best_single;    /* with preselect: the search starts at weight 1 on the module
                                  with the lowest single-module loss, 0 elsewhere (else at w = 0,
                                  the reference's start) */
@@ -92,6 +97,11 @@ typedef struct lh_search_result {
     double best_objective;
     double rescored_loss;     /* the chosen point scored once more at the end (NaN if not) */
     int evaluations;          /* search evaluations (replayed included) */
+    int search_budget;        /* what the budget left the search after the single scores */
+    int scored;               /* candidates the backend scored in this run (all phases, the
+                                 re-score included; replayed ones are not) */
+    int total_evaluations;    /* single scores + evaluations (replayed included) + the
+                                 re-score: what the result cost, <= budget + 1 */
     int replayed;             /* of them answered from the checkpoint */
     int backend_calls;        /* score requests sent to the backend, all phases */
     double wall_seconds;

@@ -36,6 +36,7 @@ static const char *const start_choices[] = {"zero", "best-single", NULL};
 static const char *const dtype_choices[] = {"f32", "f16", "bf16", NULL};
 static const char *const preset_choices[] = {"default", "paper", NULL};
 static const char *const format_choices[] = {"peft", "gguf", NULL};
+static const char *const loss_scale_choices[] = {"token-mean", "per-example", NULL};
 
 #define NONE {NULL, NULL}
 #define BOTH(v) {v, v}
@@ -61,10 +62,14 @@ static const lh_setting_def defs[] = {
     {"budget", LH_SETTING_INT, "N", BOTH("40"), INTS(1, 10000000), FP | RE | SE},
     {"bound", LH_SETTING_NUMBER, "B", BOTH("1.5"), NUMS(0, 1), FP | RE | SE},
     {"l1", LH_SETTING_NUMBER, "C", BOTH("0.05"), NUMS(0, 0), FP | RE | SE},
+    /* per-example: the reference's default_get_loss (token-mean CE of the
+     * one batch divided by the number of examples) */
+    {"loss-scale", LH_SETTING_CHOICE, "S", {"token-mean", "per-example"},
+     LIST(loss_scale_choices), FP | RE | SE},
     {"seed", LH_SETTING_INT, "S", BOTH("42"), INTS(0, LLONG_MAX), FP | RE},
     {"backend", LH_SETTING_STRING, "NAME", NONE, PLAIN, FP | RE},
     {"backend-cmd", LH_SETTING_STRING, "CMD", NONE, PLAIN, BE | FP},
-    {"backend-timeout", LH_SETTING_NUMBER, "SEC", NONE, NUMS(0, 0), BE},
+    {"backend-timeout", LH_SETTING_NUMBER, "SEC", NONE, NUMS(0, 1), BE},
     {"base-gguf", LH_SETTING_PATH, "FILE", NONE, PLAIN, BE | FP},
     {"threads", LH_SETTING_INT, "N", NONE, INTS(1, 4096), BE},
     {"gpu-layers", LH_SETTING_INT, "N", NONE, INTS(-1, 1000000), BE},

@@ -17,30 +17,49 @@
 #include "adapt/job.h"
 #include "adapt/optim/optimizer.h"
 #include "adapt/settings.h"
+#include "lib/tempreg.h"
 #include "cmd.h"
 
 static const char *const CMD = "adapt";
 
-/* ---- SIGINT --------------------------------------------------------- */
+/* ---- SIGINT, SIGTERM, SIGHUP ---------------------------------------- */
 
-static volatile sig_atomic_t interrupted;
+static volatile sig_atomic_t interrupted; /* the first of them that arrived, 0 none */
 
-static void on_sigint(int sig)
+/* The first signal asks the search to stop and write its best point; a
+ * second one removes the temporaries being written and ends the process
+ * with that signal's default action. */
+static void on_signal(int sig)
 {
-    (void)sig;
-    interrupted = 1;
+    if (!interrupted) {
+        interrupted = sig;
+        return;
+    }
+    lh_temp_remove_all();
+    signal(sig, SIG_DFL);
+    raise(sig);
 }
 
-static void install_sigint(void)
+static void install_signals(void)
 {
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_sigint;
+    sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
-    /* No SA_RESTART: a blocking wait returns EINTR and sees the flag.
-     * SA_RESETHAND: a second Ctrl-C kills at once. */
-    sa.sa_flags = SA_RESETHAND;
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sigaddset(&sa.sa_mask, SIGHUP);
+    /* No SA_RESTART: a blocking wait returns EINTR and sees the flag. */
+    sa.sa_flags = 0;
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+}
+
+/* 128 + the signal, as a shell reports a process it ended (130 for SIGINT). */
+static int interrupted_exit(void)
+{
+    return interrupted ? 128 + interrupted : LH_EXIT_INTERRUPTED;
 }
 
 /* ---- progress ------------------------------------------------------- */
@@ -165,8 +184,9 @@ static int run_job(const lh_settings *s, const char *job_name, int quiet, int ve
     progress_clear(&pr);
     const lh_search_result *res = lh_job_result(job);
     if (!res) {
-        lh_job_free(job);
-        return job_failed(&err, why, why_n);
+        lh_job_free(job); /* releases the output locks */
+        int rc = job_failed(&err, why, why_n);
+        return st == LH_ERR_INTERRUPTED ? interrupted_exit() : rc;
     }
     lh_status run_st = st;
     lh_error werr;
@@ -176,11 +196,13 @@ static int run_job(const lh_settings *s, const char *job_name, int quiet, int ve
     }
     int rc = 0;
     if (run_st == LH_ERR_INTERRUPTED) {
-        cmd_error(CMD, "interrupted after %d evaluations; best so far written (resume with --resume)",
-                  res->evaluations);
+        const char *ck = lh_job_search_opts(job)->checkpoint_path;
+        cmd_error(CMD, "interrupted after %d evaluations; best so far written%s%s%s",
+                  res->evaluations, ck ? " (resume from '" : "", ck ? ck : "",
+                  ck ? "' with --resume)" : "");
         if (why)
             snprintf(why, why_n, "interrupted after %d evaluations", res->evaluations);
-        rc = LH_EXIT_INTERRUPTED;
+        rc = interrupted_exit();
     } else if (verbose) {
         fprintf(stderr, "lorahub adapt: %d evaluations, best loss %.6g (re-scored %.6g), %s\n",
                 res->evaluations, res->best_loss, res->rescored_loss, res->stop_reason);
@@ -328,7 +350,7 @@ int cmd_adapt(int argc, char **argv)
         lh_settings_free(flags);
         return rc;
     }
-    install_sigint();
+    install_signals();
     rc = 0;
     for (int j = 0; j < (n_jobs ? n_jobs : 1) && !rc; j++) {
         const char *job_file = n_jobs ? argv[optind + j] : NULL;
@@ -342,7 +364,7 @@ int cmd_adapt(int argc, char **argv)
             rc = run_job(s, job_file ? job_file : "command line", quiet, verbose, NULL, 0);
         lh_settings_free(s);
         if (!rc && interrupted)
-            rc = LH_EXIT_INTERRUPTED;
+            rc = interrupted_exit();
     }
     lh_settings_free(flags);
     return rc;

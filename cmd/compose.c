@@ -5,6 +5,7 @@
  * before anything is loaded), the output directory check, loading, the
  * merge, the atomic save. Nothing is written unless everything succeeded. */
 #include <errno.h>
+#include <signal.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -19,8 +20,10 @@
 #include "lib/json.h"
 #include "lib/gguf.h"
 #include "lib/mos.h"
+#include "lib/outpath.h"
 #include "lib/peft.h"
 #include "lib/strbuf.h"
+#include "lib/tempreg.h"
 #include "cmd.h"
 
 #define CMD "compose"
@@ -355,6 +358,33 @@ static lh_status save_output(const lh_adapter *out, const char *outdir,
     return lh_gguf_save_lora_opts(out, arch, outdir, &go, err);
 }
 
+/* SIGINT, SIGTERM, SIGHUP: remove the output being written ("OUT.tmp.*"),
+ * then end with the signal's default action. */
+static void on_signal(int sig)
+{
+    lh_temp_remove_all();
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+/* Lock the output (two composes never write one) and remove what a killed
+ * compose of it left behind; install the signal handlers. */
+static int claim_output(const char *outdir, lh_path_lock *lock)
+{
+    lh_error err;
+    if (lh_path_lock_take(lock, outdir, "output", &err) != LH_OK)
+        return cmd_fail(CMD, &err);
+    lh_remove_stale_temps(outdir);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
+    return 0;
+}
+
 int cmd_compose(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -380,6 +410,8 @@ int cmd_compose(int argc, char **argv)
     int as_json = 0, force = 0, c;
     int set_rank = 0, set_density = 0, set_sign = 0, set_seed = 0, set_clamp = 0;
     lh_peft_save_opts so = {.dtype = LH_F32};
+    lh_path_lock lock;
+    lh_path_lock_init(&lock);
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":m:w:o:h", opts, NULL)) != -1) {
         long l;
@@ -550,6 +582,8 @@ int cmd_compose(int argc, char **argv)
         if (rc)
             goto done;
     }
+    if ((rc = claim_output(outdir, &lock)))
+        goto done;
     if (lh_path_exists(outdir) && !force) {
         cmd_error(CMD, "'%s' already exists (use --force to replace it)", outdir);
         rc = LH_EXIT_ERROR;
@@ -618,6 +652,7 @@ nomem:
     cmd_error(CMD, "out of memory");
     rc = LH_EXIT_ERROR;
 done:
+    lh_path_lock_release(&lock);
     lh_sb_release(&sb);
     if (mods)
         for (size_t i = 0; i < paths.n; i++)

@@ -91,8 +91,8 @@ static int take_option(int o, char **argv, eval_args *a)
     case O_GPU_LAYERS: add_param(a, "gpu-layers", optarg); return -1;
     case O_NO_REPACK: add_param(a, "no-repack", "true"); return -1;
     case O_BACKEND_TIMEOUT:
-        if (cmd_parse_double(optarg, &timeout) || timeout < 0)
-            return cmd_usage_error("eval", "--backend-timeout needs seconds >= 0, not '%s'", optarg);
+        if (cmd_parse_double(optarg, &timeout) || !(timeout > 0))
+            return cmd_usage_error("eval", "--backend-timeout needs seconds > 0, not '%s'", optarg);
         add_param(a, "backend-timeout", optarg);
         return -1;
     case O_ADAPTER: a->adapter_path = optarg; return -1;

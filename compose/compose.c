@@ -469,7 +469,10 @@ static void weighted_sum(const lh_compose_plan *p, size_t t, const double *a, co
     }
 }
 
-/* A = rows [c_1 A_1; ...; c_N A_N], B = cols [B_1 ... B_N], zero tail. */
+/* A = rows [c_1 A_1; ...; c_N A_N], B = cols [B_1 ... B_N], zero tail. A
+ * module at weight 0 contributes exact zeros (its rows and columns), not
+ * 0 * A_i: a NaN or Inf in a module the weights leave out must not reach
+ * the result (0 * NaN is NaN), as in weighted_sum, which skips it. */
 static void cat_into(const lh_compose_plan *p, size_t t, const double *c, lh_target *o)
 {
     const int K = p->rank, din = o->d_in, dout = o->d_out;
@@ -479,8 +482,11 @@ static void cat_into(const lh_compose_plan *p, size_t t, const double *c, lh_tar
         const lh_target *s = p->src[t * n + i];
         if (!s)
             continue;
-        scale_copy((size_t)s->r * din, (float)c[i], s->A,
-                   o->A + (size_t)p->offset[t * n + i] * din);
+        float *rows = o->A + (size_t)p->offset[t * n + i] * din;
+        if (c[i] == 0.0)
+            memset(rows, 0, (size_t)s->r * din * sizeof *rows);
+        else
+            scale_copy((size_t)s->r * din, (float)c[i], s->A, rows);
         used = p->offset[t * n + i] + s->r;
     }
     memset(o->A + (size_t)used * din, 0, (size_t)(K - used) * din * sizeof *o->A);
@@ -488,7 +494,9 @@ static void cat_into(const lh_compose_plan *p, size_t t, const double *c, lh_tar
         float *y = o->B + (size_t)row * K;
         for (size_t i = 0; i < n; i++) {
             const lh_target *s = p->src[t * n + i];
-            if (s)
+            if (s && c[i] == 0.0)
+                memset(y + p->offset[t * n + i], 0, (size_t)s->r * sizeof *y);
+            else if (s)
                 memcpy(y + p->offset[t * n + i], s->B + (size_t)row * s->r,
                        (size_t)s->r * sizeof *y);
         }

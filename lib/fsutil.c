@@ -6,6 +6,7 @@
  * result). rename() within one directory is atomic; the directory is fsynced
  * after it so the new name survives a crash. */
 #include "fsutil.h"
+#include "tempreg.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -198,8 +199,10 @@ lh_status lh_atomic_begin(lh_atomic_file *f, const char *path, lh_error *err)
         if (!f->tmp_path)
             break;
         f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (f->fd >= 0)
+        if (f->fd >= 0) {
+            lh_temp_register(f->tmp_path); /* a signal handler may remove it */
             return LH_OK;
+        }
         if (errno != EEXIST) {
             int e = errno;
             lh_atomic_abort(f);
@@ -242,6 +245,7 @@ lh_status lh_atomic_commit(lh_atomic_file *f, lh_error *err)
                             f->final_path);
     if (!st) {
         sync_parent(f->final_path);
+        lh_temp_unregister(f->tmp_path);
         free(f->tmp_path);
         f->tmp_path = NULL;
     }
@@ -256,6 +260,7 @@ void lh_atomic_abort(lh_atomic_file *f)
     if (f->fd >= 0)
         close(f->fd);
     f->fd = -1;
+    lh_temp_unregister(f->tmp_path);
     if (f->tmp_path)
         unlink(f->tmp_path);
     free(f->tmp_path);
@@ -282,6 +287,7 @@ lh_status lh_write_file_atomic(const char *path, const void *data, size_t len, l
 
 static void outdir_clear(lh_outdir *od)
 {
+    lh_temp_unregister(od->tmp_path);
     free(od->final_path);
     free(od->tmp_path);
     od->final_path = NULL;
@@ -309,8 +315,10 @@ lh_status lh_outdir_begin(lh_outdir *od, const char *final_path, int force, lh_e
         od->tmp_path = temp_name(od->final_path);
         if (!od->tmp_path)
             break;
-        if (mkdir(od->tmp_path, 0777) == 0)
+        if (mkdir(od->tmp_path, 0777) == 0) {
+            lh_temp_register(od->tmp_path); /* a signal handler may remove it */
             return LH_OK;
+        }
         if (errno != EEXIST) {
             int e = errno;
             free(od->tmp_path);
@@ -371,6 +379,7 @@ lh_status lh_outdir_commit(lh_outdir *od, lh_error *err)
                             od->final_path);
         goto out;
     }
+    lh_temp_unregister(od->tmp_path);
     free(od->tmp_path);
     od->tmp_path = NULL;
     sync_parent(od->final_path);

@@ -28,5 +28,6 @@ typedef struct lh_model_arch {
 } lh_model_arch;
 
 extern const lh_model_arch lh_model_arch_llama;
+extern const lh_model_arch lh_model_arch_t5;
 
 #endif

@@ -12,6 +12,7 @@
 
 static const lh_model_arch *const archs[] = {
     &lh_model_arch_llama,
+    &lh_model_arch_t5,
 };
 #define N_ARCHS (sizeof archs / sizeof archs[0])
 

@@ -9,11 +9,11 @@
  * candidate adapters, and greedy generation after a prompt.
  *
  * The caller decides the special tokens: a prompt is what the model reads
- * before the target ([bos] + input ids for LLaMA), a target what it is
- * scored on (output ids + [eos]). A decoder-only model concatenates the
+ * before the target ([bos] + input ids for LLaMA, input ids + [eos] for
+ * T5), a target what it is scored on (output ids + [eos]). A decoder-only model concatenates the
  * two; an encoder-decoder one encodes the prompt and decodes the target.
  * The architectures' internals (weights, tensor names, forward pieces)
- * stay in their own folder (model/llama/). */
+ * stay in their own folder (model/llama/, model/t5/). */
 #ifndef LH_MODEL_H
 #define LH_MODEL_H
 
@@ -29,7 +29,7 @@
 typedef struct lh_model lh_model;
 
 typedef struct lh_model_info {
-    const char *architecture; /* the family that runs it: "llama" (also for mistral, qwen2) */
+    const char *architecture; /* the family that runs it: "llama" (also for mistral, qwen2), "t5" */
     const char *model_type;   /* config.json "model_type": "llama", "qwen2", ... */
     int n_layers;
     int dim;                /* hidden size */
@@ -39,6 +39,9 @@ typedef struct lh_model_info {
     /* Prompts are expected to start with bos_id (decoder-only LLaMA: yes
      * whenever it has one; T5 reads no BOS). */
     int expects_bos;
+    /* The prompt ends with eos_ids[0], as T5's tokenizer appends </s> to
+     * the encoder input too (0 for decoder-only models). */
+    int prompt_ends_with_eos;
     int n_eos;
     int eos_ids[LH_MODEL_MAX_EOS]; /* [n_eos]; generation stops at any of them */
 } lh_model_info;

@@ -864,8 +864,8 @@ START_TEST(test_model_refusals)
     char *dir = mkdtemp(tmpl);
     ck_assert(dir != NULL);
     char *p = lh_path_join(dir, "config.json");
-    const char *cfgs[] = {"{\"model_type\":\"t5\"}", "{\"d_model\":8}", "[1]"};
-    const char *needles[] = {"model_type 't5' is not supported (llama, mistral, qwen2)",
+    const char *cfgs[] = {"{\"model_type\":\"bert\"}", "{\"d_model\":8}", "[1]"};
+    const char *needles[] = {"model_type 'bert' is not supported (llama, mistral, qwen2, t5)",
                              "missing string key 'model_type'", "not a JSON object"};
     for (int i = 0; i < 3; i++) {
         ck_assert(lh_write_file_atomic(p, cfgs[i], strlen(cfgs[i]), &err) == LH_OK);

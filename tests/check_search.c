@@ -242,6 +242,46 @@ START_TEST(test_budget_exact_and_trace)
 }
 END_TEST
 
+/* loss_scale (--loss-scale per-example sets 1/examples): the objective is
+ * scale * loss + l1 mean|w|, the loss column unscaled. */
+START_TEST(test_loss_scale)
+{
+    lh_search_opts o;
+    opts_cat(&o, "random", 6);
+    o.l1 = 0.05;
+    o.loss_scale = 0.2;
+    char *trace = tmp_path("trace-scaled.tsv");
+    o.trace_path = trace;
+    lh_search_result r;
+    lh_error err;
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+                                   &err), LH_OK);
+    char *text;
+    size_t len;
+    ck_assert_int_eq(lh_read_file(trace, &text, &len, &err), LH_OK);
+    int rows = 0;
+    for (const char *line = strchr(text, '\n') + 1; *line; line = strchr(line, '\n') + 1) {
+        int e;
+        double loss, obj, w[NMOD];
+        ck_assert_int_eq(sscanf(line, "%d\t%lf\t%lf\t%lf\t%lf\t%lf", &e, &loss, &obj, &w[0],
+                                &w[1], &w[2]), 6);
+        ck_assert_double_eq_tol(obj, 0.2 * loss + 0.05 * (fabs(w[0]) + fabs(w[1]) + fabs(w[2])) / 3,
+                                1e-12);
+        ck_assert(loss > 0);
+        rows++;
+    }
+    ck_assert_int_eq(rows, 6);
+    free(text);
+    lh_search_result_release(&r);
+    free(trace);
+    o.loss_scale = 0;
+    o.trace_path = NULL;
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+                                   &err), LH_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "loss scale"));
+}
+END_TEST
+
 START_TEST(test_resume_replays_without_backend)
 {
     char *ck = tmp_path("ck.json");
@@ -503,9 +543,11 @@ START_TEST(test_select_auto)
     ck_assert(r.auto_ran);
     ck_assert_int_eq(r.auto_decision, LH_SELECT_SEARCH);
     ck_assert_int_eq(r.auto_folds, 4);
-    ck_assert_int_eq(r.auto_fold_budget, 50 / 5);
-    ck_assert_int_le(r.auto_evaluations, 4 * 10);
+    /* four folds and the refit share 50, less the folds' two held-out scores */
+    ck_assert_int_eq(r.auto_fold_budget, (50 - 2 * 4) / 5);
+    ck_assert_int_le(r.auto_evaluations, 4 * r.auto_fold_budget);
     ck_assert_int_le(r.evaluations, 50);
+    ck_assert_int_le(r.total_evaluations, 50 + 1); /* the final rescore comes on top */
     ck_assert_int_eq(r.evaluations, r.auto_evaluations + (int)r.n_evals);
     ck_assert_double_eq_tol(r.auto_single_loss, min_single, 1e-9);
     ck_assert(r.auto_search_loss < r.auto_single_loss);
@@ -643,6 +685,7 @@ static Suite *search_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_finds_known_optimum);
     tcase_add_test(tc, test_budget_exact_and_trace);
+    tcase_add_test(tc, test_loss_scale);
     tcase_add_test(tc, test_resume_replays_without_backend);
     tcase_add_test(tc, test_resume_partial_continues);
     tcase_add_test(tc, test_resume_refuses_other_point);

@@ -73,11 +73,13 @@ static lh_settings *preset(const char *name)
 static const char *const default_preset[][2] = {
     {"pick", "0"}, {"select", "best-single"}, {"preselect", "3"}, {"method", "cat"},
     {"optimizer", "cobyla"}, {"budget", "40"}, {"bound", "1.5"}, {"l1", "0.05"},
-    {"seed", "42"}, {"start", "zero"}, {"dtype", "f32"}, {NULL, NULL}};
+    {"seed", "42"}, {"start", "zero"}, {"dtype", "f32"}, {"loss-scale", "token-mean"},
+    {NULL, NULL}};
 static const char *const paper_preset[][2] = {
     {"pick", "20"}, {"select", "search"}, {"preselect", "0"}, {"method", "lorahub"},
     {"optimizer", "cobyla"}, {"budget", "40"}, {"bound", "1.5"}, {"l1", "0.05"},
-    {"seed", "42"}, {"start", "zero"}, {"dtype", "f32"}, {NULL, NULL}};
+    {"seed", "42"}, {"start", "zero"}, {"dtype", "f32"}, {"loss-scale", "per-example"},
+    {NULL, NULL}};
 
 START_TEST(test_presets_as_documented)
 {
@@ -169,7 +171,8 @@ START_TEST(test_range_violation_names_the_key)
     expect_refused("bound", "0", "> 0");
     expect_refused("bound", "inf", "number");
     expect_refused("l1", "-0.5", ">= 0");
-    expect_refused("backend-timeout", "-1", ">= 0");
+    expect_refused("backend-timeout", "-1", "> 0");
+    expect_refused("backend-timeout", "0", "> 0"); /* 0 is not "no timeout" */
     expect_refused("optimizer", "nope", "unknown optimizer 'nope'");
     expect_refused("method", "blend", "unknown method 'blend'");
     expect_refused("select", "all", "best-single");

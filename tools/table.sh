@@ -66,6 +66,8 @@ method_args() {
     pre5-lorahub-cmaes)   echo "--pick 0 --preselect 5 --method lorahub --optimizer cmaes --budget 40" ;;
     pre5-cat-cmaes)       echo "--pick 0 --preselect 5 --method cat --optimizer cmaes --budget 40" ;;
     pre5-cat-cmaes-200)   echo "--pick 0 --preselect 5 --method cat --optimizer cmaes --budget 200" ;;
+    default-search)       echo "--preset default --budget 40" ;;
+    default-search-100)   echo "--preset default --budget 100" ;;
     pre3-cat-cobyla-fromsingle) echo "--pick 0 --preselect 3 --start best-single --method cat --optimizer cobyla --budget 40" ;;
     pre5-cat-cobyla-fromsingle) echo "--pick 0 --preselect 5 --start best-single --method cat --optimizer cobyla --budget 40" ;;
     pre5-lorahub-cobyla-fromsingle) echo "--pick 0 --preselect 5 --start best-single --method lorahub --optimizer cobyla --budget 40" ;;
@@ -82,7 +84,8 @@ ALL_METHODS="zero-shot icl-5 best-single best-single-all uniform lorahub-cobyla 
 lorahub-bobyqa cat-cobyla lorahub-cobyla-200 pre3-lorahub-cobyla pre5-lorahub-cobyla
 pre8-lorahub-cobyla pre3-cat-cobyla pre5-cat-cobyla pre8-cat-cobyla pre5-lorahub-cobyla-200
 pre5-cat-cobyla-200 pre5-lorahub-cmaes pre5-cat-cmaes pre5-cat-cmaes-200 pre3-cat-cobyla-fromsingle
-pre5-cat-cobyla-fromsingle pre5-lorahub-cobyla-fromsingle pre5-cat-cobyla-fromsingle-200 auto auto-240"
+pre5-cat-cobyla-fromsingle pre5-lorahub-cobyla-fromsingle pre5-cat-cobyla-fromsingle-200 auto auto-240
+default-search default-search-100"
 : "${METHODS:=$ALL_METHODS}"
 
 # A number out of a one-line JSON object or a pretty-printed report.

@@ -32,6 +32,7 @@
 #include "lib/json.h"
 #include "lib/peft.h"
 #include "lib/strbuf.h"
+#include "lib/tempreg.h"
 
 #define EXEC_PROTOCOL 1
 #define EXEC_DEFAULT_TIMEOUT_S 300.0
@@ -77,15 +78,27 @@ static lh_status xfail(exec_ctx *c, lh_error *err, lh_status code, const char *f
     return code;
 }
 
-/* Reap the child if it has exited, waiting at most wait_s. Returns 1 when reaped. */
+/* Reap the child if it has exited, waiting at most wait_s. Returns 1 when
+ * reaped. What is left of its process group (a grandchild it started) is
+ * killed first: the exited but unreaped child still holds the group id,
+ * so it cannot have been reused. */
 static int reap(exec_ctx *c, double wait_s)
 {
     if (c->pid <= 0)
         return 1;
     double end = lh_monotonic_seconds() + wait_s;
     for (;;) {
-        pid_t r = waitpid(c->pid, &c->wstatus, WNOHANG);
-        if (r == c->pid || (r < 0 && errno == ECHILD)) {
+        siginfo_t si;
+        memset(&si, 0, sizeof si);
+        int r = waitid(P_PID, (id_t)c->pid, &si, WEXITED | WNOHANG | WNOWAIT);
+        if (r == 0 && si.si_pid == c->pid) {
+            kill(-c->pid, SIGKILL);
+            while (waitpid(c->pid, &c->wstatus, 0) < 0 && errno == EINTR)
+                ;
+            c->pid = 0;
+            return 1;
+        }
+        if (r < 0 && errno == ECHILD) {
             c->pid = 0;
             return 1;
         }
@@ -96,7 +109,25 @@ static int reap(exec_ctx *c, double wait_s)
     }
 }
 
-/* Why the child stopped talking, for messages: "exited with status 3". */
+/* "SIGSEGV" for 11: the names users know (strsignal's text varies). */
+static const char *signal_name(int sig, char *buf, size_t n)
+{
+    static const struct { int sig; const char *name; } names[] = {
+        {SIGHUP, "SIGHUP"}, {SIGINT, "SIGINT"}, {SIGQUIT, "SIGQUIT"}, {SIGILL, "SIGILL"},
+        {SIGTRAP, "SIGTRAP"}, {SIGABRT, "SIGABRT"}, {SIGBUS, "SIGBUS"}, {SIGFPE, "SIGFPE"},
+        {SIGKILL, "SIGKILL"}, {SIGUSR1, "SIGUSR1"}, {SIGSEGV, "SIGSEGV"}, {SIGUSR2, "SIGUSR2"},
+        {SIGPIPE, "SIGPIPE"}, {SIGALRM, "SIGALRM"}, {SIGTERM, "SIGTERM"}, {SIGXCPU, "SIGXCPU"},
+        {SIGXFSZ, "SIGXFSZ"}, {SIGSYS, "SIGSYS"},
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].sig == sig)
+            return names[i].name;
+    snprintf(buf, n, "signal %d", sig);
+    return buf;
+}
+
+/* Why the child stopped talking, for messages: "exited with status 3",
+ * "was killed by SIGSEGV". */
 static void describe_death(exec_ctx *c, char *buf, size_t n)
 {
     if (!reap(c, 1.0)) {
@@ -104,12 +135,16 @@ static void describe_death(exec_ctx *c, char *buf, size_t n)
         return;
     }
     if (WIFEXITED(c->wstatus)) {
+        /* sh -c reports a command a signal killed as 128 + the signal */
         int st = WEXITSTATUS(c->wstatus);
+        char num[32], sig[64] = "";
+        if (st > 128 && st < 128 + 65)
+            snprintf(sig, sizeof sig, " (killed by %s)", signal_name(st - 128, num, sizeof num));
         snprintf(buf, n, "exited with status %d%s", st,
-                 st == 127 ? " (command not found?)" : "");
+                 st == 127 ? " (command not found?)" : sig);
     } else if (WIFSIGNALED(c->wstatus)) {
-        snprintf(buf, n, "was killed by signal %d (%s)", WTERMSIG(c->wstatus),
-                 strsignal(WTERMSIG(c->wstatus)));
+        char num[32];
+        snprintf(buf, n, "was killed by %s", signal_name(WTERMSIG(c->wstatus), num, sizeof num));
     } else {
         snprintf(buf, n, "stopped");
     }
@@ -271,6 +306,23 @@ static void excerpt(const char *s, size_t len, char *buf, size_t n)
     buf[j] = '\0';
 }
 
+/* s with control characters (C0, DEL, and C1 as UTF-8) written as \xNN,
+ * so a backend's message cannot drive the user's terminal. */
+static void printable(const char *s, char *buf, size_t n)
+{
+    size_t j = 0;
+    for (const unsigned char *p = (const unsigned char *)s; *p && j + 5 < n; p++) {
+        int c1 = p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f;
+        if (*p < 0x20 || *p == 0x7f || c1) {
+            j += (size_t)snprintf(buf + j, n - j, "\\x%02x", c1 ? p[1] : p[0]);
+            p += c1;
+        } else {
+            buf[j++] = (char)*p;
+        }
+    }
+    buf[j] = '\0';
+}
+
 /* Send one request line and parse the reply object; an {"ok":false} reply
  * becomes an error carrying the child's message. */
 static lh_status request(exec_ctx *c, const char *req, size_t req_len, const char *op,
@@ -324,10 +376,12 @@ static lh_status request(exec_ctx *c, const char *req, size_t req_len, const cha
         if (!lh_json_as_string(lh_json_get(j, "error"), &msg))
             msg = "(no message)";
         lh_status code = !strcmp(msg, "unsupported") ? LH_ERR_UNSUPPORTED : LH_ERR_BACKEND;
+        char safe[sizeof err->msg];
+        printable(msg, safe, sizeof safe);
         if (code == LH_ERR_UNSUPPORTED)
             xfail(c, err, code, "'%s' is not supported", op);
         else
-            xfail(c, err, code, "%s", msg);
+            xfail(c, err, code, "%s", safe);
         lh_json_free(j);
         return code;
     }
@@ -340,12 +394,14 @@ static char *make_label(const char *cmd)
     lh_sb sb;
     lh_sb_init(&sb);
     lh_sb_append(&sb, "exec backend '");
-    size_t n = strlen(cmd);
+    char safe[512];
+    printable(cmd, safe, sizeof safe); /* the command is printed in every message */
+    size_t n = strlen(safe);
     if (n > 120) {
-        lh_sb_append_n(&sb, cmd, 117);
+        lh_sb_append_n(&sb, safe, 117);
         lh_sb_append(&sb, "...");
     } else {
-        lh_sb_append(&sb, cmd);
+        lh_sb_append(&sb, safe);
     }
     lh_sb_append(&sb, "'");
     if (lh_sb_failed(&sb)) {
@@ -387,8 +443,10 @@ static void exec_close(void *ctx)
         close(c->in_fd);
     if (c->out_fd >= 0)
         close(c->out_fd);
-    if (c->tmpdir)
+    if (c->tmpdir) {
+        lh_temp_unregister(c->tmpdir);
         lh_rmtree(c->tmpdir);
+    }
     free(c->tmpdir);
     free(c->ex_path);
     free(c->rbuf);
@@ -408,10 +466,13 @@ static lh_status read_settings(const lh_backend_opts *o, const char **command, d
     if (timeout_text) {
         char *end;
         double t = strtod(timeout_text, &end);
-        if (end == timeout_text || *end || !(t >= 0) || isinf(t))
-            return lh_error_set(err, LH_ERR_ARG, "exec backend: bad timeout '%s'", timeout_text);
-        if (t > 0) /* 0 keeps the default */
-            *timeout_s = t;
+        /* 0 is refused rather than read as "no timeout": a hung child
+         * would then hold the run forever. */
+        if (end == timeout_text || *end || !(t > 0) || isinf(t))
+            return lh_error_set(err, LH_ERR_ARG,
+                                "exec backend: bad timeout '%s' (seconds, more than 0)",
+                                timeout_text);
+        *timeout_s = t;
     }
     return LH_OK;
 }
@@ -433,6 +494,7 @@ static lh_status make_private_dir(exec_ctx *c, const char *parent, lh_error *err
         c->tmpdir = NULL; /* nothing for close to remove */
         return st;
     }
+    lh_temp_register(c->tmpdir); /* a signal handler may remove it */
     return LH_OK;
 }
 
@@ -504,7 +566,7 @@ static lh_status handshake(exec_ctx *c, lh_error *err)
     }
     const char *name;
     if (lh_json_as_string(lh_json_get(reply, "name"), &name))
-        snprintf(c->name, sizeof c->name, "%s", name);
+        printable(name, c->name, sizeof c->name);
     lh_json_free(reply);
     return LH_OK;
 }
@@ -540,15 +602,13 @@ static lh_status exec_open(const lh_backend_opts *o, void **out, lh_error *err)
     return LH_OK;
 }
 
-/* The examples as a file the child can read: their own file when they have
- * one, else a JSONL copy in the temp dir (written once per examples set). */
+/* The examples as a file the child can read: always a JSONL copy lorahub
+ * wrote in the temp dir (once per examples set), never the user's own file,
+ * which may be YAML, a JSON list or a pipe the child cannot open, while
+ * lorahub-backend(7) promises JSONL. */
 static lh_status examples_path(exec_ctx *c, const lh_examples *ex, const char **path,
                                lh_error *err)
 {
-    if (ex->path) {
-        *path = ex->path;
-        return LH_OK;
-    }
     if (c->ex_written != ex || !c->ex_path) {
         char name[64];
         snprintf(name, sizeof name, "examples-%lu.jsonl", ++c->seq);
@@ -681,10 +741,17 @@ static lh_status read_losses(exec_ctx *c, const lh_json *reply, const int *sent,
         return xfail(c, err, LH_ERR_BACKEND, "answered 'score' with %zu losses for %d adapter%s",
                      arr->len, n_sent, n_sent == 1 ? "" : "s");
     }
-    for (int j = 0; j < n_sent; j++)
+    for (int j = 0; j < n_sent; j++) {
         if (!reply_loss(arr->items[j], &loss[sent[j]]))
             return xfail(c, err, LH_ERR_BACKEND, "loss[%d] of its 'score' answer is not a number",
                          j);
+        /* A cross-entropy is never below 0 (-inf included): a backend that
+         * says so is broken, and the search would chase its bug. */
+        if (loss[sent[j]] < 0)
+            return xfail(c, err, LH_ERR_BACKEND,
+                         "loss[%d] of its 'score' answer is %g: a loss is never negative", j,
+                         loss[sent[j]]);
+    }
     return LH_OK;
 }
 

@@ -11,7 +11,12 @@
  * all examples (token-weighted). BOS is skipped when add_bos is 0 or the
  * config names no bos_token_id; EOS when add_eos is 0. Without a BOS and
  * with an empty input, the first output token has nothing to condition on
- * and is not scored. */
+ * and is not scored.
+ *
+ * An encoder-decoder (T5) expects no BOS and reads its input as T5's
+ * tokenizer makes it, with </s> appended (lh_model_info says so):
+ *     prompt = encode(input) + [eos], target = encode(output) + [eos]
+ * and every target token is scored. */
 #include <cblas.h>
 #include <stdlib.h>
 #include <string.h>
@@ -139,8 +144,9 @@ static lh_status encode(const nm_backend *b, const char *text, int32_t **ids, si
     return LH_OK;
 }
 
-/* Every example as model pairs: prompt = [bos] + input, target =
- * output + [eos]. The pairs point into ids, which they own. */
+/* Every example as model pairs: prompt = [bos] + input (+ [eos] when the
+ * model says so: T5), target = output + [eos]. The pairs point into ids,
+ * which they own. */
 typedef struct example_ids {
     lh_model_batch batch;
     lh_model_pair *pairs; /* [n] */
@@ -173,7 +179,8 @@ static lh_status encode_example(const nm_backend *b, const lh_examples *ex, size
         return s;
     }
     size_t start = buf->n;
-    int bad = (use_bos(b) && idbuf_push(buf, &bos_id, 1)) || idbuf_push(buf, in, n_in);
+    int bad = (use_bos(b) && idbuf_push(buf, &bos_id, 1)) || idbuf_push(buf, in, n_in) ||
+              (b->info->prompt_ends_with_eos && idbuf_push(buf, &eos_id, 1));
     *n_prompt = buf->n - start;
     bad = bad || idbuf_push(buf, out, n_out) || (b->add_eos && idbuf_push(buf, &eos_id, 1));
     *n_target = buf->n - start - *n_prompt;
@@ -276,7 +283,9 @@ static lh_status native_generate(void *ctx, const lh_adapter *cand, const lh_exa
         idbuf buf = {0};
         if ((s = encode(b, ex->input[i], &in, &n_in, i, "input", err)))
             break;
-        if ((use_bos(b) && idbuf_push(&buf, &bos_id, 1)) || idbuf_push(&buf, in, n_in)) {
+        int32_t eos_id = b->info->n_eos ? b->info->eos_ids[0] : 0;
+        if ((use_bos(b) && idbuf_push(&buf, &bos_id, 1)) || idbuf_push(&buf, in, n_in) ||
+            (b->info->prompt_ends_with_eos && idbuf_push(&buf, &eos_id, 1))) {
             s = lh_error_set(err, LH_ERR_NOMEM, "out of memory");
         } else if (buf.n == 0) {
             s = lh_error_set(err, LH_ERR_ARG, "example %zu: empty prompt (no BOS, empty input)",
@@ -318,7 +327,7 @@ static const lh_backend_key native_keys[] = {
 
 const lh_backend_i lh_backend_native = {
     .name = "native",
-    .summary = "the built-in LLaMA-family runtime on the CPU (model/)",
+    .summary = "the built-in runtime on the CPU: LLaMA family, T5/Flan-T5 (model/)",
     .keys = native_keys,
     .open = native_open,
     .score = native_score,

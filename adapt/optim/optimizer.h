@@ -91,5 +91,11 @@ const lh_optimizer_info *lh_optimizer_list(void);
 /* The row named name, or NULL (also for a NULL name). */
 const lh_optimizer_info *lh_optimizer_find(const char *name);
 int lh_optimizer_exists(const char *name);
+/* Evaluations the optimizer spends on its start design over n weights
+ * before its first informed step: n + 1 for the simplex methods (COBYLA,
+ * Nelder-Mead, Subplex, PRAXIS), 2n + 1 for BOBYQA, NEWUOA and DIRECT, one
+ * population for CMA-ES (4 + 3 ln n), ESCH, CRS2 and ISRES, 1 for random.
+ * adapt's budget rule asks for four times this (lorahub-adapt(1)). */
+int lh_optimizer_start_points(const char *name, int n);
 
 #endif

@@ -4,6 +4,7 @@
 #include "optimizer.h"
 
 #include <nlopt.h>
+#include <math.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -58,4 +59,18 @@ const lh_optimizer_info *lh_optimizer_find(const char *name)
 int lh_optimizer_exists(const char *name)
 {
     return lh_optimizer_find(name) != NULL;
+}
+
+int lh_optimizer_start_points(const char *name, int n)
+{
+    static const struct { const char *name; int per_n, plus; } linear[] = {
+        {"cobyla", 1, 1},  {"nelder-mead", 1, 1}, {"sbplx", 1, 1}, {"praxis", 1, 1},
+        {"bobyqa", 2, 1},  {"newuoa", 2, 1},      {"direct", 2, 1},
+        {"crs2", 10, 10},  {"isres", 20, 20},     {"esch", 0, 40}, {"random", 0, 1},
+    };
+    for (size_t i = 0; name && i < sizeof linear / sizeof linear[0]; i++)
+        if (!strcmp(name, linear[i].name))
+            return linear[i].per_n * n + linear[i].plus;
+    /* cmaes: its default population, as cmaes.c sizes it */
+    return 4 + (int)(3.0 * log(n > 1 ? (double)n : 1.0));
 }

@@ -58,8 +58,10 @@ for t in $tasks; do
         -v d="$dec" 'BEGIN { exit !((s < b) == (d == "search")) }' ||
         fail "$t: decision $dec against held-out losses $(grep auto_ "$d/report.json")"
     fb=$(num auto_fold_budget "$d/report.json")
-    [ "$(num auto_folds "$d/report.json")" = 5 ] && [ "$fb" -eq $((budget / 6)) ] ||
-        fail "$t: 5 examples give 5 folds of budget $((budget / 6)): $(grep auto_ "$d/report.json")"
+    [ "$(num auto_folds "$d/report.json")" = 5 ] && [ "$fb" -eq $(((budget - 10) / 6)) ] ||
+        fail "$t: 5 examples give 5 folds of budget $(((budget - 10) / 6)): $(grep auto_ "$d/report.json")"
+    [ "$(num total_evaluations "$d/report.json")" -le $((budget + 1)) ] ||
+        fail "$t: $(num total_evaluations "$d/report.json") scored in all, over the budget $budget and the rescore"
     ev=$(num evaluations "$d/report.json")
     rows=$(($(wc -l <"$d/trace.tsv") - 1))
     [ "$ev" -le "$budget" ] && [ "$ev" -eq $(($(num auto_evaluations "$d/report.json") + rows)) ] ||

@@ -12,6 +12,8 @@
  *
  * Modes that misbehave on purpose (for the error paths of the exec bridge):
  *   --crash-after N   exit(3) on the (N+1)th score request, without answering
+ *   --segv            die of SIGSEGV on a score request
+ *   --negative        answer every loss as -0.5
  *   --hang            never answer a score request
  *   --hang-after N    answer N score requests, then never answer again
  *   --garbage         answer score requests with a line that is not JSON
@@ -21,12 +23,18 @@
  *   --slow-hello      sleep 30 s before answering hello
  *   --log FILE        append one line per score request: its candidate count
  *   --double          answer score requests twice
- *   --generate        answer generate with the inputs upper-cased */
+ *   --generate        answer generate with the inputs upper-cased
+ *   --strict-examples refuse a score request whose examples file is not a
+ *                     regular file of JSONL lines, each an object with
+ *                     string "input" and "output" (what lorahub-backend(7)
+ *                     promises) */
 #include <ctype.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "lib/adapter.h"
@@ -119,6 +127,35 @@ static double loss_of(const char *dir)
     return num / t_norm2;
 }
 
+/* The examples file is a regular file of JSONL objects with string input
+ * and output, as the protocol promises. */
+static int strict_jsonl(const char *path)
+{
+    struct stat sb;
+    if (stat(path, &sb) != 0 || !S_ISREG(sb.st_mode))
+        return 0;
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t len;
+    int ok = 1, lines = 0;
+    while (ok && (len = getline(&line, &cap, f)) > 0) {
+        lh_json *j = NULL;
+        lh_error err;
+        const char *s;
+        ok = lh_json_parse(line, (size_t)len, path, &j, &err) == LH_OK && j->type == LH_JSON_OBJECT &&
+             lh_json_as_string(lh_json_get(j, "input"), &s) &&
+             lh_json_as_string(lh_json_get(j, "output"), &s);
+        lh_json_free(j);
+        lines++;
+    }
+    free(line);
+    fclose(f);
+    return ok && lines > 0;
+}
+
 static void reply(const char *s)
 {
     fputs(s, stdout);
@@ -131,6 +168,7 @@ int main(int argc, char **argv)
     long crash_after = -1, hang_after = -1;
     int twice = 0;
     int hang = 0, garbage = 0, nan_mode = 0, wrong_length = 0, slow_hello = 0, gen = 0;
+    int strict = 0, segv = 0, negative = 0;
     const char *error_msg = NULL, *log_path = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -175,6 +213,12 @@ int main(int argc, char **argv)
             log_path = argv[++i];
         } else if (!strcmp(a, "--double")) {
             twice = 1;
+        } else if (!strcmp(a, "--segv")) {
+            segv = 1;
+        } else if (!strcmp(a, "--negative")) {
+            negative = 1;
+        } else if (!strcmp(a, "--strict-examples")) {
+            strict = 1;
         } else if (!strcmp(a, "--generate")) {
             gen = 1;
         } else {
@@ -220,8 +264,17 @@ int main(int argc, char **argv)
                 lh_json_free(req);
                 continue;
             }
+            if (strict && !strict_jsonl(exp)) {
+                reply("{\"ok\":false,\"error\":\"the examples are not a JSONL file\"}");
+                lh_json_free(req);
+                continue;
+            }
             if (crash_after >= 0 && scores >= crash_after)
                 exit(3);
+            if (segv) {
+                signal(SIGSEGV, SIG_DFL);
+                raise(SIGSEGV);
+            }
             if (hang_after >= 0 && scores >= hang_after)
                 hang = 1;
             scores++;
@@ -252,6 +305,8 @@ int main(int argc, char **argv)
                         l = loss_of(dir);
                     else
                         l = 1.0; /* null: the base model, delta 0 */
+                    if (negative)
+                        l = -0.5;
                     if (i)
                         lh_sb_append(&out, ",");
                     if (nan_mode && (cands_seen++ % 2) == 1)
