@@ -29,6 +29,32 @@ DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lm -lpthread
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
 CHECK_LIBS := $(shell $(PKG_CONFIG) --libs check 2>/dev/null)
 
+# llama.cpp (optional): --backend llamacpp links libllama when LLAMA_PREFIX
+# names an install of it (tools/install-llamacpp.sh writes one; build/llamacpp
+# is used when it holds one), else when pkg-config finds llama. LLAMACPP=no
+# builds without it. liblorahub.so and lorahub then find libllama through
+# an rpath to its libdir.
+LLAMACPP ?= auto
+ifeq ($(LLAMACPP),no)
+LLAMA_PREFIX :=
+else
+ifeq ($(origin LLAMA_PREFIX),undefined)
+LLAMA_PREFIX := $(if $(wildcard build/llamacpp/lib/pkgconfig/llama.pc),$(abspath build/llamacpp))
+endif
+LLAMA_PC := $(if $(LLAMA_PREFIX),PKG_CONFIG_PATH='$(LLAMA_PREFIX)/lib/pkgconfig' )$(PKG_CONFIG)
+LLAMA_FOUND := $(shell $(LLAMA_PC) --exists llama 2>/dev/null && echo yes)
+endif
+ifeq ($(LLAMA_FOUND),yes)
+LLAMA_LIBDIR := $(shell $(LLAMA_PC) --variable=libdir llama)
+LLAMA_CFLAGS := -DLH_HAVE_LLAMACPP $(patsubst -I%,-isystem %,$(shell $(LLAMA_PC) --cflags llama))
+LLAMA_LIBS := $(shell $(LLAMA_PC) --libs llama) -Wl,-rpath,$(LLAMA_LIBDIR)
+LLAMA_BINDIR := $(abspath $(LLAMA_LIBDIR)/../bin)
+DEP_CFLAGS += $(LLAMA_CFLAGS)
+DEP_LIBS += $(LLAMA_LIBS)
+else ifneq ($(LLAMA_PREFIX),)
+$(error LLAMA_PREFIX=$(LLAMA_PREFIX) holds no lib/pkgconfig/llama.pc (sh tools/install-llamacpp.sh $(LLAMA_PREFIX) builds one))
+endif
+
 CFLAGS ?= -O2 -g
 WARN := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 # Every object goes into both libraries: position-independent, and hidden
@@ -61,7 +87,7 @@ LIB_SO_REAL := liblorahub.so.$(VERSION)
 PROG := $(O)/lorahub
 MANPAGES := $(sort $(wildcard man/*.[1-8]))
 
-.PHONY: all deps check check-run check-embed asan demo demo-run table zoo bench bench-run fuzz fuzz-build fuzz-long \
+.PHONY: all deps check check-run check-embed check-llamacpp asan demo demo-run table zoo bench bench-run fuzz fuzz-build fuzz-long \
         install clean lint-man FORCE
 .SECONDARY:
 
@@ -122,7 +148,9 @@ check: deps
 # "N passed, N failed".
 check-run: $(PROG) $(TEST_BIN) $(TOOL_BIN) $(WRITE_FAULTS)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
-	@O=$(O) LORAHUB=$(abspath $(PROG)) sh tests/cli/run.sh
+	@O=$(O) LORAHUB=$(abspath $(PROG)) LORAHUB_LLAMACPP='$(LLAMA_FOUND)' LLAMA_BINDIR='$(LLAMA_BINDIR)' \
+	  sh tests/cli/run.sh
+	@$(MAKE) --no-print-directory check-llamacpp
 	@$(MAKE) --no-print-directory check-embed
 	@$(MAKE) --no-print-directory lint-man
 
@@ -136,6 +164,18 @@ check-embed: all
 	  LIBDIR=/usr/lib INCLUDEDIR=/usr/include MANDIR=/usr/share/man PKGCONFIGDIR=/usr/lib/pkgconfig >/dev/null
 	@O=$(O) STAGE='$(STAGE)' CC='$(CC)' LDFLAGS='$(ALL_LDFLAGS)' PKG_CONFIG='$(PKG_CONFIG)' \
 	  LORAHUB=$(abspath $(PROG)) sh tests/embed/run.sh
+
+# The llamacpp tests run inside the suites above when libllama is linked;
+# without it, one line says so (and CI, which sets LORAHUB_REQUIRE_LLAMACPP,
+# fails instead).
+check-llamacpp:
+ifeq ($(LLAMA_FOUND),yes)
+	@echo "llamacpp: tests ran against $(LLAMA_LIBDIR)"
+else
+	@if [ -n "$$LORAHUB_REQUIRE_LLAMACPP" ]; then \
+	  echo "llamacpp tests cannot be skipped here (LORAHUB_REQUIRE_LLAMACPP): lorahub was built without llama.cpp" >&2; exit 1; \
+	else echo "llamacpp tests skipped: built without llama.cpp (sh tools/install-llamacpp.sh, then make LLAMA_PREFIX=build/llamacpp check)"; fi
+endif
 
 lint-man:
 	@if command -v mandoc >/dev/null 2>&1; then \
@@ -168,7 +208,7 @@ bench: deps
 	@$(MAKE) --no-print-directory bench-run
 
 bench-run: $(PROG) $(BENCH_BIN)
-	@O=$(O) LORAHUB=$(abspath $(PROG)) sh bench/run.sh
+	@O=$(O) LORAHUB=$(abspath $(PROG)) LLAMA_BINDIR='$(LLAMA_BINDIR)' sh bench/run.sh
 
 # libFuzzer needs clang. The library is built once with fuzzer coverage and
 # ASan+UBSan in $(O)-fuzz/ and each tests/fuzz/fuzz_*.c links against it.
@@ -218,7 +258,8 @@ install: all
 	@for s in 1 3 5 7; do ls man/*.$$s >/dev/null 2>&1 || continue; \
 	  install -d '$(DESTDIR)$(MANDIR)/man'$$s; install -m 644 man/*.$$s '$(DESTDIR)$(MANDIR)/man'$$s/; done
 	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@LIBDIR@|$(LIBDIR)|' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|' \
-	  -e 's|@VERSION@|$(VERSION)|' -e 's|@DEP_PKGS@|$(PKGS)|' lorahub.pc.in \
+	  -e 's|@VERSION@|$(VERSION)|' -e 's|@DEP_PKGS@|$(PKGS)|' \
+	  -e 's|@LLAMA_LIBS@|$(LLAMA_LIBS)|' lorahub.pc.in \
 	  > '$(DESTDIR)$(PKGCONFIGDIR)/lorahub.pc'
 
 clean:

@@ -133,10 +133,12 @@ static lh_status resolve_backend(lh_job *j, const lh_settings *s, lh_error *err)
     const char *backend = lh_settings_is_set(s, "backend")       ? lh_settings_text(s, "backend")
                           : lh_settings_is_set(s, "base")        ? "native"
                           : lh_settings_is_set(s, "backend-cmd") ? "exec"
+                          : lh_settings_is_set(s, "base-gguf")   ? "llamacpp"
                                                                  : NULL;
     if (!backend)
-        return lh_error_set(err, LH_ERR_ARG, "%s: no backend (--base MODEL_DIR, or --backend-cmd CMD)",
-                            j->name);
+        return lh_error_set(err, LH_ERR_ARG,
+                            "%s: no backend (--base MODEL_DIR, --base-gguf FILE or --backend-cmd "
+                            "CMD)", j->name);
     const lh_backend_i *bi = lh_backend_find(backend);
     if (!bi)
         return lh_error_set(err, LH_ERR_ARG, "no backend named '%s' is built in", backend);

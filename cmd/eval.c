@@ -36,15 +36,17 @@ static void usage(FILE *f)
                "                    [--max-new-tokens N] [--threads N] [--no-bos] [--no-eos]\n"
                "                    [--json] [-v]\n"
                "       lorahub eval --backend-cmd CMD [--backend-timeout SEC] [--adapter DIR]\n"
-               "                    --examples FILE [options as above]\n");
+               "                    --examples FILE [options as above]\n"
+               "       lorahub eval --base-gguf FILE [--gpu-layers N] [--no-repack] --examples FILE\n"
+               "                    [options as above] (the llamacpp backend)\n");
 }
 
 /* The command line. Backend settings go to the backend by job-file key. */
 typedef struct eval_args {
     const char *backend;        /* --backend, else native with --base, exec with --backend-cmd */
     /* {key, value, ..., NULL}: the backend settings given, each key once
-     * (the last value wins); six keys at most. */
-    const char *params[16];
+     * (the last value wins); nine keys at most. */
+    const char *params[20];
     size_t n_params;            /* used entries of params (pairs * 2) */
     char threads_text[32];
     const char *adapter_path, *examples_path, *icl_path;
@@ -73,7 +75,8 @@ static int has_param(const eval_args *a, const char *key)
 }
 
 enum { O_BACKEND = 256, O_BASE, O_BACKEND_CMD, O_BACKEND_TIMEOUT, O_ADAPTER, O_EXAMPLES, O_METRIC,
-       O_ICL, O_ICL_EX, O_MAXNEW, O_THREADS, O_NOBOS, O_NOEOS, O_JSON };
+       O_ICL, O_ICL_EX, O_MAXNEW, O_THREADS, O_NOBOS, O_NOEOS, O_JSON, O_BASE_GGUF,
+       O_GPU_LAYERS, O_NO_REPACK };
 
 /* One option into a; returns -1 when taken, else the exit code. */
 static int take_option(int o, char **argv, eval_args *a)
@@ -84,6 +87,9 @@ static int take_option(int o, char **argv, eval_args *a)
     case O_BACKEND: a->backend = optarg; return -1;
     case O_BASE: add_param(a, "base", optarg); return -1;
     case O_BACKEND_CMD: add_param(a, "backend-cmd", optarg); return -1;
+    case O_BASE_GGUF: add_param(a, "base-gguf", optarg); return -1;
+    case O_GPU_LAYERS: add_param(a, "gpu-layers", optarg); return -1;
+    case O_NO_REPACK: add_param(a, "no-repack", "true"); return -1;
     case O_BACKEND_TIMEOUT:
         if (cmd_parse_double(optarg, &timeout) || !(timeout > 0))
             return cmd_usage_error("eval", "--backend-timeout needs seconds > 0, not '%s'", optarg);
@@ -130,6 +136,9 @@ static int parse_args(int argc, char **argv, eval_args *a)
         {"backend", required_argument, 0, O_BACKEND},
         {"base", required_argument, 0, O_BASE},
         {"backend-cmd", required_argument, 0, O_BACKEND_CMD},
+        {"base-gguf", required_argument, 0, O_BASE_GGUF},
+        {"gpu-layers", required_argument, 0, O_GPU_LAYERS},
+        {"no-repack", no_argument, 0, O_NO_REPACK},
         {"backend-timeout", required_argument, 0, O_BACKEND_TIMEOUT},
         {"adapter", required_argument, 0, O_ADAPTER},
         {"examples", required_argument, 0, O_EXAMPLES},
@@ -158,10 +167,11 @@ static int parse_args(int argc, char **argv, eval_args *a)
     if (optind < argc)
         return cmd_usage_error("eval", "unexpected argument '%s'", argv[optind]);
     int has_base = has_param(a, "base"), has_cmd = has_param(a, "backend-cmd");
-    if (!a->backend && !has_base && !has_cmd)
+    int has_gguf = has_param(a, "base-gguf");
+    if (!a->backend && !has_base && !has_cmd && !has_gguf)
         return cmd_usage_error("eval", "--base DIR is required");
     if (!a->backend)
-        a->backend = has_base || !has_cmd ? "native" : "exec";
+        a->backend = has_base || (!has_cmd && !has_gguf) ? "native" : has_cmd ? "exec" : "llamacpp";
     const lh_backend_i *bi = lh_backend_find(a->backend);
     if (!bi)
         return cmd_usage_error("eval", "no backend named '%s' is built in", a->backend);

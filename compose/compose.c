@@ -404,6 +404,36 @@ static void prefault(void *buf, size_t bytes)
 #endif
 }
 
+/* An lh_adapter_sum of n terms in one block (coefficients zero). */
+static lh_adapter_sum *sum_new(size_t n)
+{
+    lh_adapter_sum *s = calloc(1, sizeof *s + n * (sizeof *s->coef + sizeof *s->mods));
+    if (!s)
+        return NULL;
+    s->n = n;
+    s->coef = (double *)(s + 1);
+    s->mods = (const lh_adapter **)(s->coef + n);
+    return s;
+}
+
+/* What out is a sum of: the plan's modules at weights w for cat; for
+ * another method a sum would be wrong, so an output reused across plans
+ * loses it. */
+static void record_sum(const lh_compose_plan *p, const double *w, lh_adapter *out)
+{
+    if (!out->sum)
+        return;
+    if (p->o.method != LH_MERGE_CAT || out->sum->n != p->n) {
+        free(out->sum);
+        out->sum = NULL;
+        return;
+    }
+    for (size_t i = 0; i < p->n; i++) {
+        out->sum->mods[i] = p->mods[i];
+        out->sum->coef[i] = w[i];
+    }
+}
+
 lh_status lh_compose_alloc_output(const lh_compose_plan *p, lh_adapter **out, lh_error *err)
 {
     if (out)
@@ -429,6 +459,10 @@ lh_status lh_compose_alloc_output(const lh_compose_plan *p, lh_adapter **out, lh
             a->base_model = strdup(p->mods[i]->base_model);
         if (!a->task_type && p->mods[i]->task_type)
             a->task_type = strdup(p->mods[i]->task_type);
+    }
+    if (p->o.method == LH_MERGE_CAT && !(a->sum = sum_new(p->n))) {
+        lh_adapter_free(a);
+        return lh_error_set(err, LH_ERR_NOMEM, "compose: out of memory");
     }
     *out = a;
     return LH_OK;
@@ -607,6 +641,8 @@ lh_status lh_compose_into(lh_compose_plan *p, const double *w, lh_adapter *out, 
     }
     if (st && method_is_svd(p->o.method))
         lh_error_prefix(err, method_names[p->o.method]); /* "ties-svd: target 'x': the SVD ..." */
+    if (!st)
+        record_sum(p, w, out);
     return st;
 }
 

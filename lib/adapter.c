@@ -114,6 +114,7 @@ void lh_adapter_free(lh_adapter *a)
     free(a->task_type);
     if (a->storage && a->storage_free)
         a->storage_free(a->storage);
+    free(a->sum); /* one block with its arrays */
     free(a);
 }
 

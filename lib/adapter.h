@@ -45,7 +45,20 @@ typedef struct lh_adapter {
     lh_target *targets;     /* [n_targets], sorted by name (strcmp) */
     void *storage;          /* owner of A/B memory: see adapter.c */
     void (*storage_free)(void *storage);
+    /* Set by compose for the cat method, NULL otherwise: see lh_adapter_sum. */
+    struct lh_adapter_sum *sum;
 } lh_adapter;
+
+/* How a cat composition is made: the adapter equals exactly
+ * sum_i coef[i] * (module i's own delta, its scale included). A runtime
+ * that applies several adapters at given scales (llama.cpp) can then load
+ * each module once and set coef as scales instead of loading this merge.
+ * Borrows the modules (valid while they live); freed with the adapter. */
+typedef struct lh_adapter_sum {
+    size_t n;
+    const lh_adapter **mods; /* [n] */
+    double *coef;            /* [n] the weights w_i */
+} lh_adapter_sum;
 
 /* One target's shape for lh_adapter_create. */
 typedef struct lh_target_shape {
