@@ -22,7 +22,7 @@ version_part = $(shell sed -n 's/^\#define LH_VERSION_$(1) *\([0-9][0-9]*\).*/\1
 VERSION := $(call version_part,MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
 SOVERSION := $(call version_part,MAJOR)
 
-PKGS := openblas nlopt yaml-0.1 libpcre2-8
+PKGS := openblas nlopt yaml-0.1 libpcre2-8 libcurl
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lm -lpthread
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
