@@ -925,13 +925,14 @@ static lh_status server_open(const lh_backend_opts *o, void **ctx, lh_error *err
     b->timeout = LH_SV_TIMEOUT;
     b->bos = b->eos = -1;
     lh_status st = LH_OK;
-    if (timeout) {
+    if (timeout) { /* 0: the default, as for exec */
         char *end;
         errno = 0;
         b->timeout = strtod(timeout, &end);
         if (end == timeout || *end || errno || !(b->timeout >= 0))
             st = lh_error_set(err, LH_ERR_ARG, "server backend: bad --backend-timeout '%s'",
-                              timeout);
+                              timeout);        if (b->timeout == 0)
+            b->timeout = LH_SV_TIMEOUT;
     }
     if (!st)
         st = read_server_list(b, o, err);
