@@ -136,7 +136,7 @@ check: deps
 # man pages. Each suite prints Check's summary line; tests/cli/run.sh prints
 # "N passed, N failed".
 check-run: $(PROG) $(TEST_BIN) $(TOOL_BIN)
-	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; LLAMA_BINDIR='$(LLAMA_BINDIR)' $$t; done
 	@O=$(O) LORAHUB=$(abspath $(PROG)) LORAHUB_LLAMACPP='$(LLAMA_FOUND)' LLAMA_BINDIR='$(LLAMA_BINDIR)' \
 	  sh tests/cli/run.sh
 	@$(MAKE) --no-print-directory check-llamacpp

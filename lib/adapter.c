@@ -9,6 +9,7 @@
 #include "adapter.h"
 
 #include <stdint.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -147,3 +148,20 @@ int lh_adapter_max_rank(const lh_adapter *a)
     return r;
 }
 
+
+int lh_adapter_all_finite(const lh_adapter *a)
+{
+    for (size_t t = 0; a && t < a->n_targets; t++) {
+        const lh_target *x = &a->targets[t];
+        size_t n_a = (size_t)x->r * (size_t)x->d_in, n_b = (size_t)x->d_out * (size_t)x->r;
+        if (!isfinite(x->scale))
+            return 0;
+        for (size_t i = 0; i < n_a; i++)
+            if (!isfinite(x->A[i]))
+                return 0;
+        for (size_t i = 0; i < n_b; i++)
+            if (!isfinite(x->B[i]))
+                return 0;
+    }
+    return 1;
+}

@@ -575,6 +575,10 @@ static lh_status lora_field(const sv_backend *b, const lh_adapter *cand, lh_sb *
         return LH_OK;
     }
     const lh_adapter_sum *sum = cand->sum;
+    if (!sum && !lh_adapter_all_finite(cand)) {
+        *nan = 1;
+        return LH_OK;
+    }
     if (!sum) {
         long id = module_id(b, cand);
         if (id < 0)
