@@ -10,7 +10,11 @@
  * at scale w equals the merge, as in the llamacpp backend), into --gguf-dir
  * as NAME.gguf; a file there newer than its module is reused. Flash
  * attention off and an F32 KV cache make the servers score like the
- * llamacpp backend. */
+ * llamacpp backend; one slot per server (-np 1) keeps every request's
+ * arithmetic the same whoever else is asking: a server with several slots
+ * batches concurrent requests, and llama.cpp's rounding then depends on
+ * the batch (1e-4 relative on the zoo's F16 base), so a search's
+ * trajectory would depend on timing. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -114,7 +118,7 @@ static int print_command(const lh_module_set *set, const lh_gguf_arch *arch, con
         lh_sb_release(&word);
         free(path);
     }
-    lh_sb_appendf(&sb, " --port %ld -fa off -ctk f32 -ctv f32\n", port);
+    lh_sb_appendf(&sb, " --port %ld -np 1 -fa off -ctk f32 -ctv f32\n", port);
     if (lh_sb_failed(&sb)) {
         cmd_error(CMD, "out of memory");
         return LH_EXIT_ERROR;

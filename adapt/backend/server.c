@@ -101,6 +101,17 @@ static size_t on_body(char *data, size_t size, size_t n, void *ud)
     return lh_sb_failed(sb) ? 0 : size * n;
 }
 
+/* The headers of a JSON POST; no "Expect: 100-continue" (curl would wait
+ * up to a second for it before sending a large body). NULL: no memory. */
+static struct curl_slist *json_headers(void)
+{
+    struct curl_slist *h = curl_slist_append(NULL, "Content-Type: application/json");
+    struct curl_slist *h2 = h ? curl_slist_append(h, "Expect:") : NULL;
+    if (!h2)
+        curl_slist_free_all(h);
+    return h2;
+}
+
 /* Set up h for METHOD url+path (POST when body is not NULL), the answer
  * into *resp. */
 static void setup_request(CURL *h, const sv_backend *b, const sv_server *s, const char *path,
@@ -159,7 +170,7 @@ static lh_status request(sv_backend *b, const sv_server *s, const char *path, co
     lh_sb resp;
     lh_sb_init(&resp);
     char errbuf[CURL_ERROR_SIZE];
-    struct curl_slist *hdr = body ? curl_slist_append(NULL, "Content-Type: application/json") : NULL;
+    struct curl_slist *hdr = body ? json_headers() : NULL;
     setup_request(b->easy, b, s, path, body, hdr, &resp, errbuf);
     CURLcode rc = curl_easy_perform(b->easy);
     lh_status st = request_result(b->easy, rc, s, path, &resp, errbuf, err);
@@ -311,15 +322,15 @@ static lh_status check_adapters(sv_backend *b, size_t i, lh_error *err)
     const char *url = b->servers[i].url, *url0 = b->servers[0].url;
     for (size_t k = 0; !st && (k < n || k < b->n_mods); k++) {
         if (k >= n)
-            st = lh_error_set(err, LH_ERR_ARG,
+            st = lh_error_set(err, LH_ERR_BACKEND,
                               "server %s lacks adapter %zu '%s' that %s holds (every server "
                               "needs the same modules in the same order)", url, k, b->mods[k], url0);
         else if (k >= b->n_mods)
-            st = lh_error_set(err, LH_ERR_ARG,
+            st = lh_error_set(err, LH_ERR_BACKEND,
                               "server %s holds adapter %zu '%s' that %s lacks (every server "
                               "needs the same modules in the same order)", url, k, names[k], url0);
         else if (strcmp(names[k], b->mods[k]))
-            st = lh_error_set(err, LH_ERR_ARG,
+            st = lh_error_set(err, LH_ERR_BACKEND,
                               "server %s holds adapter %zu '%s' where %s holds '%s' (every server "
                               "needs the same modules in the same order)", url, k, names[k], url0,
                               b->mods[k]);
@@ -702,7 +713,7 @@ static lh_status task_start(sv_backend *b, sv_run *r, size_t k, int si, lh_error
     sv_task *t = &r->tasks[k];
     sv_server *s = &b->servers[si];
     if (!(t->h = curl_easy_init()) ||
-        !(t->hdr = curl_slist_append(NULL, "Content-Type: application/json")))
+        !(t->hdr = json_headers()))
         return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     lh_sb_init(&t->resp);
     setup_request(t->h, b, s, "/completion", r->bodies[k], t->hdr, &t->resp, t->errbuf);

@@ -34,18 +34,18 @@ if [ ! -x "$SERVER_BIN" ]; then
 fi
 
 pids=""
-cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; }
+cleanup() { for p in $pids; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; }
 trap cleanup EXIT INT TERM
 
 # start NAME PORT ARGS...: llama-server in the background, ready within 60 s.
 start() {
     name=$1 p=$2; shift 2
-    "$SERVER_BIN" "$@" --host 127.0.0.1 --port "$p" -t 1 -np 2 -c 1024 --no-webui \
+    "$SERVER_BIN" "$@" --host 127.0.0.1 --port "$p" -t 1 -c 1024 --no-webui \
         >"$name.log" 2>&1 &
     eval "pid_$name=$!"
     pids="$pids $!"
     i=0
-    until grep -q "server is listening" "$name.log"; do
+    until grep -q "listening on" "$name.log"; do
         i=$((i + 1))
         [ $i -le 600 ] || { tail -5 "$name.log" >&2; fail "llama-server $name did not start"; }
         kill -0 "$(eval echo \$pid_$name)" 2>/dev/null || { tail -5 "$name.log" >&2; fail "llama-server $name exited"; }
@@ -71,7 +71,7 @@ args=$(sed 's/^[^ ]* //; s/ --port 1 / /' cmd1)
 P1=$("$FAKE" port); start s1 "$P1" $args
 P2=$("$FAKE" port); start s2 "$P2" $args
 # the same modules in another order
-P3=$("$FAKE" port); start s3 "$P3" -m "$GGUF" -fa off -ctk f32 -ctv f32 \
+P3=$("$FAKE" port); start s3 "$P3" -m "$GGUF" -np 1 -fa off -ctk f32 -ctv f32 \
     --lora-scaled "gguf/add1.gguf:0" --lora-scaled "gguf/sub1.gguf:0" \
     --lora-scaled "gguf/add3.gguf:0" --lora-scaled "gguf/reverse.gguf:0"
 S1="http://127.0.0.1:$P1" S2="http://127.0.0.1:$P2" S3="http://127.0.0.1:$P3"
@@ -106,6 +106,12 @@ for task in add2 reverse; do
 done
 
 # ---- adapt: one server, two servers, llamacpp ----
+# same_trace A B WHAT: the traces without their last column (milliseconds)
+same_trace() {
+    awk -F '\t' -v OFS='\t' '{ $NF = ""; print }' "$1" >"$1.cut"
+    awk -F '\t' -v OFS='\t' '{ $NF = ""; print }' "$2" >"$2.cut"
+    cmp -s "$1.cut" "$2.cut" || fail "$3: $(diff "$1.cut" "$2.cut" | head -4)"
+}
 search() { # OUT SERVER-ARGS...
     o=$1; shift
     expect_exit 0 "$LORAHUB" adapt -q "$@" --modules mods.txt --examples "$ex" --method cat \
@@ -113,7 +119,7 @@ search() { # OUT SERVER-ARGS...
 }
 search one --server "$S1"
 search two --server "$S1" --server "$S2"
-cmp -s one.tsv two.tsv || fail "one server and two give different traces: $(diff one.tsv two.tsv | head -4)"
+same_trace one.tsv two.tsv "one server and two give different traces"
 [ "$(wc -l <one.tsv)" -gt 20 ] || fail "the trace has $(wc -l <one.tsv) lines"
 if [ "${LORAHUB_LLAMACPP:-}" = yes ]; then
     search llama --backend llamacpp --base-gguf "$GGUF" --threads 1
@@ -134,27 +140,28 @@ expect_err_contains "need a merged file per candidate"
 sleep 0.2
 F1="http://127.0.0.1:$(cat fake1.port)" F2="http://127.0.0.1:$(cat fake2.port)"
 search garbage --server "$F1" --server "$S1"
-cmp -s one.tsv garbage.tsv || fail "a garbage server changed the trace"
+same_trace one.tsv garbage.tsv "a garbage server changed the trace"
 expect_err_contains "warning: dropping server $F1 after 3 failures in a row"
 search stall --server "$S1" --server "$F2" --backend-timeout 1
-cmp -s one.tsv stall.tsv || fail "a stalled server changed the trace"
+same_trace one.tsv stall.tsv "a stalled server changed the trace"
 expect_err_contains "warning: dropping server $F2 after 3 failures in a row"
-expect_err_contains "Timeout"
+expect_err_contains "timed out"
 expect_exit 1 "$LORAHUB" adapt -q --server "$F1" --modules mods.txt --examples "$ex" --method cat \
     --budget 2 -o none
 expect_err_contains "no server left"
 
 # ---- a server killed mid-run ----
-search killed --server "$S1" --server "$S2" --budget 400 &
+# killed once it has answered 10 requests of the run (its log counts them)
+served() { grep -c "stop processing" s2.log || true; }
+n0=$(served)
+search killed --server "$S1" --server "$S2" &
 run=$!
 pids="$pids $run"
 i=0
-until [ "$(wc -l <killed.tsv 2>/dev/null || echo 0)" -gt 10 ]; do
-    i=$((i + 1)); [ $i -le 600 ] || fail "the run to interrupt wrote no trace"; sleep 0.05
+until [ "$(served)" -ge $((n0 + 10)) ]; do
+    i=$((i + 1)); [ $i -le 600 ] || fail "server 2 answered no requests of the run"; sleep 0.02
 done
 kill "$pid_s2"
 wait "$run" || fail "the run failed once a server was killed: $(cat err)"
-[ "$(wc -l <killed.tsv)" -gt 30 ] || fail "server 2 was killed after the run ended"
 expect_err_contains "warning: dropping server $S2"
-search whole --server "$S1" --budget 400
-cmp -s whole.tsv killed.tsv || fail "killing a server changed the trace: $(diff whole.tsv killed.tsv | head -4)"
+same_trace one.tsv killed.tsv "killing a server changed the trace"
