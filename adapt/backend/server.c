@@ -61,6 +61,8 @@ typedef struct sv_server {
 typedef struct sv_tokens {
     char **input, **output;   /* [n] copies, to recognise the same examples */
     long **ids;               /* [n] prompt then target ids */
+    char **raw;               /* [n] [n_target]: 1 = a target token whose piece is not
+                                 valid UTF-8 alone (llama.cpp's grammar cannot force it) */
     int *n_prompt, *n_target; /* [n] */
     size_t n, n_scored;
 } sv_tokens;
@@ -73,6 +75,7 @@ typedef struct sv_backend {
     double timeout;
     int add_bos, add_eos;
     long bos, eos;            /* bos < 0: the vocabulary adds none */
+    long n_vocab;             /* n_probs that covers every token */
     volatile sig_atomic_t *interrupt;
     CURL *easy;               /* blocking requests (connect, tokenize) */
     CURLM *multi;
@@ -339,18 +342,31 @@ static lh_status check_adapters(sv_backend *b, size_t i, lh_error *err)
     return st;
 }
 
-/* POST /tokenize text on s: ids into *ids (malloc'd, [*n]). */
+/* One /tokenize item {"id", "piece"}: *raw when the piece is not valid
+ * UTF-8 on its own (the server writes it as a list of bytes). */
+static int token_item(const lh_json *item, long long *id, int *raw)
+{
+    const lh_json *piece = lh_json_get(item, "piece");
+    *raw = piece && piece->type == LH_JSON_ARRAY;
+    return lh_json_as_int64(lh_json_get(item, "id"), id) && piece;
+}
+
+/* POST /tokenize text on s: ids into *ids (malloc'd, [*n]); *raw (malloc'd,
+ * [*n], or NULL when raw is NULL): 1 for a token whose piece is not valid
+ * UTF-8 alone. */
 static lh_status tokenize(sv_backend *b, const sv_server *s, const char *text, int add_special,
-                          int parse_special, long **ids, size_t *n, lh_error *err)
+                          int parse_special, long **ids, char **raw, size_t *n, lh_error *err)
 {
     *ids = NULL;
     *n = 0;
+    if (raw)
+        *raw = NULL;
     lh_sb req;
     lh_sb_init(&req);
     lh_sb_append(&req, "{\"content\":");
     lh_sb_append_json_string(&req, text);
-    lh_sb_appendf(&req, ",\"add_special\":%s,\"parse_special\":%s}", add_special ? "true" : "false",
-                  parse_special ? "true" : "false");
+    lh_sb_appendf(&req, ",\"add_special\":%s,\"parse_special\":%s,\"with_pieces\":true}",
+                  add_special ? "true" : "false", parse_special ? "true" : "false");
     if (lh_sb_failed(&req))
         return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     lh_json *j;
@@ -361,19 +377,28 @@ static lh_status tokenize(sv_backend *b, const sv_server *s, const char *text, i
     const lh_json *t = lh_json_get(j, "tokens");
     if (!t || t->type != LH_JSON_ARRAY)
         st = lh_error_set(err, LH_ERR_BACKEND, "server %s/tokenize: no token list", s->url);
-    if (!st && !(*ids = malloc((t->len ? t->len : 1) * sizeof **ids)))
+    if (!st && (!(*ids = malloc((t->len ? t->len : 1) * sizeof **ids)) ||
+                (raw && !(*raw = malloc(t->len ? t->len : 1)))))
         st = lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     for (size_t i = 0; !st && i < t->len; i++) {
         long long v;
-        if (!lh_json_as_int64(t->items[i], &v) || v < 0 || v > INT32_MAX)
+        int r;
+        if (!token_item(t->items[i], &v, &r) || v < 0 || v > INT32_MAX) {
             st = lh_error_set(err, LH_ERR_BACKEND, "server %s/tokenize: token %zu is not an id",
                               s->url, i);
-        else
+        } else {
+            if (raw)
+                (*raw)[*n] = (char)r;
             (*ids)[(*n)++] = (long)v;
+        }
     }
     if (st) {
         free(*ids);
         *ids = NULL;
+        if (raw) {
+            free(*raw);
+            *raw = NULL;
+        }
     }
     lh_json_free(j);
     return st;
@@ -384,7 +409,7 @@ static lh_status special_tokens(sv_backend *b, const sv_server *s, lh_error *err
 {
     long *ids;
     size_t n;
-    lh_status st = tokenize(b, s, "", 1, 0, &ids, &n, err);
+    lh_status st = tokenize(b, s, "", 1, 0, &ids, NULL, &n, err);
     if (st)
         return st;
     b->bos = n >= 1 ? ids[0] : -1;
@@ -403,7 +428,7 @@ static lh_status special_tokens(sv_backend *b, const sv_server *s, lh_error *err
                           "server %s: the vocabulary has no EOS token to end the outputs with "
                           "(use --no-eos)", s->url);
     if (!st && b->add_eos) {
-        st = tokenize(b, s, eos_text, 0, 1, &ids, &n, err);
+        st = tokenize(b, s, eos_text, 0, 1, &ids, NULL, &n, err);
         if (!st && n != 1)
             st = lh_error_set(err, LH_ERR_BACKEND, "server %s: the EOS text '%s' is %zu tokens",
                               s->url, eos_text, n);
@@ -412,6 +437,17 @@ static lh_status special_tokens(sv_backend *b, const sv_server *s, lh_error *err
         free(ids);
     }
     lh_json_free(j);
+    double n_vocab = 0;
+    if (!st && !(st = request(b, s, "/v1/models", NULL, &j, err))) {
+        const lh_json *d = lh_json_get(j, "data");
+        const lh_json *m = d && d->type == LH_JSON_ARRAY && d->len ? d->items[0] : NULL;
+        if (!lh_json_as_number(lh_json_get(lh_json_get(m, "meta"), "n_vocab"), &n_vocab) ||
+            n_vocab < 1 || n_vocab > 1e9)
+            st = lh_error_set(err, LH_ERR_BACKEND, "server %s/v1/models: no vocabulary size",
+                              s->url);
+        lh_json_free(j);
+        b->n_vocab = (long)n_vocab;
+    }
     if (!st && b->bos == b->eos)
         b->bos = -1; /* a vocabulary that adds only EOS */
     return st;
@@ -425,10 +461,12 @@ static void tokens_release(sv_tokens *t)
         free(t->input ? t->input[i] : NULL);
         free(t->output ? t->output[i] : NULL);
         free(t->ids ? t->ids[i] : NULL);
+        free(t->raw ? t->raw[i] : NULL);
     }
     free(t->input);
     free(t->output);
     free(t->ids);
+    free(t->raw);
     free(t->n_prompt);
     free(t->n_target);
     memset(t, 0, sizeof *t);
@@ -476,14 +514,14 @@ static lh_status no_server_left(lh_error *err, const lh_error *last)
 }
 
 /* tokenize with failover: the first live server that answers. */
-static lh_status tokenize_any(sv_backend *b, const char *text, long **ids, size_t *n,
-                              lh_error *err)
+static lh_status tokenize_any(sv_backend *b, const char *text, long **ids, char **raw,
+                              size_t *n, lh_error *err)
 {
     lh_error last = {0};
     for (sv_server *s; (s = live_server(b));) {
         if (interrupted(b))
             return lh_error_set(err, LH_ERR_INTERRUPTED, "interrupted");
-        lh_status st = tokenize(b, s, text, 0, 0, ids, n, &last);
+        lh_status st = tokenize(b, s, text, 0, 0, ids, raw, n, &last);
         if (!st) {
             s->fails = 0;
             return LH_OK;
@@ -500,10 +538,11 @@ static lh_status encode_example(sv_backend *b, const lh_examples *ex, size_t i, 
 {
     sv_tokens *t = &b->tok;
     long *in = NULL, *out = NULL;
+    char *raw = NULL;
     size_t n_in = 0, n_out = 0;
-    lh_status st = tokenize_any(b, ex->input[i], &in, &n_in, err);
+    lh_status st = tokenize_any(b, ex->input[i], &in, NULL, &n_in, err);
     if (!st)
-        st = tokenize_any(b, ex->output[i], &out, &n_out, err);
+        st = tokenize_any(b, ex->output[i], &out, &raw, &n_out, err);
     size_t bos = b->add_bos && b->bos >= 0, eos = b->add_eos != 0;
     size_t np = bos + n_in, nt = n_out + eos;
     if (!st && np == 0)
@@ -513,7 +552,8 @@ static lh_status encode_example(sv_backend *b, const lh_examples *ex, size_t i, 
                           i + 1);
     if (!st && np + nt > INT32_MAX / 4)
         st = lh_error_set(err, LH_ERR_ARG, "example %zu: too many tokens", i + 1);
-    if (!st && !(t->ids[i] = malloc((np + nt) * sizeof *t->ids[i])))
+    if (!st && (!(t->ids[i] = malloc((np + nt) * sizeof *t->ids[i])) ||
+                !(t->raw[i] = calloc(nt, 1))))
         st = lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     if (!st) {
         long *v = t->ids[i];
@@ -523,12 +563,14 @@ static lh_status encode_example(sv_backend *b, const lh_examples *ex, size_t i, 
         memcpy(v + n_in, out, n_out * sizeof *v);
         if (eos)
             v[n_in + n_out] = b->eos;
+        memcpy(t->raw[i], raw, n_out);
         t->n_prompt[i] = (int)np;
         t->n_target[i] = (int)nt;
         t->n_scored += nt;
     }
     free(in);
     free(out);
+    free(raw);
     return st;
 }
 
@@ -544,9 +586,10 @@ static lh_status encode_examples(sv_backend *b, const lh_examples *ex, lh_error 
     t->input = calloc(ex->n, sizeof *t->input);
     t->output = calloc(ex->n, sizeof *t->output);
     t->ids = calloc(ex->n, sizeof *t->ids);
+    t->raw = calloc(ex->n, sizeof *t->raw);
     t->n_prompt = calloc(ex->n, sizeof *t->n_prompt);
     t->n_target = calloc(ex->n, sizeof *t->n_target);
-    lh_status st = t->input && t->output && t->ids && t->n_prompt && t->n_target
+    lh_status st = t->input && t->output && t->ids && t->raw && t->n_prompt && t->n_target
                        ? LH_OK : lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     for (size_t i = 0; i < ex->n && !st; i++) {
         t->input[i] = strdup(ex->input[i]);
@@ -622,49 +665,91 @@ static lh_status lora_field(const sv_backend *b, const lh_adapter *cand, lh_sb *
     return LH_OK;
 }
 
-/* The /completion body of example i under lora (the "lora" field). */
-static void completion_body(const sv_backend *b, size_t i, const char *lora, lh_sb *sb)
+/* A piece of one example's target that one request scores: target tokens
+ * [k0, k0 + count) after the prompt and target tokens before k0. Forced
+ * by a grammar, or (raw: one token whose piece is not valid UTF-8 alone,
+ * which llama.cpp's grammar cannot force) read from the probabilities of
+ * the whole vocabulary at that position. */
+typedef struct sv_segment {
+    int k0, count, raw;
+} sv_segment;
+
+/* The next segment of example i from target token k. */
+static sv_segment next_segment(const sv_backend *b, size_t i, int k)
+{
+    const sv_tokens *t = &b->tok;
+    int nt = t->n_target[i], eos_at = b->add_eos ? nt - 1 : nt;
+    if (k < eos_at && t->raw[i][k])
+        return (sv_segment){k, 1, 1};
+    int j = k;
+    while (j < eos_at && !t->raw[i][j])
+        j++;
+    if (j == eos_at && b->add_eos)
+        j++; /* the EOS follows a complete grammar */
+    return (sv_segment){k, j - k, 0};
+}
+
+/* The /completion body of a segment of example i under lora (the "lora" field). */
+static void completion_body(const sv_backend *b, size_t i, sv_segment g, const char *lora,
+                            lh_sb *sb)
 {
     const sv_tokens *t = &b->tok;
     const long *ids = t->ids[i];
-    int np = t->n_prompt[i], nt = t->n_target[i];
-    int forced = nt - (b->add_eos ? 1 : 0); /* the EOS follows a complete grammar */
+    int np = t->n_prompt[i] + g.k0, nt = t->n_target[i];
+    int forced = g.count - (g.k0 + g.count == nt && b->add_eos ? 1 : 0);
     lh_sb_append(sb, "{\"prompt\":[");
     for (int k = 0; k < np; k++)
         lh_sb_appendf(sb, "%s%ld", k ? "," : "", ids[k]);
-    lh_sb_appendf(sb, "],\"n_predict\":%d,\"n_probs\":1,\"temperature\":0,\"cache_prompt\":false,"
-                      "\"ignore_eos\":false,\"grammar\":\"root ::=", nt);
-    for (int k = 0; k < forced; k++)
-        lh_sb_appendf(sb, " <[%ld]>", ids[np + k]);
-    if (forced == 0)
-        lh_sb_append(sb, " \\\"\\\"");
-    lh_sb_appendf(sb, "\",%s}", lora);
+    lh_sb_appendf(sb, "],\"n_predict\":%d,\"n_probs\":%ld,\"temperature\":0,"
+                      "\"cache_prompt\":false,\"ignore_eos\":false,", g.count,
+                  g.raw ? b->n_vocab : 1L);
+    if (g.raw) { /* any one printable character: a token the server can send back as text */
+        lh_sb_append(sb, "\"grammar\":\"root ::= [ -~]\",");
+    } else {
+        lh_sb_append(sb, "\"grammar\":\"root ::=");
+        for (int k = 0; k < forced; k++)
+            lh_sb_appendf(sb, " <[%ld]>", ids[np + k]);
+        if (forced == 0)
+            lh_sb_append(sb, " \\\"\\\"");
+        lh_sb_append(sb, "\",");
+    }
+    lh_sb_appendf(sb, "%s}", lora);
 }
 
-/* Sum of -logprob of example i's target in a /completion answer. */
+/* log p of token id among a /completion answer's top_logprobs. */
+static int find_logprob(const lh_json *tops, long id, double *lp)
+{
+    for (size_t k = 0; tops && tops->type == LH_JSON_ARRAY && k < tops->len; k++) {
+        long long v;
+        if (lh_json_as_int64(lh_json_get(tops->items[k], "id"), &v) && v == id)
+            return lh_json_as_number(lh_json_get(tops->items[k], "logprob"), lp);
+    }
+    return 0;
+}
+
+/* Sum of -logprob of a segment of example i in a /completion answer. */
 static lh_status read_completion(const sv_backend *b, const sv_server *s, size_t i,
-                                 const lh_json *j, double *nll, lh_error *err)
+                                 sv_segment g, const lh_json *j, double *nll, lh_error *err)
 {
     const sv_tokens *t = &b->tok;
-    const long *target = t->ids[i] + t->n_prompt[i];
+    const long *target = t->ids[i] + t->n_prompt[i] + g.k0;
     const lh_json *p = lh_json_get(j, "completion_probabilities");
-    if (!p || p->type != LH_JSON_ARRAY || p->len != (size_t)t->n_target[i])
+    if (!p || p->type != LH_JSON_ARRAY || p->len != (size_t)g.count)
         return lh_error_set(err, LH_ERR_BACKEND,
                             "server %s/completion: example %zu: %zu token probabilities, want %d",
-                            s->url, i + 1, p && p->type == LH_JSON_ARRAY ? p->len : 0,
-                            t->n_target[i]);
+                            s->url, i + 1, p && p->type == LH_JSON_ARRAY ? p->len : 0, g.count);
     double sum = 0;
     for (size_t k = 0; k < p->len; k++) {
         long long id;
         double lp;
-        if (!lh_json_as_int64(lh_json_get(p->items[k], "id"), &id) || id != target[k])
+        int ok = g.raw ? find_logprob(lh_json_get(p->items[k], "top_logprobs"), target[k], &lp)
+                       : lh_json_as_int64(lh_json_get(p->items[k], "id"), &id) &&
+                             id == target[k] &&
+                             lh_json_as_number(lh_json_get(p->items[k], "logprob"), &lp);
+        if (!ok)
             return lh_error_set(err, LH_ERR_BACKEND,
-                                "server %s/completion: example %zu: token %zu is not the forced "
-                                "target %ld", s->url, i + 1, k + 1, target[k]);
-        if (!lh_json_as_number(lh_json_get(p->items[k], "logprob"), &lp))
-            return lh_error_set(err, LH_ERR_BACKEND,
-                                "server %s/completion: example %zu: token %zu has no logprob",
-                                s->url, i + 1, k + 1);
+                                "server %s/completion: example %zu: no log-probability of the "
+                                "target token %ld", s->url, i + 1, target[k]);
         sum -= lp;
     }
     *nll = sum;
@@ -675,6 +760,7 @@ static lh_status read_completion(const sv_backend *b, const sv_server *s, size_t
 
 typedef struct sv_task {
     size_t cand, example;
+    sv_segment seg;
     int server;          /* in flight on, or -1 */
     int last_server;     /* failed last on, or -1 */
     int done;
@@ -762,7 +848,7 @@ static lh_status task_finish(sv_backend *b, sv_run *r, sv_task *t, CURLcode rc, 
     if (!st)
         st = parse_answer(s, "/completion", &t->resp, &j, &r->last);
     if (!st)
-        st = read_completion(b, s, t->example, j, &t->nll, &r->last);
+        st = read_completion(b, s, t->example, t->seg, j, &t->nll, &r->last);
     lh_json_free(j);
     if (st == LH_ERR_NOMEM)
         return lh_error_set(err, st, "out of memory");
@@ -828,9 +914,9 @@ static void run_release(sv_backend *b, sv_run *r)
 static lh_status plan_run(sv_backend *b, const lh_adapter *const *cands, int n, int *nan,
                           sv_run *r, lh_error *err)
 {
-    size_t n_ex = b->tok.n;
-    r->tasks = calloc((size_t)n * n_ex + 1, sizeof *r->tasks);
-    r->bodies = calloc((size_t)n * n_ex + 1, sizeof *r->bodies);
+    size_t n_ex = b->tok.n, most = (size_t)n * b->tok.n_scored + 1; /* a segment scores >= 1 token */
+    r->tasks = calloc(most, sizeof *r->tasks);
+    r->bodies = calloc(most, sizeof *r->bodies);
     if (!r->tasks || !r->bodies)
         return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     lh_status st = LH_OK;
@@ -838,19 +924,22 @@ static lh_status plan_run(sv_backend *b, const lh_adapter *const *cands, int n, 
         lh_sb lora;
         lh_sb_init(&lora);
         st = lora_field(b, cands[i], &lora, &nan[i], err);
-        for (size_t e = 0; e < n_ex && !st && !nan[i]; e++) {
-            lh_sb body;
-            lh_sb_init(&body);
-            completion_body(b, e, lora.buf, &body);
-            if (lh_sb_failed(&lora) || lh_sb_failed(&body)) {
-                lh_sb_release(&body);
-                st = lh_error_set(err, LH_ERR_NOMEM, "out of memory");
-                break;
+        for (size_t e = 0; e < n_ex && !st && !nan[i]; e++)
+            for (int k = 0; k < b->tok.n_target[e] && !st;) {
+                sv_segment g = next_segment(b, e, k);
+                lh_sb body;
+                lh_sb_init(&body);
+                completion_body(b, e, g, lora.buf, &body);
+                if (lh_sb_failed(&lora) || lh_sb_failed(&body)) {
+                    lh_sb_release(&body);
+                    st = lh_error_set(err, LH_ERR_NOMEM, "out of memory");
+                    break;
+                }
+                r->bodies[r->n_tasks] = lh_sb_detach(&body);
+                r->tasks[r->n_tasks++] = (sv_task){.cand = (size_t)i, .example = e, .seg = g,
+                                                   .server = -1, .last_server = -1};
+                k += g.count;
             }
-            r->bodies[r->n_tasks] = lh_sb_detach(&body);
-            r->tasks[r->n_tasks++] = (sv_task){.cand = (size_t)i, .example = e, .server = -1,
-                                               .last_server = -1};
-        }
         lh_sb_release(&lora);
     }
     return st;
