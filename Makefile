@@ -126,6 +126,10 @@ $(O)/tests/check_%: $(O)/tests/check_%.o $(LIB_A)
 $(O)/tests/tools/%: $(O)/tests/tools/%.o $(LIB_A)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) $(DEP_LIBS)
 
+# The plot test's PNG reader (test-time only; lorahub links no image library).
+$(O)/tests/tools/png_ink.o: ALL_CFLAGS += $(shell $(PKG_CONFIG) --cflags libpng 2>/dev/null)
+$(O)/tests/tools/png_ink: DEP_LIBS += $(shell $(PKG_CONFIG) --libs libpng 2>/dev/null)
+
 $(O)/bench/%: $(O)/bench/%.o $(LIB_A)
 	$(CC) $(ALL_LDFLAGS) -o $@ $< $(LIB_A) $(DEP_LIBS)
 

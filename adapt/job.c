@@ -5,8 +5,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "adapt/evaluate.h"
 #include "adapt/modules.h"
 #include "adapt/optim/optimizer.h"
+#include "adapt/plot.h"
 #include "adapt/report.h"
 #include "lib/fsutil.h"
 #include "lib/gguf.h"
@@ -31,6 +33,10 @@ struct lh_job {
     int pick;
     int pick_given;
     char *examples, *output, *report, *trace, *weights_out, *checkpoint;
+    char *plot;                 /* the SVG picture, or NULL */
+    char *task;                 /* names the task in the report and the plot */
+    char *test;                 /* test examples scored after the search, or NULL */
+    lh_examples *test_ex;
     char *params[MAX_BACKEND_PARAMS + 1]; /* {key, value, ..., NULL} for the backend */
     lh_job_hooks hooks;
 
@@ -55,6 +61,7 @@ void lh_job_free(lh_job *j)
     if (j->b != j->hooks.backend)
         lh_backend_close(j->b);
     lh_examples_free(j->ex);
+    lh_examples_free(j->test_ex);
     lh_module_set_free(j->ms);
     free(j->fingerprint);
     for (size_t i = 0; j->params[i]; i++)
@@ -73,6 +80,9 @@ void lh_job_free(lh_job *j)
     free(j->trace);
     free(j->weights_out);
     free(j->checkpoint);
+    free(j->plot);
+    free(j->task);
+    free(j->test);
     free(j);
 }
 
@@ -113,8 +123,9 @@ static lh_status resolve_backend(lh_job *j, const lh_settings *s, lh_error *err)
                           : lh_settings_is_set(s, "server")      ? "server"
                                                                  : NULL;
     if (!backend)
-        return lh_error_set(err, LH_ERR_ARG, "%s: no backend (--base MODEL_DIR, or --backend-cmd CMD)",
-                            j->name);
+        return lh_error_set(err, LH_ERR_ARG,
+                            "%s: no backend (--base MODEL_DIR, --base-gguf FILE or --backend-cmd "
+                            "CMD)", j->name);
     const lh_backend_i *bi = lh_backend_find(backend);
     if (!bi)
         return lh_error_set(err, LH_ERR_ARG, "no backend named '%s' is built in", backend);
@@ -151,6 +162,53 @@ static lh_status check_absent(const char *path, const char *what, int force, lh_
     return lh_error_set(err, LH_ERR_EXISTS, "%s '%s' exists (use --force to replace it)", what, path);
 }
 
+/* The picture: --plot FILE, else beside a report file (its name with .svg
+ * for .json/.yaml/.yml), none with --no-plot or a report on stdout. */
+static lh_status resolve_plot(lh_job *j, const lh_settings *s, lh_error *err)
+{
+    if (lh_settings_bool(s, "no-plot"))
+        return LH_OK;
+    if (lh_settings_is_set(s, "plot")) {
+        j->plot = dup_or_null(lh_settings_text(s, "plot"));
+    } else if (j->report && strcmp(j->report, "-")) {
+        size_t n = strlen(j->report);
+        const char *exts[] = {".json", ".yaml", ".yml"};
+        for (size_t e = 0; e < 3; e++)
+            if (lh_str_ends_with(j->report, exts[e])) {
+                n -= strlen(exts[e]);
+                break;
+            }
+        if ((j->plot = malloc(n + 5)))
+            snprintf(j->plot, n + 5, "%.*s.svg", (int)n, j->report);
+    } else {
+        return LH_OK;
+    }
+    if (!j->plot)
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
+    if (!strcmp(j->plot, "-"))
+        return lh_error_set(err, LH_ERR_ARG, "--plot - is not supported: give a file name");
+    return LH_OK;
+}
+
+/* The task's name: the "task" key, else the examples file's name without
+ * its extension. */
+static char *task_name(const lh_settings *s)
+{
+    if (lh_settings_is_set(s, "task"))
+        return strdup(lh_settings_text(s, "task"));
+    size_t len;
+    const char *base = lh_path_base(lh_settings_text(s, "examples"), &len);
+    const char *dot = memchr(base, '.', len);
+    if (dot && dot > base)
+        len = (size_t)(dot - base);
+    char *t = malloc(len + 1);
+    if (t) {
+        memcpy(t, base, len);
+        t[len] = '\0';
+    }
+    return t;
+}
+
 /* The outputs: at least one, none in the way, the checkpoint's default
  * (next to the output directory). */
 static lh_status resolve_outputs(lh_job *j, const lh_settings *s, lh_error *err)
@@ -169,14 +227,19 @@ static lh_status resolve_outputs(lh_job *j, const lh_settings *s, lh_error *err)
     }
     j->so.checkpoint_path = j->checkpoint;
     j->so.trace_path = j->trace;
+    lh_status st = resolve_plot(j, s, err);
+    if (st != LH_OK)
+        return st;
     if (!j->output && !j->report && !j->weights_out && !j->hooks.outputs_optional)
         return lh_error_set(err, LH_ERR_ARG,
                             "%s: nothing to write (give -o OUTDIR, --report or --weights-out)", j->name);
     if (j->so.resume && !j->so.checkpoint_path)
         return lh_error_set(err, LH_ERR_ARG, "--resume needs -o OUTDIR or --checkpoint FILE");
-    lh_status st = check_absent(j->output, "output directory", j->so.force, err);
+    st = check_absent(j->output, "output directory", j->so.force, err);
     if (st == LH_OK)
         st = check_absent(j->report, "report", j->so.force, err);
+    if (st == LH_OK)
+        st = check_absent(j->plot, "plot", j->so.force, err);
     if (st == LH_OK)
         st = check_absent(j->weights_out, "weights file", j->so.force, err);
     if (st == LH_OK && j->report && j->weights_out && !strcmp(j->report, "-") &&
@@ -226,6 +289,9 @@ static lh_status resolve_inputs(lh_job *j, const lh_settings *s, lh_error *err)
         j->modules_dir = dup_or_null(lh_settings_base_dir(s, "modules"));
     }
     j->examples = dup_or_null(lh_settings_text(s, "examples"));
+    j->test = dup_or_null(lh_settings_text(s, "test"));
+    if (!(j->task = task_name(s)))
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", j->name);
     return LH_OK;
 }
 
@@ -297,6 +363,8 @@ lh_status lh_job_load(lh_job *j, lh_error *err)
     lh_status st = load_modules(j, err);
     if (st == LH_OK)
         st = lh_examples_load(j->examples, &j->ex, err);
+    if (st == LH_OK && j->test)
+        st = lh_examples_load(j->test, &j->test_ex, err);
     lh_backend_opts bo;
     lh_backend_opts_default(&bo);
     bo.params = (const char *const *)j->params;
@@ -322,6 +390,25 @@ lh_status lh_job_load(lh_job *j, lh_error *err)
     return LH_OK;
 }
 
+/* Exact match (greedy outputs) and loss of the result on the test file,
+ * through the backend that searched: lorahub-eval(1)'s rule. */
+static lh_status run_test(lh_job *j, lh_error *err)
+{
+    lh_eval_opts eo = {1, 1, LH_JOB_TEST_MAX_NEW_TOKENS};
+    lh_eval_result er;
+    lh_status st = lh_evaluate(j->b, j->res.merged, j->test_ex, &eo, &er, err);
+    if (st != LH_OK) {
+        lh_error_prefix(err, j->test);
+        lh_search_result_release(&j->res);
+        return st;
+    }
+    j->res.test_n = er.n;
+    j->res.test_correct = er.correct;
+    j->res.test_loss = er.loss;
+    lh_eval_result_release(&er);
+    return LH_OK;
+}
+
 lh_status lh_job_run(lh_job *j, lh_error *err)
 {
     lh_status st = LH_OK;
@@ -332,6 +419,8 @@ lh_status lh_job_run(lh_job *j, lh_error *err)
     else
         st = lh_search_modules(&j->so, (const lh_adapter *const *)j->ms->mods, j->ms->n, j->ex, j->b,
                            &j->res, err);
+    if (st == LH_OK && j->test_ex)
+        st = run_test(j, err);
     if (j->b != j->hooks.backend)
         lh_backend_close(j->b); /* also removes the exec backend's temp dir */
     j->b = NULL;
@@ -363,7 +452,8 @@ static lh_status write_weights(const lh_job *j, lh_error *err)
 
 static lh_status write_report(const lh_job *j, lh_error *err)
 {
-    const char *extra[] = {"preset", j->preset, "backend", j->backend_name,
+    const char *extra[] = {"task", j->task, "test", j->test ? j->test : "",
+                           "preset", j->preset, "backend", j->backend_name,
                            "examples", j->examples, "job", j->name,
                            "output", j->output ? j->output : "", NULL};
     const lh_adapter *const *mods = (const lh_adapter *const *)j->ms->mods;
@@ -411,6 +501,9 @@ lh_status lh_job_write(lh_job *j, lh_error *err)
         st = write_report(j, err);
     if (st == LH_OK && j->weights_out)
         st = write_weights(j, err);
+    if (st == LH_OK && j->plot)
+        st = lh_plot_write_svg(j->plot, &j->so, (const lh_adapter *const *)j->ms->mods, j->ms->n,
+                               &j->res, j->task, err);
     return st;
 }
 

@@ -6,8 +6,10 @@
  *   lh_job_new    resolve and check the settings; no module is loaded yet,
  *                 so a usage error costs nothing
  *   lh_job_load   modules, examples, the backend
- *   lh_job_run    the search (the backend is closed when it ends)
- *   lh_job_write  the adapter (PEFT), the report, the weights file */
+ *   lh_job_run    the search, then the test file if one is set (the backend
+ *                 is closed when it ends)
+ *   lh_job_write  the adapter (PEFT), the report, the picture (SVG), the
+ *                 weights file */
 #ifndef LH_JOB_H
 #define LH_JOB_H
 
@@ -16,6 +18,9 @@
 
 #include "adapt/search.h"
 #include "adapt/settings.h"
+
+/* Greedy tokens per test example (lorahub-eval(1)'s default). */
+#define LH_JOB_TEST_MAX_NEW_TOKENS 32
 
 typedef struct lh_job_hooks {
     void (*progress)(void *ud, const lh_search_progress *p);

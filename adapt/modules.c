@@ -278,7 +278,8 @@ lh_status lh_modules_from_spec_base(const char *spec, const char *base_dir, int 
     if (lh_is_dir(p)) {
         st = from_dir(p, pick, seed, base, out, err);
     } else if (!strchr(spec, ',') &&
-               (lh_str_ends_with(p, ".safetensors") || lh_str_ends_with(p, ".gguf"))) {
+               (lh_str_ends_with(p, ".safetensors") || lh_str_ends_with(p, ".bin") ||
+                lh_str_ends_with(p, ".gguf"))) {
         const char *one[1] = {p};
         st = lh_modules_from_list_base(one, 1, pick, seed, base, out, err);
     } else {

@@ -133,6 +133,21 @@ lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
     em_num(&e, "wall_seconds", res->wall_seconds);
     em_num(&e, "backend_seconds", res->backend_seconds);
     em_str(&e, "stop_reason", res->stop_reason);
+    if (res->auto_ran) {
+        em_str(&e, "auto_decision", lh_select_name(res->auto_decision));
+        em_int(&e, "auto_folds", res->auto_folds);
+        em_num(&e, "auto_single_loss", res->auto_single_loss);
+        em_num(&e, "auto_search_loss", res->auto_search_loss);
+        em_int(&e, "auto_evaluations", res->auto_evaluations);
+        em_int(&e, "auto_fold_budget", res->auto_fold_budget);
+        em_int(&e, "auto_other_evaluations", res->auto_other_evaluations);
+    }
+    if (res->test_n) {
+        em_int(&e, "test_examples", (long long)res->test_n);
+        em_int(&e, "test_correct", (long long)res->test_correct);
+        em_num(&e, "test_accuracy", (double)res->test_correct / (double)res->test_n);
+        em_num(&e, "test_loss", res->test_loss);
+    }
     for (size_t i = 0; extra_kv && extra_kv[i] && extra_kv[i + 1]; i += 2)
         em_str(&e, extra_kv[i], extra_kv[i + 1]);
     lh_sb_append(&sb, e.yaml ? "\n" : "\n}\n");

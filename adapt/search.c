@@ -536,6 +536,16 @@ static lh_status phase_mode(search *s, lh_error *err)
     }
     st = note_interrupt(s, st);
     res->evaluations = (int)s->n_rec;
+    if (s->n_rec && st == LH_OK) {
+        res->eval_loss = malloc(s->n_rec * sizeof *res->eval_loss);
+        res->eval_objective = malloc(s->n_rec * sizeof *res->eval_objective);
+        if (!res->eval_loss || !res->eval_objective)
+            st = lh_error_set(err, LH_ERR_NOMEM, "search: out of memory");
+        for (size_t e = 0; st == LH_OK && e < s->n_rec; e++, res->n_evals++) {
+            res->eval_loss[e] = s->rec[e].loss;
+            res->eval_objective[e] = s->rec[e].objective;
+        }
+    }
     if (s->best >= 0) {
         memcpy(s->w, s->rec_w + (size_t)s->best * s->nk, s->nk * sizeof *s->w);
         res->best_loss = s->rec[s->best].loss;
@@ -601,6 +611,8 @@ lh_status lh_search_modules(const lh_search_opts *o, const lh_adapter *const *mo
     lh_status st = check_opts(o, n, err);
     if (st != LH_OK)
         return st;
+    if (o->select == LH_SELECT_AUTO)
+        return lh_search_auto(o, mods, n, ex, b, res, err);
     search s;
     memset(&s, 0, sizeof s);
     s.o = o;
@@ -652,6 +664,8 @@ void lh_search_result_release(lh_search_result *res)
     free(res->weights);
     free(res->single_loss);
     free(res->kept);
+    free(res->eval_loss);
+    free(res->eval_objective);
     lh_adapter_free(res->merged);
     memset(res, 0, sizeof *res);
 }
@@ -660,6 +674,7 @@ static const char *const select_names[] = {
     [LH_SELECT_SEARCH] = "search",
     [LH_SELECT_BEST_SINGLE] = "best-single",
     [LH_SELECT_UNIFORM] = "uniform",
+    [LH_SELECT_AUTO] = "auto",
 };
 
 const char *lh_select_name(lh_select s)

@@ -40,7 +40,9 @@
 typedef enum lh_select {
     LH_SELECT_SEARCH = 0,     /* optimize the weights (the default) */
     LH_SELECT_BEST_SINGLE,    /* the module with the lowest loss at weight 1 */
-    LH_SELECT_UNIFORM         /* w = 1/N, scored once */
+    LH_SELECT_UNIFORM,        /* w = 1/N, scored once */
+    LH_SELECT_AUTO            /* best-single or search, decided by cross-validation on the
+                                 examples (adapt/auto.c) */
 } lh_select;
 
 typedef struct lh_search_progress {
@@ -101,6 +103,24 @@ typedef struct lh_search_result {
     int preselect_evaluations;
     size_t n_kept;
     size_t *kept;             /* [n_kept] indices of the modules searched over */
+    /* Every evaluation of the search that chose the result, in order (for
+     * the plot; select auto: the refit's, not the folds'): [n_evals], or NULL. */
+    size_t n_evals;
+    double *eval_loss;
+    double *eval_objective;
+    /* select auto (adapt/auto.c): the decision and what it rests on. */
+    int auto_ran;             /* the fields below are set */
+    lh_select auto_decision;  /* LH_SELECT_BEST_SINGLE or LH_SELECT_SEARCH */
+    int auto_folds;
+    double auto_single_loss;  /* mean held-out loss of the best single module over the folds */
+    double auto_search_loss;  /* mean held-out loss of the composed search over the folds */
+    int auto_evaluations;     /* search evaluations of the folds (part of evaluations) */
+    int auto_fold_budget;     /* the budget of each fold's search */
+    int auto_other_evaluations; /* single-module and held-out scores of the folds */
+    /* A test file scored after the search (filled by adapt/job.c, not by the
+     * search; written in the report when test_n > 0). */
+    size_t test_n, test_correct;
+    double test_loss;
 } lh_search_result;
 
 /* Run the search. On LH_OK or LH_ERR_INTERRUPTED, res is filled (the best
@@ -111,7 +131,15 @@ lh_status lh_search_modules(const lh_search_opts *o, const lh_adapter *const *mo
                         lh_error *err);
 void lh_search_result_release(lh_search_result *res);
 
-/* "search", "best-single", "uniform"; lh_select_from_name returns -1 for
+/* select auto: k-fold cross-validation over the examples (leave-one-out up
+ * to LH_AUTO_MAX_FOLDS examples), then the winner refit on all of them.
+ * Called by lh_search_modules for LH_SELECT_AUTO. */
+#define LH_AUTO_MAX_FOLDS 5
+lh_status lh_search_auto(const lh_search_opts *o, const lh_adapter *const *mods, size_t n,
+                         const lh_examples *ex, lh_backend *b, lh_search_result *res,
+                         lh_error *err);
+
+/* "search", "best-single", "uniform", "auto"; lh_select_from_name returns -1 for
  * another name. */
 const char *lh_select_name(lh_select s);
 int lh_select_from_name(const char *name, lh_select *out);

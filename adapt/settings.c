@@ -31,7 +31,7 @@ static int is_method(const char *name)
     return lh_merge_method_from_name(name, &m) == 0;
 }
 
-static const char *const select_choices[] = {"search", "best-single", "uniform", NULL};
+static const char *const select_choices[] = {"search", "best-single", "uniform", "auto", NULL};
 static const char *const start_choices[] = {"zero", "best-single", NULL};
 static const char *const dtype_choices[] = {"f32", "f16", "bf16", NULL};
 static const char *const preset_choices[] = {"default", "paper", NULL};
@@ -69,6 +69,7 @@ static const lh_setting_def defs[] = {
     {"threads", LH_SETTING_INT, "N", NONE, INTS(1, 4096), BE},
     {"gpu-layers", LH_SETTING_INT, "N", NONE, INTS(-1, 1000000), BE},
     {"server", LH_SETTING_STRING, "URL", NONE, PLAIN, BE},
+    {"no-repack", LH_SETTING_BOOL, NULL, BOTH("false"), PLAIN, BE},
     {"nan-as-worst", LH_SETTING_BOOL, NULL, BOTH("false"), PLAIN, FP | RE},
     {"resume", LH_SETTING_BOOL, NULL, BOTH("false"), PLAIN, 0},
     {"output", LH_SETTING_PATH, "OUTDIR", NONE, PLAIN, RE},
@@ -83,6 +84,10 @@ static const lh_setting_def defs[] = {
     {"preset", LH_SETTING_CHOICE, "NAME", BOTH("default"), LIST(preset_choices), RE},
     {"dtype", LH_SETTING_CHOICE, "T", BOTH("f32"), LIST(dtype_choices), 0},
     {"format", LH_SETTING_CHOICE, "FMT", BOTH("peft"), LIST(format_choices), 0},
+    {"plot", LH_SETTING_PATH, "FILE", NONE, PLAIN, 0},
+    {"no-plot", LH_SETTING_BOOL, NULL, BOTH("false"), PLAIN, 0},
+    {"task", LH_SETTING_STRING, "NAME", NONE, PLAIN, RE},
+    {"test", LH_SETTING_PATH, "FILE", NONE, PLAIN, RE},
     {NULL, 0, NULL, NONE, PLAIN, 0},
 };
 
@@ -316,6 +321,35 @@ static lh_status load_entry(lh_settings *s, const char *key, const lh_json *v, c
     return lh_settings_set(s, key, text, dir, err);
 }
 
+lh_status lh_settings_load_mapping(lh_settings *s, const lh_json *map, const char *dir,
+                                   const char *const *skip, lh_error *err)
+{
+    lh_status st = LH_OK;
+    for (size_t i = 0; i < map->len && st == LH_OK; i++) {
+        int skipped = 0;
+        for (size_t k = 0; skip && skip[k]; k++)
+            skipped |= !strcmp(skip[k], map->keys[i]);
+        if (skipped)
+            continue;
+        if (index_of(map->keys[i]) < 0)
+            st = lh_error_set(err, LH_ERR_ARG, "unknown key '%s' (see lorahub-job(5))", map->keys[i]);
+        else
+            st = load_entry(s, map->keys[i], map->items[i], dir, err);
+    }
+    return st;
+}
+
+char *lh_settings_dir_of(const char *path)
+{
+    char *dir = strdup(path);
+    char *slash = dir ? strrchr(dir, '/') : NULL;
+    if (slash)
+        *slash = '\0';
+    else if (dir)
+        strcpy(dir, ".");
+    return dir;
+}
+
 lh_status lh_settings_load_job(lh_settings *s, const char *yaml_path, lh_error *err)
 {
     lh_json *j;
@@ -327,20 +361,11 @@ lh_status lh_settings_load_job(lh_settings *s, const char *yaml_path, lh_error *
         return lh_error_set(err, LH_ERR_ARG, "%s: a job file is a mapping of option names to values",
                             yaml_path);
     }
-    char *dir = strdup(yaml_path);
-    char *slash = dir ? strrchr(dir, '/') : NULL;
-    if (slash)
-        *slash = '\0';
-    else if (dir)
-        strcpy(dir, ".");
+    char *dir = lh_settings_dir_of(yaml_path);
     if (!dir)
         st = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", yaml_path);
-    for (size_t i = 0; i < j->len && st == LH_OK; i++) {
-        if (index_of(j->keys[i]) < 0)
-            st = lh_error_set(err, LH_ERR_ARG, "unknown key '%s' (see lorahub-job(5))", j->keys[i]);
-        else
-            st = load_entry(s, j->keys[i], j->items[i], dir, err);
-    }
+    else
+        st = lh_settings_load_mapping(s, j, dir, NULL, err);
     if (st != LH_OK)
         lh_error_prefix(err, yaml_path);
     free(dir);

@@ -74,6 +74,13 @@ lh_status lh_settings_set_list(lh_settings *s, const char *key, const char *cons
 /* Every key of a job file (a YAML mapping of keys to values); an unknown
  * key is refused naming it. Paths are relative to the file's directory. */
 lh_status lh_settings_load_job(lh_settings *s, const char *yaml_path, lh_error *err);
+/* The keys of map (a YAML mapping already read), paths relative to dir;
+ * keys named in skip (NULL-terminated, or NULL) are left to the caller. */
+struct lh_json;
+lh_status lh_settings_load_mapping(lh_settings *s, const struct lh_json *map, const char *dir,
+                                   const char *const *skip, lh_error *err);
+/* The directory of a file's path ("." for a bare name), malloc'd. */
+char *lh_settings_dir_of(const char *path);
 /* Copy into s every key over has set (options over a job file). */
 lh_status lh_settings_override(lh_settings *s, const lh_settings *over, lh_error *err);
 /* Fill what is not set from the preset the "preset" key names ("default"

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Run every benchmark program built into $O/bench/ (make bench sets O).
 # Each prints its figures with ratios against limits measured in the same run.
-# bench/llamacpp.sh: scoring tokens/s of native, --backend llamacpp and llama-perplexity.
+# bench/llamacpp: scoring tokens/s of native, --backend llamacpp and llama-perplexity.
 # bench/json: JSON readers (ours, libyaml, jansson, cJSON) on a generated Llama-3-sized tokenizer.json.
 O=${O:-build}
 status=0
@@ -10,7 +10,4 @@ for b in "$O"/bench/*; do
     echo "== $b"
     "$b" || status=1
 done
-# bench/llamacpp.sh: native vs the llamacpp backend vs llama-perplexity (needs llama.cpp).
-echo "== bench/llamacpp.sh"
-sh bench/llamacpp.sh || status=1
 exit $status

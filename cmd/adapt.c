@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adapt/batch.h"
 #include "adapt/job.h"
 #include "adapt/optim/optimizer.h"
 #include "adapt/settings.h"
@@ -113,8 +114,9 @@ static void usage(FILE *f)
             "                     [--backend native|exec] [--backend-cmd CMD] [--backend-timeout SEC]\n"
             "                     [--nan-as-worst] [--resume] [--checkpoint FILE] [-o OUTDIR]\n"
             "                     [--report FILE|-] [--trace FILE] [--weights-out FILE|-]\n"
-            "                     [--preselect K] [--select search|best-single|uniform]\n"
-            "                     [--start zero|best-single]\n"
+            "                     [--preselect K] [--select search|best-single|uniform|auto]\n"
+            "                     [--start zero|best-single] [--plot FILE] [--no-plot]\n"
+            "                     [--task NAME] [--test FILE]\n"
             "                     [--preset default|paper] [--dtype f32|f16|bf16] [--force] [-q] [-v]\n");
 }
 
@@ -138,7 +140,16 @@ static int job_settings(const char *job_file, const lh_settings *flags, lh_setti
     return 0;
 }
 
-static int run_job(const lh_settings *s, const char *job_name, int quiet, int verbose)
+/* A failed job: its message printed, and kept in why [why_n] (a batch's summary). */
+static int job_failed(const lh_error *err, char *why, size_t why_n)
+{
+    if (why)
+        snprintf(why, why_n, "%s", lh_error_message(err));
+    return cmd_fail(CMD, err);
+}
+
+static int run_job(const lh_settings *s, const char *job_name, int quiet, int verbose, char *why,
+                   size_t why_n)
 {
     progress pr = {isatty(2) && !quiet, verbose, 0};
     lh_job_hooks hooks = {.progress = on_progress, .notice = quiet ? NULL : on_notice, .ud = &pr,
@@ -155,18 +166,20 @@ static int run_job(const lh_settings *s, const char *job_name, int quiet, int ve
     const lh_search_result *res = lh_job_result(job);
     if (!res) {
         lh_job_free(job);
-        return cmd_fail(CMD, &err);
+        return job_failed(&err, why, why_n);
     }
     lh_status run_st = st;
     lh_error werr;
     if (lh_job_write(job, &werr) != LH_OK) {
         lh_job_free(job);
-        return cmd_fail(CMD, &werr);
+        return job_failed(&werr, why, why_n);
     }
     int rc = 0;
     if (run_st == LH_ERR_INTERRUPTED) {
         cmd_error(CMD, "interrupted after %d evaluations; best so far written (resume with --resume)",
                   res->evaluations);
+        if (why)
+            snprintf(why, why_n, "interrupted after %d evaluations", res->evaluations);
         rc = LH_EXIT_INTERRUPTED;
     } else if (verbose) {
         fprintf(stderr, "lorahub adapt: %d evaluations, best loss %.6g (re-scored %.6g), %s\n",
@@ -248,6 +261,68 @@ static int parse_options(int argc, char **argv, lh_settings *flags, int *quiet, 
     return -1;
 }
 
+/* One task of a batch: its settings under the options, its outputs laid
+ * out in outdir/NAME/, run; its row of the summary. */
+static int run_batch_task(lh_batch_task *t, const lh_settings *flags, const char *outdir, int quiet,
+                          int verbose, lh_summary_row *row)
+{
+    lh_error err;
+    char why[1024];
+    lh_status st = lh_settings_override(t->s, flags, &err);
+    if (st == LH_OK)
+        st = lh_batch_task_outputs(t->s, outdir, t->name, &err);
+    if (st == LH_OK)
+        st = lh_settings_apply_preset(t->s, &err);
+    int rc = st == LH_OK ? run_job(t->s, t->name, quiet, verbose, why, sizeof why)
+                         : job_failed(&err, why, sizeof why);
+    if (rc == 0 && lh_summary_row_read(lh_settings_text(t->s, "report"), row, &err) != LH_OK)
+        rc = job_failed(&err, why, sizeof why);
+    if (rc != 0 && lh_summary_row_failed(t->name, why, row, &err) != LH_OK)
+        rc = cmd_fail(CMD, &err);
+    return rc;
+}
+
+/* A job file with a list of tasks: each in turn, on after a failure; the
+ * summary written and printed. Returns the number of failed tasks (at
+ * most 100), or LH_EXIT_INTERRUPTED. */
+static int run_batch(const char *path, const lh_settings *flags, int quiet, int verbose)
+{
+    lh_error err;
+    lh_batch *b = NULL;
+    if (lh_batch_load(path, &b, &err) != LH_OK)
+        return cmd_fail(CMD, &err);
+    const char *outdir = lh_settings_is_set(flags, "output") ? lh_settings_text(flags, "output")
+                                                             : b->output;
+    if (!outdir) {
+        lh_batch_free(b);
+        return cmd_usage_error(CMD, "%s: a batch job needs 'output: DIR' (or -o DIR)", path);
+    }
+    lh_summary_row *rows = calloc(b->n, sizeof *rows);
+    int failed = 0;
+    size_t done = 0;
+    for (; rows && done < b->n && !interrupted; done++)
+        failed += run_batch_task(&b->tasks[done], flags, outdir, quiet, verbose, &rows[done]) != 0;
+    char *text = NULL;
+    lh_status st = rows ? lh_batch_write_summary(outdir, rows, done, &err)
+                        : lh_error_set(&err, LH_ERR_NOMEM, "out of memory");
+    if (st == LH_OK)
+        st = lh_summary_table(rows, done, LH_SUMMARY_TEXT, &text, &err);
+    if (st == LH_OK && !quiet)
+        fputs(text, stdout);
+    for (size_t i = 0; rows && i < done; i++)
+        lh_summary_row_release(&rows[i]);
+    free(rows);
+    free(text);
+    lh_batch_free(b);
+    if (st != LH_OK)
+        return cmd_fail(CMD, &err);
+    if (interrupted)
+        return LH_EXIT_INTERRUPTED;
+    if (failed)
+        cmd_error(CMD, "%s: %d of %zu tasks failed", path, failed, done);
+    return failed < 100 ? failed : 100;
+}
+
 int cmd_adapt(int argc, char **argv)
 {
     lh_settings *flags = NULL;
@@ -267,10 +342,14 @@ int cmd_adapt(int argc, char **argv)
     rc = 0;
     for (int j = 0; j < (n_jobs ? n_jobs : 1) && !rc; j++) {
         const char *job_file = n_jobs ? argv[optind + j] : NULL;
+        if (job_file && lh_batch_is_batch(job_file)) {
+            rc = run_batch(job_file, flags, quiet, verbose);
+            continue;
+        }
         lh_settings *s = NULL;
         rc = job_settings(job_file, flags, &s);
         if (!rc)
-            rc = run_job(s, job_file ? job_file : "command line", quiet, verbose);
+            rc = run_job(s, job_file ? job_file : "command line", quiet, verbose, NULL, 0);
         lh_settings_free(s);
         if (!rc && interrupted)
             rc = LH_EXIT_INTERRUPTED;

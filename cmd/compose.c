@@ -97,7 +97,7 @@ static char *read_stdin(size_t *len)
 }
 
 /* The module's short names for weight files: "dir/x/" -> "x", and a
- * .safetensors file also answers to its name without the extension. */
+ * .safetensors or .gguf file also answers to its name without the extension. */
 static int key_matches(const char *key, const char *path)
 {
     if (!strcmp(key, path))
@@ -107,9 +107,13 @@ static int key_matches(const char *key, const char *path)
     size_t kl = strlen(key);
     if (kl == n && !strncmp(key, b, kl))
         return 1;
-    const char *ext = ".safetensors";
-    size_t el = strlen(ext);
-    return n > el && !strncmp(b + n - el, ext, el) && kl == n - el && !strncmp(key, b, kl);
+    static const char *const exts[] = {".safetensors", ".gguf"};
+    for (size_t i = 0; i < 2; i++) {
+        size_t el = strlen(exts[i]);
+        if (n > el && !strncmp(b + n - el, exts[i], el) && kl == n - el && !strncmp(key, b, kl))
+            return 1;
+    }
+    return 0;
 }
 
 /* Assign weight v for key to the one module it names. */

@@ -37,7 +37,7 @@ static void usage(FILE *f)
                "                    [--json] [-v]\n"
                "       lorahub eval --backend-cmd CMD [--backend-timeout SEC] [--adapter DIR]\n"
                "                    --examples FILE [options as above]\n"
-               "       lorahub eval --base-gguf FILE [--gpu-layers N] --examples FILE\n"
+               "       lorahub eval --base-gguf FILE [--gpu-layers N] [--no-repack] --examples FILE\n"
                "                    [options as above] (the llamacpp backend)\n"
                "       lorahub eval --server URL [--server URL ...] [--backend-timeout SEC]\n"
                "                    --examples FILE [options as above] (the server backend)\n");
@@ -47,8 +47,8 @@ static void usage(FILE *f)
 typedef struct eval_args {
     const char *backend;        /* --backend, else native with --base, exec with --backend-cmd */
     /* {key, value, ..., NULL}: the backend settings given, each key once
-     * (the last value wins); eight keys at most. */
-    const char *params[18];
+     * (the last value wins); nine keys at most. */
+    const char *params[20];
     size_t n_params;            /* used entries of params (pairs * 2) */
     char threads_text[32];
     char servers[4096];         /* --server URLs, comma-separated (repeatable) */
@@ -79,7 +79,7 @@ static int has_param(const eval_args *a, const char *key)
 
 enum { O_BACKEND = 256, O_BASE, O_BACKEND_CMD, O_BACKEND_TIMEOUT, O_ADAPTER, O_EXAMPLES, O_METRIC,
        O_ICL, O_ICL_EX, O_MAXNEW, O_THREADS, O_NOBOS, O_NOEOS, O_JSON, O_BASE_GGUF,
-       O_GPU_LAYERS, O_SERVER };
+       O_GPU_LAYERS, O_SERVER, O_NO_REPACK };
 
 /* One option into a; returns -1 when taken, else the exit code. */
 static int take_option(int o, char **argv, eval_args *a)
@@ -100,6 +100,7 @@ static int take_option(int o, char **argv, eval_args *a)
         add_param(a, "server", a->servers);
         return -1;
     }
+    case O_NO_REPACK: add_param(a, "no-repack", "true"); return -1;
     case O_BACKEND_TIMEOUT:
         if (cmd_parse_double(optarg, &timeout) || timeout < 0)
             return cmd_usage_error("eval", "--backend-timeout needs seconds >= 0, not '%s'", optarg);
@@ -149,6 +150,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
         {"base-gguf", required_argument, 0, O_BASE_GGUF},
         {"gpu-layers", required_argument, 0, O_GPU_LAYERS},
         {"server", required_argument, 0, O_SERVER},
+        {"no-repack", no_argument, 0, O_NO_REPACK},
         {"backend-timeout", required_argument, 0, O_BACKEND_TIMEOUT},
         {"adapter", required_argument, 0, O_ADAPTER},
         {"examples", required_argument, 0, O_EXAMPLES},

@@ -58,6 +58,29 @@ static type_stat *collect_types(const lh_adapter *a, size_t *n_out)
     return ts;
 }
 
+/* Encoder-decoder adapters (T5: encoder.block.N..., decoder.block.N...):
+ * how many targets sit in the encoder, in the decoder outside its
+ * cross-attention, and in the cross-attention (EncDecAttention). Returns 0
+ * when no target name is of that form. */
+typedef struct stack_counts {
+    size_t encoder, decoder, cross;
+} stack_counts;
+
+static int seq2seq_counts(const lh_adapter *a, stack_counts *c)
+{
+    memset(c, 0, sizeof *c);
+    for (size_t i = 0; i < a->n_targets; i++) {
+        const char *n = a->targets[i].name;
+        if (!strncmp(n, "encoder.", 8))
+            c->encoder++;
+        else if (!strncmp(n, "decoder.", 8) && strstr(n, ".EncDecAttention."))
+            c->cross++;
+        else if (!strncmp(n, "decoder.", 8))
+            c->decoder++;
+    }
+    return c->encoder + c->decoder + c->cross > 0;
+}
+
 static void range_i(lh_sb *sb, int lo, int hi)
 {
     if (lo == hi)
@@ -113,6 +136,10 @@ static void human(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos
     lh_sb_append(sb, "  scale       ");
     range_g(sb, s_lo, s_hi);
     lh_sb_appendf(sb, "\n  targets     %zu\n", a->n_targets);
+    stack_counts sc;
+    if (seq2seq_counts(a, &sc))
+        lh_sb_appendf(sb, "  stacks      encoder %zu, decoder %zu, cross-attention %zu\n",
+                      sc.encoder, sc.decoder, sc.cross);
     for (size_t i = 0; i < nt; i++) {
         lh_sb_appendf(sb, "    %-10s %zu layer%s  r ", ts[i].name, ts[i].count,
                       ts[i].count == 1 ? "" : "s");
@@ -201,6 +228,10 @@ static void json(lh_sb *sb, const char *path, const lh_adapter *a, const lh_mos 
         lh_sb_append(sb, "}");
     }
     lh_sb_append(sb, "]");
+    stack_counts sc;
+    if (seq2seq_counts(a, &sc))
+        lh_sb_appendf(sb, ",\"seq2seq\":{\"encoder\":%zu,\"decoder\":%zu,\"cross_attention\":%zu}",
+                      sc.encoder, sc.decoder, sc.cross);
     if (m) {
         lh_sb_appendf(sb, ",\"mos\":{\"num_layers\":%d,\"l\":%d,\"private_rank\":%d,"
                       "\"routing_hash\":\"%s\",\"n_stored_params\":%llu,\"types\":[",

@@ -30,6 +30,8 @@ static const struct cmd_struct commands[] = {
     {"convert", cmd_convert, "rewrite a module (PEFT or MoS) as a PEFT directory"},
     {"eval", cmd_eval, "loss and exact-match accuracy of a model on examples"},
     {"serve-cmd", cmd_serve_cmd, "print the llama-server command that serves modules"},
+    {"report", cmd_report, "a table of lorahub adapt reports (text, TSV or Markdown)"},
+    {"tokenize", cmd_tokenize, "print the token ids (or pieces) of texts"},
 };
 
 void cmd_error(const char *cmd, const char *fmt, ...)

@@ -49,14 +49,14 @@ sed 's/^/    /' "$zoo/tasks/$task/fewshot.jsonl"
 echo
 echo "== lorahub adapt, three ways"
 # 1. the default: score every module alone, keep the best (it won docs/results.md)
-lh adapt -q --base "$zoo/base" --modules "$zoo/modules" --examples "$zoo/tasks/$task/fewshot.jsonl" \
+lh adapt -q --task "$task" --base "$zoo/base" --modules "$zoo/modules" --examples "$zoo/tasks/$task/fewshot.jsonl" \
     -o "$out/adapter" --report "$out/report.json" --weights-out "$out/weights.tsv" --force
 # 2. a search (any search setting asks for one): the best 3 modules, cat, COBYLA 40
-lh adapt -q --base "$zoo/base" --modules "$zoo/modules" --examples "$zoo/tasks/$task/fewshot.jsonl" \
+lh adapt -q --task "$task" --base "$zoo/base" --modules "$zoo/modules" --examples "$zoo/tasks/$task/fewshot.jsonl" \
     --budget 40 -o "$out/composed" --report "$out/composed.json" --trace "$out/trace.tsv" \
     --weights-out "$out/composed-weights.tsv" --force
 # 3. the paper's settings: 20 modules drawn with the seed, lorahub method, COBYLA 40
-lh adapt -q --base "$zoo/base" --modules "$zoo/modules" --examples "$zoo/tasks/$task/fewshot.jsonl" \
+lh adapt -q --task "$task" --base "$zoo/base" --modules "$zoo/modules" --examples "$zoo/tasks/$task/fewshot.jsonl" \
     --preset paper -o "$out/paper" --report "$out/paper.json" --force
 best=$(cut -f1 "$out/weights.tsv"); best=${best##*/}
 secs() { printf '%.1f' "$(field wall_seconds "$1")"; }
@@ -97,6 +97,8 @@ cat <<EOF
 == What is in $out/
     adapter/        the default's result, a PEFT LoRA directory (F32) for the zoo base model
     report.json     its report: every module's single-module loss, the settings, timings
+    report.svg      its picture (beside every report): the objective per evaluation, the
+                    weights, every module's loss alone; composed.svg, paper.svg the same
     weights.tsv     module path <TAB> weight, the input of lorahub compose --weights
     composed/, composed.json, composed-weights.tsv   the same for the search
     trace.tsv       every evaluation of the search: loss, objective, the weights, milliseconds
@@ -111,6 +113,10 @@ cat <<EOF
         --examples examples/zoo/tasks/word_reverse_plural/fewshot.jsonl --select search \\
         -o $out/blend --force     (a blend of two skills, where composing did better)
     sh examples/demo.sh TASK      (another task of examples/zoo/tasks; see examples/zoo/README.md)
+    $show report $out/report.json $out/composed.json $out/paper.json   (the three runs as a table)
+    $show adapt --base examples/zoo/base --modules examples/zoo/modules \\
+        --examples examples/zoo/tasks/word_reverse_plural/fewshot.jsonl --select auto \\
+        --report $out/auto.json --force   (let the examples choose: cross-validation; see $out/auto.svg)
     make table                    (every method on every unseen task: docs/results.md)
     man -l man/lorahub-adapt.1    (also lorahub-eval.1, lorahub-compose.1, lorahub-job.5)
 EOF

@@ -84,8 +84,8 @@ LH_API const char *lh_error_message(const lh_error *err);
 typedef struct lh_adapter lh_adapter;
 
 /* Load a PEFT directory (adapter_config.json + adapter_model.safetensors),
- * a PEFT .safetensors file, or a MoS .safetensors file (materialized);
- * see lorahub-mos(5). */
+ * a PEFT .safetensors file, a MoS .safetensors file (materialized; see
+ * lorahub-mos(5)), or a llama.cpp GGUF LoRA adapter (lorahub-convert(1)). */
 LH_API lh_status lh_adapter_load(const char *path, lh_adapter **out, lh_error *err);
 /* Write a as a PEFT directory (atomically; every scale folded into B).
  * dtype: "f32" (or NULL), "f16" or "bf16". An existing dir is an

@@ -52,12 +52,9 @@ static lh_status load_impl(const char *path, lh_adapter **out, lh_error *err)
             int64_t sz = lh_file_size(path);
             a->file_size = sz > 0 ? (uint64_t)sz : 0;
         }
-    } else if (lh_str_ends_with(path, ".bin") || lh_str_ends_with(path, ".pt") || lh_str_ends_with(path, ".pth")) {
-        return lh_error_set(err, LH_ERR_UNSUPPORTED,
-                            "%s: a torch pickle, which lorahub does not read (pickles can run "
-                            "code); convert it to safetensors first", path);
     } else {
-        /* PEFT tensors in a bare file: take the config beside it if any. */
+        /* PEFT tensors in a bare file (safetensors or a torch zip such as
+         * adapter_model.bin): take the config beside it if any. */
         char *dir = strdup(path);
         if (!dir)
             return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);

@@ -173,6 +173,9 @@ lh_status lh_gguf_save_lora_opts(const lh_adapter *a, const lh_gguf_arch *arch,
  * (1 when alpha is 0 or missing, as in llama.cpp). */
 lh_status lh_gguf_load_lora(const char *path, const lh_gguf_arch *arch, lh_adapter **out,
                             lh_error *err);
+/* The same from a parsed container (g->path names it in messages). */
+lh_status lh_gguf_lora_read(const lh_gguf *g, const lh_gguf_arch *arch, lh_adapter **out,
+                            lh_error *err);
 /* Any module lh_adapter_load reads; a GGUF one read against base (NULL: its
  * own keys). */
 lh_status lh_gguf_load_module(const char *path, const lh_gguf_arch *base, lh_adapter **out,

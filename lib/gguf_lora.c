@@ -174,7 +174,7 @@ static lh_status perm_heads(const char *o, const lh_gguf_arch *arch, int perm, c
 {
     *heads = perm == PERM_Q ? arch->n_head : arch->n_head_kv;
     if (*heads <= 0)
-        return lh_error_set(err, LH_ERR_ARG, "%s: '%s' needs the base model's head counts to "
+        return lh_error_set(err, LH_ERR_NOT_FOUND, "%s: '%s' needs the base model's head counts to "
                             "%s llama.cpp's q/k row permutation; give the base model (--base)",
                             o, name, "apply or undo");
     if (d_out % *heads || (d_out / *heads) % 2)
@@ -555,7 +555,7 @@ typedef struct lora_pair {
 
 typedef struct load_ctx {
     const char *o;
-    lh_gguf *g;
+    const lh_gguf *g;
     const arch_map *map;
     lh_gguf_arch arch;   /* the file's arch with the head counts and FFN kind in use */
     float alpha;         /* 0: missing (scale 1, as llama.cpp) */
@@ -597,7 +597,7 @@ static lh_status read_keys(load_ctx *c, const lh_gguf_arch *base, lh_error *err)
         return st;
     const char *arch = lh_gguf_find_kv(c->g, "general.architecture")->str;
     if (base && base->arch[0] && strcmp(base->arch, arch))
-        return lh_error_set(err, LH_ERR_ARG, "%s: a GGUF adapter for architecture '%s', but the "
+        return lh_error_set(err, LH_ERR_SHAPE, "%s: a GGUF adapter for architecture '%s', but the "
                             "base model is '%s'", c->o, arch, base->arch);
     if (!(c->map = find_arch(arch)))
         return no_arch_map(c->o, arch, err);
@@ -613,11 +613,18 @@ static lh_status read_keys(load_ctx *c, const lh_gguf_arch *base, lh_error *err)
     }
     snprintf(c->arch.arch, sizeof c->arch.arch, "%s", arch);
     c->arch.n_layers = base && base->n_layers > 0 ? base->n_layers : 0;
-    if (base && base->n_head > 0 && base->n_head_kv > 0) {
+    /* the heads the rows were permuted with: the file's own, else the base's */
+    int base_heads = base && base->n_head > 0 && base->n_head_kv > 0;
+    if (file_count(c->g, "lorahub.attention.head_count", &c->arch.n_head) &&
+        file_count(c->g, "lorahub.attention.head_count_kv", &c->arch.n_head_kv)) {
+        if (base_heads && (base->n_head != c->arch.n_head || base->n_head_kv != c->arch.n_head_kv))
+            return lh_error_set(err, LH_ERR_SHAPE, "%s: written for %d attention heads (%d "
+                                "key/value), but the base model has %d (%d)", c->o,
+                                c->arch.n_head, c->arch.n_head_kv, base->n_head, base->n_head_kv);
+    } else if (base_heads) {
         c->arch.n_head = base->n_head;
         c->arch.n_head_kv = base->n_head_kv;
-    } else if (!file_count(c->g, "lorahub.attention.head_count", &c->arch.n_head) ||
-               !file_count(c->g, "lorahub.attention.head_count_kv", &c->arch.n_head_kv)) {
+    } else {
         c->arch.n_head = c->arch.n_head_kv = 0; /* a permuted target will say so */
     }
     int64_t gated;
@@ -817,21 +824,30 @@ static lh_status build_adapter(load_ctx *c, lh_adapter **out, lh_error *err)
     return LH_OK;
 }
 
-lh_status lh_gguf_load_lora(const char *path, const lh_gguf_arch *arch, lh_adapter **out,
+lh_status lh_gguf_lora_read(const lh_gguf *g, const lh_gguf_arch *arch, lh_adapter **out,
                             lh_error *err)
 {
     *out = NULL;
-    load_ctx c = {.o = path};
-    lh_status st = lh_gguf_open(path, LH_GGUF_FULL, &c.g, err);
-    if (!st)
-        st = read_keys(&c, arch, err);
+    load_ctx c = {.o = g->path, .g = (lh_gguf *)g};
+    lh_status st = read_keys(&c, arch, err);
     if (!st)
         st = collect_pairs(&c, err);
     if (!st)
         st = build_adapter(&c, out, err);
     free(c.pairs);
-    lh_gguf_free(c.g);
     return lh_error_one_line(st, err);
+}
+
+lh_status lh_gguf_load_lora(const char *path, const lh_gguf_arch *arch, lh_adapter **out,
+                            lh_error *err)
+{
+    *out = NULL;
+    lh_gguf *g = NULL;
+    lh_status st = lh_gguf_open(path, LH_GGUF_FULL, &g, err);
+    if (!st)
+        st = lh_gguf_lora_read(g, arch, out, err);
+    lh_gguf_free(g);
+    return st;
 }
 
 lh_status lh_gguf_load_module(const char *path, const lh_gguf_arch *base, lh_adapter **out,

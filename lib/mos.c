@@ -330,14 +330,218 @@ static char *base_name(const char *path)
     return strdup(s ? s + 1 : path);
 }
 
+/* The numbers of mos_config that size everything else. */
+typedef struct mos_header {
+    int num_layers, r, l, private_rank;
+    double alpha;
+} mos_header;
+
+static lh_status parse_header(const char *path, const lh_json *cfg, mos_header *h, lh_error *err)
+{
+    const lh_json *j;
+    const char *str;
+    lh_status s;
+    if (cfg->type != LH_JSON_OBJECT)
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config is not a JSON object", path);
+    j = lh_json_get(cfg, "format");
+    if (!j || !lh_json_as_string(j, &str) || strcmp(str, "mos") != 0)
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config 'format' must be \"mos\"", path);
+    int version;
+    if ((s = cfg_int(path, cfg, "version", 1, INT_MAX, &version, err)))
+        return s;
+    if (version != 1)
+        return lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: MoS format version %d; this lorahub "
+                            "reads version 1", path, version);
+    if ((s = cfg_int(path, cfg, "num_layers", 1, 1 << 20, &h->num_layers, err)) ||
+        (s = cfg_int(path, cfg, "r", 1, 1 << 20, &h->r, err)) ||
+        (s = cfg_int(path, cfg, "l", 1, 1 << 20, &h->l, err)) ||
+        (s = cfg_int(path, cfg, "private_rank", 0, h->r, &h->private_rank, err)))
+        return s;
+    j = lh_json_get(cfg, "lora_alpha");
+    if (!j || !lh_json_as_number(j, &h->alpha) || !isfinite(h->alpha))
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config 'lora_alpha' must be a number",
+                            path);
+    return LH_OK;
+}
+
+/* types[name] (the JSON object t) -> sh, checked against the file's pool
+ * and last index table so nothing is allocated for tables it lacks. */
+static lh_status parse_type(const char *path, const lh_safetensors *st, const mos_header *h,
+                            const char *name, const lh_json *t, lh_mos_type_shape *sh,
+                            lh_error *err)
+{
+    lh_status s;
+    const lh_json *j;
+    sh->name = name;
+    if (!valid_type_name(name))
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: type name '%s' must be letters, digits "
+                            "and '_'", path, name);
+    if (t->type != LH_JSON_OBJECT)
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config types['%s'] is not an object",
+                            path, name);
+    if ((s = cfg_int(path, t, "d_in", 1, INT_MAX, &sh->d_in, err)) ||
+        (s = cfg_int(path, t, "d_out", 1, INT_MAX, &sh->d_out, err))) {
+        char key[128];
+        snprintf(key, sizeof key, "types.%s", name);
+        lh_error_prefix(err, key);
+        return s;
+    }
+    j = lh_json_get(t, "module");
+    if (!j || !lh_json_as_string(j, &sh->module) || !strstr(sh->module, "{i}"))
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config types['%s'].module must be a "
+                            "module path template containing \"{i}\"", path, name);
+    int l = h->l, r = h->r, p = h->private_rank;
+    if (sh->d_in % l || sh->d_out % l)
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: type '%s': d_in %d and d_out %d must be "
+                            "divisible by l = %d", path, name, sh->d_in, sh->d_out, l);
+    char tn[128];
+    snprintf(tn, sizeof tn, "mos.%s.pool_A", name);
+    const lh_st_tensor *pa = lh_st_find(st, tn);
+    if (!pa || pa->ndim != 2 || pa->shape[0] <= 0 || pa->shape[0] > INT_MAX)
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: tensor '%s' is missing or not a 2-D pool",
+                            path, tn);
+    sh->n_shards = (int)pa->shape[0];
+    long long ns;
+    j = lh_json_get(t, "n_shards");
+    if (j && (!lh_json_as_int64(j, &ns) || ns != sh->n_shards))
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config types['%s'].n_shards does not "
+                            "match the %d rows of '%s'", path, name, sh->n_shards, tn);
+    int64_t need = (int64_t)h->num_layers * p * l + (int64_t)(r - p) * l;
+    if (sh->n_shards < need)
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: type '%s' has %d shards, fewer than the "
+                            "%lld that %d layers with r %d, l %d, private rank %d need", path,
+                            name, sh->n_shards, (long long)need, h->num_layers, r, l, p);
+    const lh_st_tensor *x;
+    snprintf(tn, sizeof tn, "mos.L%d.%s.idx_A", h->num_layers - 1, name);
+    return want_tensor(path, st, tn, 1, r, l, &x, err);
+}
+
+/* Every type needs two pools and two index tables per layer: name a
+ * missing table when the file has too few tensors. */
+static lh_status check_table_count(const char *path, const lh_safetensors *st,
+                                   const lh_json *types, int num_layers, lh_error *err)
+{
+    uint64_t need = (uint64_t)types->len * (2 + 2 * (uint64_t)num_layers);
+    if ((uint64_t)st->n_tensors >= need)
+        return LH_OK;
+    /* Each table found is a distinct tensor, so this stops within
+     * n_tensors + 1 lookups. */
+    for (int i = 0; i < num_layers; i++)
+        for (size_t k = 0; k < 2 * types->len; k++) {
+            char tn[160];
+            snprintf(tn, sizeof tn, "mos.L%d.%s.idx_%c", i, types->keys[k / 2],
+                     k % 2 ? 'B' : 'A');
+            if (!lh_st_find(st, tn))
+                return lh_error_set(err, LH_ERR_FORMAT, "%s: tensor '%s' is missing", path, tn);
+        }
+    return lh_error_set(err, LH_ERR_FORMAT, "%s: %zu tensors, but %zu types over %d layers need "
+                        "at least %llu", path, st->n_tensors, types->len, num_layers,
+                        (unsigned long long)need);
+}
+
+/* want_tensor, then mark it used (used: [st->n_tensors]). */
+static lh_status take_tensor(const char *path, const lh_safetensors *st, const char *name,
+                             int is_index, int64_t d0, int64_t d1, uint8_t *used,
+                             const lh_st_tensor **out, lh_error *err)
+{
+    lh_status s = want_tensor(path, st, name, is_index, d0, d1, out, err);
+    if (s == LH_OK)
+        used[*out - st->tensors] = 1;
+    return s;
+}
+
+/* The pools and per-layer tables of type t into m's buffers. */
+static lh_status read_type(const char *path, const lh_safetensors *st, lh_mos *m, lh_mos_type *t,
+                           uint8_t *used, lh_error *err)
+{
+    const lh_st_tensor *x;
+    char tn[160];
+    lh_status s;
+    int r = m->r, l = m->l;
+    snprintf(tn, sizeof tn, "mos.%s.pool_A", t->name);
+    if ((s = take_tensor(path, st, tn, 0, t->n_shards, t->d_in / l, used, &x, err)) ||
+        (s = lh_st_read_f32(st, x, t->pool_A, err)))
+        return s;
+    m->dtype = x->dtype;
+    snprintf(tn, sizeof tn, "mos.%s.pool_B", t->name);
+    if ((s = take_tensor(path, st, tn, 0, t->n_shards, t->d_out / l, used, &x, err)) ||
+        (s = lh_st_read_f32(st, x, t->pool_B, err)))
+        return s;
+    size_t tab = (size_t)r * (size_t)l;
+    for (int i = 0; i < m->num_layers; i++) {
+        snprintf(tn, sizeof tn, "mos.L%d.%s.idx_A", i, t->name);
+        if ((s = take_tensor(path, st, tn, 1, r, l, used, &x, err)))
+            return s;
+        read_i32(x, t->idx_A + (size_t)i * tab);
+        snprintf(tn, sizeof tn, "mos.L%d.%s.idx_B", i, t->name);
+        if ((s = take_tensor(path, st, tn, 1, r, l, used, &x, err)))
+            return s;
+        read_i32(x, t->idx_B + (size_t)i * tab);
+        snprintf(tn, sizeof tn, "mos.L%d.%s.rank_scale", i, t->name);
+        if (lh_st_find(st, tn) &&
+            ((s = take_tensor(path, st, tn, 0, r, -1, used, &x, err)) ||
+             (s = lh_st_read_f32(st, x, t->rank_scale + (size_t)i * r, err))))
+            return s;
+    }
+    return LH_OK;
+}
+
+/* Every tensor of the file read, nothing left over. */
+static lh_status read_tensors(const char *path, const lh_safetensors *st, lh_mos *m,
+                              lh_error *err)
+{
+    uint8_t *used = calloc(st->n_tensors + 1, 1); /* [n_tensors] */
+    if (!used)
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
+    lh_status s = LH_OK;
+    m->dtype = LH_F32;
+    for (size_t ti = 0; ti < m->n_types && s == LH_OK; ti++)
+        s = read_type(path, st, m, &m->types[ti], used, err);
+    for (size_t i = 0; i < st->n_tensors && s == LH_OK; i++)
+        if (!used[i])
+            s = lh_error_set(err, LH_ERR_FORMAT, "%s: unexpected tensor '%s' (not part of the "
+                             "layers and types in mos_config)", path, st->tensors[i].name);
+    free(used);
+    return s;
+}
+
+/* m's path, name and base_model (a string or null in mos_config). */
+static lh_status set_names(const char *path, const lh_json *cfg, lh_mos *m, lh_error *err)
+{
+    const char *str;
+    if (!(m->path = strdup(path)) || !(m->name = base_name(path)))
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
+    const lh_json *j = lh_json_get(cfg, "base_model");
+    if (!j || j->type == LH_JSON_NULL)
+        return LH_OK;
+    if (!lh_json_as_string(j, &str))
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config 'base_model' must be a string",
+                            path);
+    if (!(m->base_model = strdup(str)))
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
+    return LH_OK;
+}
+
+static lh_status check_routing_hash(const char *path, const lh_json *cfg, const lh_mos *m,
+                                    lh_error *err)
+{
+    const char *str;
+    const lh_json *j = lh_json_get(cfg, "routing_hash");
+    if (j && j->type != LH_JSON_NULL &&
+        (!lh_json_as_string(j, &str) || strcmp(str, m->routing_hash) != 0))
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config routing_hash does not match the "
+                            "index tables (computed %.16s...)", path, m->routing_hash);
+    return LH_OK;
+}
+
 static lh_status mos_load_impl(const char *path, lh_mos **out, lh_error *err)
 {
     *out = NULL;
     lh_safetensors *st = NULL;
     lh_json *cfg = NULL;
     lh_mos *m = NULL;
-    lh_mos_type_shape *shapes = NULL;
-    uint8_t *used = NULL;
+    lh_mos_type_shape *shapes = NULL; /* [number of types] */
+    mos_header h;
     lh_status s = lh_st_open(path, &st, err);
     if (s != LH_OK)
         return s;
@@ -349,208 +553,34 @@ static lh_status mos_load_impl(const char *path, lh_mos **out, lh_error *err)
     }
     char origin[600];
     snprintf(origin, sizeof origin, "%s: mos_config", path);
-    if ((s = lh_json_parse(text, strlen(text), origin, &cfg, err)) != LH_OK)
+    if ((s = lh_json_parse(text, strlen(text), origin, &cfg, err)) != LH_OK ||
+        (s = parse_header(path, cfg, &h, err)) != LH_OK)
         goto done;
-    const lh_json *j;
-    const char *str;
-    double alpha;
-    if (cfg->type != LH_JSON_OBJECT) {
-        s = lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config is not a JSON object", path);
-        goto done;
-    }
-    j = lh_json_get(cfg, "format");
-    if (!j || !lh_json_as_string(j, &str) || strcmp(str, "mos") != 0) {
-        s = lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config 'format' must be \"mos\"", path);
-        goto done;
-    }
-    int version, num_layers, r, l, p;
-    if ((s = cfg_int(path, cfg, "version", 1, INT_MAX, &version, err)))
-        goto done;
-    if (version != 1) {
-        s = lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: MoS format version %d; this lorahub reads "
-                         "version 1", path, version);
-        goto done;
-    }
-    if ((s = cfg_int(path, cfg, "num_layers", 1, 1 << 20, &num_layers, err)) ||
-        (s = cfg_int(path, cfg, "r", 1, 1 << 20, &r, err)) ||
-        (s = cfg_int(path, cfg, "l", 1, 1 << 20, &l, err)) ||
-        (s = cfg_int(path, cfg, "private_rank", 0, r, &p, err)))
-        goto done;
-    j = lh_json_get(cfg, "lora_alpha");
-    if (!j || !lh_json_as_number(j, &alpha) || !isfinite(alpha)) {
-        s = lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config 'lora_alpha' must be a number", path);
-        goto done;
-    }
     const lh_json *types = lh_json_get(cfg, "types");
     if (!types || types->type != LH_JSON_OBJECT || !types->len) {
         s = lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config 'types' must be a non-empty object",
                          path);
         goto done;
     }
-    shapes = calloc(types->len, sizeof *shapes);
-    if (!shapes) {
+    if (!(shapes = calloc(types->len, sizeof *shapes))) {
         s = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
         goto done;
     }
-    for (size_t i = 0; i < types->len; i++) {
-        const lh_json *t = types->items[i];
-        lh_mos_type_shape *sh = &shapes[i];
-        sh->name = types->keys[i];
-        if (!valid_type_name(sh->name)) {
-            s = lh_error_set(err, LH_ERR_FORMAT, "%s: type name '%s' must be letters, digits "
-                             "and '_'", path, sh->name);
-            goto done;
-        }
-        if (t->type != LH_JSON_OBJECT) {
-            s = lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config types['%s'] is not an object",
-                             path, sh->name);
-            goto done;
-        }
-        char key[128];
-        snprintf(key, sizeof key, "types.%s", sh->name);
-        if ((s = cfg_int(path, t, "d_in", 1, INT_MAX, &sh->d_in, err)) ||
-            (s = cfg_int(path, t, "d_out", 1, INT_MAX, &sh->d_out, err))) {
-            lh_error_prefix(err, key);
-            goto done;
-        }
-        j = lh_json_get(t, "module");
-        if (!j || !lh_json_as_string(j, &sh->module) || !strstr(sh->module, "{i}")) {
-            s = lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config types['%s'].module must be a "
-                             "module path template containing \"{i}\"", path, sh->name);
-            goto done;
-        }
-        if (sh->d_in % l || sh->d_out % l) {
-            s = lh_error_set(err, LH_ERR_FORMAT, "%s: type '%s': d_in %d and d_out %d must be "
-                             "divisible by l = %d", path, sh->name, sh->d_in, sh->d_out, l);
-            goto done;
-        }
-        char tn[128];
-        snprintf(tn, sizeof tn, "mos.%s.pool_A", sh->name);
-        const lh_st_tensor *pa = lh_st_find(st, tn);
-        if (!pa || pa->ndim != 2 || pa->shape[0] <= 0 || pa->shape[0] > INT_MAX) {
-            s = lh_error_set(err, LH_ERR_FORMAT, "%s: tensor '%s' is missing or not a 2-D pool",
-                             path, tn);
-            goto done;
-        }
-        sh->n_shards = (int)pa->shape[0];
-        long long ns;
-        j = lh_json_get(t, "n_shards");
-        if (j && (!lh_json_as_int64(j, &ns) || ns != sh->n_shards)) {
-            s = lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config types['%s'].n_shards does not "
-                             "match the %d rows of '%s'", path, sh->name, sh->n_shards, tn);
-            goto done;
-        }
-        int64_t need = (int64_t)num_layers * p * l + (int64_t)(r - p) * l;
-        if (sh->n_shards < need) {
-            s = lh_error_set(err, LH_ERR_FORMAT, "%s: type '%s' has %d shards, fewer than the %lld "
-                             "that %d layers with r %d, l %d, private rank %d need", path,
-                             sh->name, sh->n_shards, (long long)need, num_layers, r, l, p);
-            goto done;
-        }
-        /* Sizes come from the config; make sure the file really holds
-         * tables that big before allocating for them. */
-        const lh_st_tensor *x;
-        snprintf(tn, sizeof tn, "mos.L%d.%s.idx_A", num_layers - 1, sh->name);
-        if ((s = want_tensor(path, st, tn, 1, r, l, &x, err)))
-            goto done;
-    }
-    if ((uint64_t)st->n_tensors < (uint64_t)types->len * (2 + 2 * (uint64_t)num_layers)) {
-        /* Name a missing table: each one found is a distinct tensor, so
-         * this stops within n_tensors + 1 lookups. */
-        for (int i = 0; i < num_layers; i++)
-            for (size_t k = 0; k < 2 * types->len; k++) {
-                char tn[160];
-                snprintf(tn, sizeof tn, "mos.L%d.%s.idx_%c", i, types->keys[k / 2],
-                         k % 2 ? 'B' : 'A');
-                if (!lh_st_find(st, tn)) {
-                    s = lh_error_set(err, LH_ERR_FORMAT, "%s: tensor '%s' is missing", path, tn);
-                    goto done;
-                }
-            }
-        s = lh_error_set(err, LH_ERR_FORMAT, "%s: %zu tensors, but %zu types over %d layers need at "
-                         "least %llu", path, st->n_tensors, types->len, num_layers,
-                         (unsigned long long)types->len * (2 + 2 * (uint64_t)num_layers));
+    for (size_t i = 0; i < types->len && s == LH_OK; i++)
+        s = parse_type(path, st, &h, types->keys[i], types->items[i], &shapes[i], err);
+    if (s != LH_OK || (s = check_table_count(path, st, types, h.num_layers, err)) != LH_OK)
         goto done;
-    }
-    if ((s = lh_mos_create(shapes, types->len, num_layers, r, l, p, alpha, &m, err)) != LH_OK) {
+    if ((s = lh_mos_create(shapes, types->len, h.num_layers, h.r, h.l, h.private_rank, h.alpha,
+                           &m, err)) != LH_OK) {
         lh_error_prefix(err, path);
         goto done;
     }
-    if (!(m->path = strdup(path)) || !(m->name = base_name(path))) {
-        s = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
+    if ((s = set_names(path, cfg, m, err)) != LH_OK ||
+        (s = read_tensors(path, st, m, err)) != LH_OK ||
+        (s = lh_mos_validate(m, err)) != LH_OK ||
+        (s = check_routing_hash(path, cfg, m, err)) != LH_OK)
         goto done;
-    }
-    j = lh_json_get(cfg, "base_model");
-    if (j && j->type != LH_JSON_NULL) {
-        if (!lh_json_as_string(j, &str)) {
-            s = lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config 'base_model' must be a string",
-                             path);
-            goto done;
-        }
-        if (!(m->base_model = strdup(str))) {
-            s = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
-            goto done;
-        }
-    }
-    used = calloc(st->n_tensors + 1, 1);
-    if (!used) {
-        s = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", path);
-        goto done;
-    }
-    m->dtype = LH_F32;
-    for (size_t ti = 0; ti < m->n_types; ti++) {
-        lh_mos_type *t = &m->types[ti];
-        const lh_st_tensor *x;
-        char tn[160];
-        snprintf(tn, sizeof tn, "mos.%s.pool_A", t->name);
-        if ((s = want_tensor(path, st, tn, 0, t->n_shards, t->d_in / l, &x, err)) ||
-            (s = lh_st_read_f32(st, x, t->pool_A, err)))
-            goto done;
-        used[x - st->tensors] = 1;
-        m->dtype = x->dtype;
-        snprintf(tn, sizeof tn, "mos.%s.pool_B", t->name);
-        if ((s = want_tensor(path, st, tn, 0, t->n_shards, t->d_out / l, &x, err)) ||
-            (s = lh_st_read_f32(st, x, t->pool_B, err)))
-            goto done;
-        used[x - st->tensors] = 1;
-        size_t tab = (size_t)r * (size_t)l;
-        for (int i = 0; i < num_layers; i++) {
-            snprintf(tn, sizeof tn, "mos.L%d.%s.idx_A", i, t->name);
-            if ((s = want_tensor(path, st, tn, 1, r, l, &x, err)))
-                goto done;
-            read_i32(x, t->idx_A + (size_t)i * tab);
-            used[x - st->tensors] = 1;
-            snprintf(tn, sizeof tn, "mos.L%d.%s.idx_B", i, t->name);
-            if ((s = want_tensor(path, st, tn, 1, r, l, &x, err)))
-                goto done;
-            read_i32(x, t->idx_B + (size_t)i * tab);
-            used[x - st->tensors] = 1;
-            snprintf(tn, sizeof tn, "mos.L%d.%s.rank_scale", i, t->name);
-            if (lh_st_find(st, tn)) {
-                if ((s = want_tensor(path, st, tn, 0, r, -1, &x, err)) ||
-                    (s = lh_st_read_f32(st, x, t->rank_scale + (size_t)i * r, err)))
-                    goto done;
-                used[x - st->tensors] = 1;
-            }
-        }
-    }
-    for (size_t i = 0; i < st->n_tensors; i++)
-        if (!used[i]) {
-            s = lh_error_set(err, LH_ERR_FORMAT, "%s: unexpected tensor '%s' (not part of the "
-                             "layers and types in mos_config)", path, st->tensors[i].name);
-            goto done;
-        }
-    if ((s = lh_mos_validate(m, err)) != LH_OK)
-        goto done;
-    j = lh_json_get(cfg, "routing_hash");
-    if (j && j->type != LH_JSON_NULL &&
-        (!lh_json_as_string(j, &str) || strcmp(str, m->routing_hash) != 0)) {
-        s = lh_error_set(err, LH_ERR_FORMAT, "%s: mos_config routing_hash does not match the index "
-                         "tables (computed %.16s...)", path, m->routing_hash);
-        goto done;
-    }
 done:
-    free(used);
     free(shapes);
     lh_json_free(cfg);
     lh_st_free(st);

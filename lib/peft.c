@@ -1,5 +1,6 @@
 /* lib/peft.c - PEFT LoRA adapter directories: adapter_config.json +
- * adapter_model.safetensors, read and written.
+ * adapter_model.safetensors (or adapter_model.bin, a torch zip read by
+ * lib/torchzip.c without running its pickle), read and written.
  *
  * Reading follows PEFT's own rules (peft/tuners/lora/config.py,
  * tuners_utils.py::check_target_module_exists, utils/other.py::
@@ -26,6 +27,7 @@
 #include "json.h"
 #include "safetensors.h"
 #include "strbuf.h"
+#include "torchzip.h"
 
 #define PEFT_PREFIX "base_model.model."
 
@@ -785,7 +787,7 @@ lh_status lh_peft_load_file(const char *st_path, const char *config_path, lh_ada
         have_cfg = 1;
     }
     lh_safetensors *st = NULL;
-    s = lh_st_open(st_path, &st, err);
+    s = lh_tensors_open(st_path, &st, err); /* safetensors or a torch zip, by content */
     if (s == LH_OK)
         s = build(st_path, st, have_cfg ? &cfg : NULL, out, err); /* takes st */
     if (have_cfg)
@@ -808,11 +810,10 @@ static lh_status load_dir_impl(const char *dir, lh_adapter **out, lh_error *err)
         s = lh_error_set(err, LH_ERR_NOT_FOUND, "%s: no adapter_config.json (not a PEFT adapter "
                          "directory)", dir);
     else if (!lh_path_exists(st) && lh_path_exists(bin))
-        s = lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: only adapter_model.bin, a torch pickle, "
-                         "which lorahub does not read; convert it to adapter_model.safetensors "
-                         "first (safetensors.torch.save_file(torch.load(f), ...))", dir);
+        s = lh_peft_load_file(bin, cfg, out, err); /* a torch zip, read without running it */
     else if (!lh_path_exists(st))
-        s = lh_error_set(err, LH_ERR_NOT_FOUND, "%s: no adapter_model.safetensors", dir);
+        s = lh_error_set(err, LH_ERR_NOT_FOUND, "%s: no adapter_model.safetensors or "
+                         "adapter_model.bin", dir);
     else
         s = lh_peft_load_file(st, cfg, out, err);
     if (s == LH_OK) {

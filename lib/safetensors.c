@@ -391,6 +391,11 @@ fail:
 
 lh_status lh_st_open(const char *path, lh_safetensors **out, lh_error *err)
 {
+    return lh_st_open_as(path, lh_st_parse, out, err);
+}
+
+lh_status lh_st_open_as(const char *path, lh_st_parser parse, lh_safetensors **out, lh_error *err)
+{
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
@@ -416,7 +421,7 @@ lh_status lh_st_open(const char *path, lh_safetensors **out, lh_error *err)
             return lh_error_errno(err, LH_ERR_IO, e, "cannot map '%s'", path);
         }
     }
-    lh_status rc = lh_st_parse(map, size, path, out, err);
+    lh_status rc = parse(map, size, path, out, err);
     if (rc) {
         if (map)
             munmap(map, size);

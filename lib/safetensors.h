@@ -54,6 +54,12 @@ lh_status lh_st_open(const char *path, lh_safetensors **out, lh_error *err);
 lh_status lh_st_parse(const void *buf, size_t size, const char *origin,
                       lh_safetensors **out, lh_error *err);
 void lh_st_free(lh_safetensors *st);
+/* Open path read-only, map it, and hand the mapping to parse (lh_st_parse,
+ * lh_torch_parse, ...); the result owns the mapping and the descriptor. */
+typedef lh_status (*lh_st_parser)(const void *buf, size_t size, const char *origin,
+                                  lh_safetensors **out, lh_error *err);
+lh_status lh_st_open_as(const char *path, lh_st_parser parse, lh_safetensors **out,
+                        lh_error *err);
 
 const lh_st_tensor *lh_st_find(const lh_safetensors *st, const char *name);
 /* Metadata value for key, or NULL. */

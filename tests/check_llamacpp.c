@@ -164,8 +164,7 @@ int main(void)
 
 int main(void)
 {
-    puts("check_llamacpp: built without llama.cpp, nothing to run");
-    return EXIT_SUCCESS;
+    return EXIT_SUCCESS; /* built without llama.cpp: make check prints the one line saying so */
 }
 
 #endif

@@ -474,6 +474,75 @@ START_TEST(test_select_modes)
 }
 END_TEST
 
+/* select auto on four examples (four folds, leave-one-out). The fake
+ * loss does not depend on the examples, so every held-out loss is the
+ * loss of the candidate itself: the single module's is known exactly. */
+START_TEST(test_select_auto)
+{
+    char *in[4] = {"a", "b", "c", "d"}, *out[4] = {"A", "B", "C", "D"};
+    lh_examples ex4 = {NULL, 4, in, out};
+    lh_search_opts o;
+    opts_cat(&o, "cobyla", 50);
+    o.preselect = NMOD;
+    o.select = LH_SELECT_AUTO;
+    lh_search_result r;
+    lh_error err;
+    /* the target is a mixture of the three: composing wins */
+    fx.f.calls = 0;
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &ex4, fx.b, &r,
+                                       &err), LH_OK);
+    double min_single = HUGE_VAL;
+    for (int i = 0; i < NMOD; i++) {
+        const lh_adapter *one = fx.mods[i];
+        lh_adapter *c;
+        double w1 = 1;
+        ck_assert_int_eq(lh_compose(&one, 1, &w1, &o.merge, &c, &err), LH_OK);
+        min_single = fmin(min_single, fake_loss(&fx.f, c));
+        lh_adapter_free(c);
+    }
+    ck_assert(r.auto_ran);
+    ck_assert_int_eq(r.auto_decision, LH_SELECT_SEARCH);
+    ck_assert_int_eq(r.auto_folds, 4);
+    ck_assert_int_eq(r.auto_fold_budget, 50 / 5);
+    ck_assert_int_le(r.auto_evaluations, 4 * 10);
+    ck_assert_int_le(r.evaluations, 50);
+    ck_assert_int_eq(r.evaluations, r.auto_evaluations + (int)r.n_evals);
+    ck_assert_double_eq_tol(r.auto_single_loss, min_single, 1e-9);
+    ck_assert(r.auto_search_loss < r.auto_single_loss);
+    ck_assert_int_eq(r.auto_other_evaluations, 4 * (NMOD + 2));
+    ck_assert_int_eq(r.backend_calls, fx.f.calls);
+    ck_assert(r.rescored_loss < min_single);
+    lh_search_result_release(&r);
+
+    /* the target is module 1 alone: its loss alone is 0, nothing beats it */
+    for (int t = 0; t < 2; t++) {
+        memset(fx.f.T[t], 0, DOUT * DIN * sizeof(double));
+        add_delta(fx.f.T[t], lh_adapter_find(fx.mods[1], TNAMES[t]), 1.0);
+    }
+    fx.f.t_norm2 = 0;
+    for (int t = 0; t < 2; t++)
+        for (int i = 0; i < DOUT * DIN; i++)
+            fx.f.t_norm2 += fx.f.T[t][i] * fx.f.T[t][i];
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &ex4, fx.b, &r,
+                                       &err), LH_OK);
+    ck_assert_int_eq(r.auto_decision, LH_SELECT_BEST_SINGLE);
+    ck_assert_double_eq_tol(r.auto_single_loss, 0, 1e-12);
+    ck_assert(r.weights[1] == 1.0 && r.weights[0] == 0 && r.weights[2] == 0);
+    ck_assert_int_eq(r.evaluations, r.auto_evaluations); /* the refit searched nothing */
+    ck_assert_int_eq((int)r.n_evals, 0);
+    lh_search_result_release(&r);
+
+    /* too few examples to hold one out, too small a budget for the folds */
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+                                       &err), LH_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(lh_error_message(&err), "at least 2 examples"));
+    o.budget = 4;
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &ex4, fx.b, &r,
+                                       &err), LH_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(lh_error_message(&err), "budget 4 is too small for 4 folds"));
+}
+END_TEST
+
 START_TEST(test_report_formats)
 {
     lh_search_opts o;
@@ -581,6 +650,7 @@ static Suite *search_suite(void)
     tcase_add_test(tc, test_backend_error_stops);
     tcase_add_test(tc, test_batches_population);
     tcase_add_test(tc, test_select_modes);
+    tcase_add_test(tc, test_select_auto);
     tcase_add_test(tc, test_report_formats);
     tcase_add_test(tc, test_bad_options);
     tcase_add_test(tc, test_incompatible_modules);

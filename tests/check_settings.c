@@ -318,8 +318,8 @@ START_TEST(test_fingerprint_follows_the_table)
 }
 END_TEST
 
-/* Every report key of the table is in the report (the job adds preset,
- * backend, examples and output itself). */
+/* Every report key of the table is in the report (the job adds task,
+ * test, preset, backend, examples and output itself). */
 START_TEST(test_report_keys_follow_the_table)
 {
     lh_settings *s = job_base();
@@ -337,8 +337,8 @@ START_TEST(test_report_keys_follow_the_table)
     r.weights = w;
     r.n_kept = 2;
     r.kept = kept;
-    const char *extra[] = {"preset", "default", "backend", "exec", "examples", "e", "output", "o",
-                           NULL};
+    const char *extra[] = {"task", "t", "test", "", "preset", "default", "backend", "exec",
+                           "examples", "e", "output", "o", NULL};
     char *text = NULL;
     ck_assert_int_eq(lh_search_report_text(0, lh_job_search_opts(j), fake_ptrs, 2, &r, extra, &text,
                                            &err), LH_OK);

@@ -34,7 +34,7 @@ echo "install-llamacpp: fetching node-llama-cpp@$NODE_LLAMA_CPP_VERSION (source 
 (cd "$WORK" && npm pack --silent "node-llama-cpp@$NODE_LLAMA_CPP_VERSION" >/dev/null)
 tar -xzf "$WORK/node-llama-cpp-$NODE_LLAMA_CPP_VERSION.tgz" -C "$WORK" package/llama/gitRelease.bundle
 rm -rf "$PREFIX/src"
-git clone -q "$WORK/package/llama/gitRelease.bundle" "$PREFIX/src"
+git -c advice.detachedHead=false clone -q "$WORK/package/llama/gitRelease.bundle" "$PREFIX/src"
 got=$(git -C "$PREFIX/src" rev-parse HEAD)
 if [ "$got" != "$LLAMA_COMMIT" ]; then
     echo "install-llamacpp: the bundle holds $got, expected $LLAMA_COMMIT" >&2

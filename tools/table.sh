@@ -70,6 +70,11 @@ method_args() {
     pre5-cat-cobyla-fromsingle) echo "--pick 0 --preselect 5 --start best-single --method cat --optimizer cobyla --budget 40" ;;
     pre5-lorahub-cobyla-fromsingle) echo "--pick 0 --preselect 5 --start best-single --method lorahub --optimizer cobyla --budget 40" ;;
     pre5-cat-cobyla-fromsingle-200) echo "--pick 0 --preselect 5 --start best-single --method cat --optimizer cobyla --budget 200" ;;
+    # --select auto: cross-validation over the 5 examples (leave-one-out) decides between
+    # best-single-all and pre3-cat-cobyla; the budget covers the 5 fold searches and the refit
+    # (40: 6 evaluations each, the refit 10; 240: 40 each, as much as pre3-cat-cobyla per search)
+    auto)                 echo "--pick 0 --preselect 3 --method cat --optimizer cobyla --budget 40 --select auto" ;;
+    auto-240)             echo "--pick 0 --preselect 3 --method cat --optimizer cobyla --budget 240 --select auto" ;;
     *) echo "tools/table.sh: unknown method '$1'" >&2; return 1 ;;
     esac
 }
@@ -77,7 +82,7 @@ ALL_METHODS="zero-shot icl-5 best-single best-single-all uniform lorahub-cobyla 
 lorahub-bobyqa cat-cobyla lorahub-cobyla-200 pre3-lorahub-cobyla pre5-lorahub-cobyla
 pre8-lorahub-cobyla pre3-cat-cobyla pre5-cat-cobyla pre8-cat-cobyla pre5-lorahub-cobyla-200
 pre5-cat-cobyla-200 pre5-lorahub-cmaes pre5-cat-cmaes pre5-cat-cmaes-200 pre3-cat-cobyla-fromsingle
-pre5-cat-cobyla-fromsingle pre5-lorahub-cobyla-fromsingle pre5-cat-cobyla-fromsingle-200"
+pre5-cat-cobyla-fromsingle pre5-lorahub-cobyla-fromsingle pre5-cat-cobyla-fromsingle-200 auto auto-240"
 : "${METHODS:=$ALL_METHODS}"
 
 # A number out of a one-line JSON object or a pretty-printed report.
@@ -100,7 +105,7 @@ if [ "${1:-}" = --job ]; then
         set -- "$@" --icl 5 --icl-examples "$T/fewshot-$seed.jsonl"
     else
         # shellcheck disable=SC2086 # args is a list of options
-        if ! "$LORAHUB" adapt -q --force --base "$ZOO/base" --modules "$ZOO/modules" \
+        if ! "$LORAHUB" adapt -q --force --task "$task" --base "$ZOO/base" --modules "$ZOO/modules" \
                 --examples "$T/fewshot-$seed.jsonl" --seed "$seed" --preset paper $args \
                 -o "$d/adapter" --report "$d/report.json" --trace "$d/trace.tsv" \
                 >"$d/adapt.log" 2>&1; then

@@ -45,8 +45,12 @@
 
 /* Sequences per llama_decode call (llama.cpp allows 256). */
 #define LC_MAX_SEQS 64
-/* Tokens per llama_decode call, unless one example is longer. */
-#define LC_CHUNK_TOKENS 4096
+/* Tokens per llama_decode call, unless one example is longer. The KV cache
+ * is one stream that the call's sequences share (kv_unified): a ubatch
+ * attends over every cell filled so far, masked to its own sequence, so
+ * calls longer than a ubatch (512) cost more attention for nothing. At 512
+ * a call is one ubatch, as in llama-perplexity -c 512. */
+#define LC_CHUNK_TOKENS 512
 /* Logit floats per call: bounds the logits buffer (n_outputs x n_vocab). */
 #define LC_MAX_LOGIT_FLOATS ((size_t)32 << 20)
 
@@ -61,10 +65,11 @@ typedef struct lc_backend {
     struct llama_model *model;
     const struct llama_vocab *vocab;
     struct llama_context *ctx;      /* NULL until the first call; grown to fit */
-    uint32_t ctx_tokens, ctx_seqs, ctx_outputs;
+    uint32_t ctx_cells, ctx_seqs, ctx_outputs; /* KV cells (= tokens per call), sequences, logit rows */
     int n_vocab;
     int threads;
     int add_bos, add_eos;
+    int no_repack;                  /* --no-repack: weights as the file has them */
     llama_token bos, eos;
     volatile sig_atomic_t *interrupt;
     lh_gguf_arch arch;              /* of the base, for writing adapters; have_arch once read */
@@ -170,6 +175,10 @@ static lh_status load_model(lc_backend *b, long gpu_layers, lh_error *err)
         return lh_error_set(err, LH_ERR_NOT_FOUND, "cannot open '%s': no such file", b->path);
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = (int32_t)gpu_layers;
+    /* Repacked weights (llama.cpp's extra buffer types: AMX, ...) can be
+     * what a machine cannot run: an AMX-built llama.cpp dies with SIGILL on
+     * a VM that reports AMX but traps it. */
+    mp.use_extra_bufts = !b->no_repack;
     lc_last_error[0] = '\0';
     b->model = llama_model_load_from_file(b->path, mp);
     if (!b->model)
@@ -211,6 +220,8 @@ static lh_status llamacpp_open(const lh_backend_opts *o, void **ctx, lh_error *e
     const char *bos = lh_backend_param(o, "bos"), *eos = lh_backend_param(o, "eos");
     b->add_bos = !bos || strcmp(bos, "false") != 0;
     b->add_eos = !eos || strcmp(eos, "false") != 0;
+    const char *nr = lh_backend_param(o, "no-repack");
+    b->no_repack = nr && (!strcmp(nr, "true") || !strcmp(nr, "1") || !strcmp(nr, "yes"));
     b->interrupt = o->interrupt;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     b->threads = threads > 0 ? (int)threads : ncpu > 0 ? (int)ncpu : 1;
@@ -231,31 +242,39 @@ static void llamacpp_close(void *ctx)
     lc_free(ctx);
 }
 
-/* A context with room for tokens cells, seqs sequences and outputs logit
+static uint32_t max_u32(uint32_t a, uint32_t b)
+{
+    return a > b ? a : b;
+}
+
+/* A context with room for cells tokens in seqs sequences and outputs logit
  * rows in one llama_decode; made again only when a call needs more. */
-static lh_status ensure_context(lc_backend *b, uint32_t tokens, uint32_t seqs, uint32_t outputs,
+static lh_status ensure_context(lc_backend *b, uint32_t cells, uint32_t seqs, uint32_t outputs,
                                 lh_error *err)
 {
-    if (b->ctx && tokens <= b->ctx_tokens && seqs <= b->ctx_seqs && outputs <= b->ctx_outputs)
+    cells = (cells + 255) / 256 * 256;
+    if (b->ctx && cells <= b->ctx_cells && seqs <= b->ctx_seqs && outputs <= b->ctx_outputs)
         return LH_OK;
     if (b->ctx) {
-        tokens = tokens > b->ctx_tokens ? tokens : b->ctx_tokens;
-        seqs = seqs > b->ctx_seqs ? seqs : b->ctx_seqs;
-        outputs = outputs > b->ctx_outputs ? outputs : b->ctx_outputs;
+        cells = max_u32(cells, b->ctx_cells);
+        seqs = max_u32(seqs, b->ctx_seqs);
+        outputs = max_u32(outputs, b->ctx_outputs);
         llama_free(b->ctx);
         b->ctx = NULL;
     }
-    tokens = (tokens + 255) / 256 * 256;
     struct llama_context_params cp = llama_context_default_params();
-    cp.n_ctx = tokens;
-    cp.n_batch = tokens;
-    cp.n_ubatch = tokens < 512 ? tokens : 512;
+    cp.n_ctx = cells;
+    cp.n_batch = cells;
+    cp.n_ubatch = cells < 512 ? cells : 512;
     cp.n_seq_max = seqs;
     cp.n_outputs_max = outputs;
     cp.n_threads = cp.n_threads_batch = b->threads;
     cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED; /* exact: see the top */
     cp.type_k = cp.type_v = GGML_TYPE_F32;
-    cp.kv_unified = true; /* sequences of any length share the cells */
+    /* One stream of cells for all sequences of a call (see LC_CHUNK_TOKENS):
+     * exactness was measured this way (agrees with native to 1e-7 in F32),
+     * and a call's split into ubatches does not depend on example lengths. */
+    cp.kv_unified = true;
     cp.no_perf = true;
     cp.abort_callback = lc_abort;
     cp.abort_callback_data = b;
@@ -263,9 +282,9 @@ static lh_status ensure_context(lc_backend *b, uint32_t tokens, uint32_t seqs, u
     b->ctx = llama_init_from_model(b->model, cp);
     if (!b->ctx)
         return lh_error_set(err, LH_ERR_BACKEND,
-                            "%s: llama.cpp cannot make a context of %u tokens%s", b->path,
-                            tokens, why());
-    b->ctx_tokens = tokens;
+                            "%s: llama.cpp cannot make a context of %u x %u tokens%s", b->path,
+                            seqs, cells, why());
+    b->ctx_cells = cells;
     b->ctx_seqs = seqs;
     b->ctx_outputs = outputs;
     return LH_OK;
@@ -416,8 +435,10 @@ static int chunk_outputs(const lc_seq *q)
     return k > 0 ? k : 0;
 }
 
-/* Greedy packing in example order; chunk[] has room for e->n entries. */
-static size_t plan_chunks(const lc_backend *b, const lc_examples *e, lc_chunk *chunk)
+/* Greedy packing in example order, at most max_tokens tokens a call (one
+ * longer example alone); chunk[] has room for e->n entries. */
+static size_t plan_chunks(const lc_backend *b, const lc_examples *e, uint32_t max_tokens,
+                          lc_chunk *chunk)
 {
     size_t max_out = LC_MAX_LOGIT_FLOATS / (size_t)(b->n_vocab > 0 ? b->n_vocab : 1);
     size_t nc = 0;
@@ -425,8 +446,7 @@ static size_t plan_chunks(const lc_backend *b, const lc_examples *e, lc_chunk *c
         uint32_t t = (uint32_t)(e->seqs[i].n_prompt + e->seqs[i].n_target);
         uint32_t o = (uint32_t)chunk_outputs(&e->seqs[i]);
         lc_chunk *c = nc ? &chunk[nc - 1] : NULL;
-        if (!c || c->n == LC_MAX_SEQS || c->tokens + t > LC_CHUNK_TOKENS ||
-            c->outputs + o > max_out) {
+        if (!c || c->n == LC_MAX_SEQS || c->tokens + t > max_tokens || c->outputs + o > max_out) {
             c = &chunk[nc++];
             *c = (lc_chunk){.first = i};
         }
@@ -679,12 +699,15 @@ static void unset_candidate(lc_backend *b, struct llama_adapter_lora *owned)
 static lh_status prepare_chunks(lc_backend *b, const lc_examples *e, lc_chunk *chunks,
                                 size_t *n_chunks, struct llama_batch *batch, lh_error *err)
 {
-    *n_chunks = plan_chunks(b, e, chunks);
-    uint32_t tokens = 0, seqs = 0, outputs = 1;
+    uint32_t longest = 1;
+    for (size_t i = 0; i < e->n; i++)
+        longest = max_u32(longest, (uint32_t)(e->seqs[i].n_prompt + e->seqs[i].n_target));
+    *n_chunks = plan_chunks(b, e, max_u32(longest, LC_CHUNK_TOKENS), chunks);
+    uint32_t tokens = 1, seqs = 1, outputs = 1;
     for (size_t c = 0; c < *n_chunks; c++) {
-        tokens = chunks[c].tokens > tokens ? chunks[c].tokens : tokens;
-        seqs = chunks[c].n > seqs ? (uint32_t)chunks[c].n : seqs;
-        outputs = chunks[c].outputs > outputs ? chunks[c].outputs : outputs;
+        tokens = max_u32(tokens, chunks[c].tokens);
+        seqs = max_u32(seqs, (uint32_t)chunks[c].n);
+        outputs = max_u32(outputs, chunks[c].outputs);
     }
     lh_status s = ensure_context(b, tokens, seqs, outputs, err);
     if (s)
@@ -874,6 +897,7 @@ static const lh_backend_key llamacpp_keys[] = {
     {"base-gguf", 1, "FILE"},
     {"threads", 0, "N"},
     {"gpu-layers", 0, "N"},
+    {"no-repack", 0, "true|false"},
     {"bos", 0, "true|false"},
     {"eos", 0, "true|false"},
     {NULL, 0, NULL},

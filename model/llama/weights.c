@@ -1,7 +1,9 @@
 /* model/llama/weights.c - checkpoint tensors into one F32 blob.
  *
- * Every tensor the config implies is looked up by its Hugging Face name,
- * its shape checked against the config, and converted to F32 once at load;
+ * The checkpoint is model.safetensors, pytorch_model.bin (a torch zip) or
+ * a sharded index of either. Every tensor the config implies is looked up
+ * by its Hugging Face name, its shape checked against the config, and
+ * converted to F32 once at load;
  * afterwards the safetensors mappings are released, so the steady-state
  * footprint is the blob. Tensors the model would not use are an error
  * naming them (they usually mean a different architecture), except the
@@ -14,7 +16,9 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "lib/fsutil.h"
 #include "lib/safetensors.h"
+#include "lib/torchzip.h"
 #include "llama.h"
 
 const char *const nm_proj_names[NM_NPROJ] = {
@@ -284,7 +288,7 @@ static lh_status load_sharded(const nm_model *m, const char *dir, const char *in
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, files[k]);
         lh_safetensors *st = NULL;
-        if ((s = lh_st_open(path, &st, err)))
+        if ((s = lh_tensors_open(path, &st, err)))
             break;
         s = take_file(m, st, ws, n, err);
         lh_st_free(st);
@@ -323,24 +327,29 @@ lh_status nm_model_load_weights(const char *dir, const nm_config *c, nm_model **
         nm_model_free(m);
         return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
     }
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    FILE *probe = fopen(path, "rb");
-    if (probe) {
-        fclose(probe);
+    /* Hugging Face's order: safetensors first, then torch.save files
+     * (read by lib/torchzip, which runs no pickle code). */
+    static const struct { const char *file; int index; } forms[] = {
+        {"model.safetensors", 0}, {"model.safetensors.index.json", 1},
+        {"pytorch_model.bin", 0}, {"pytorch_model.bin.index.json", 1},
+    };
+    size_t f = 0;
+    for (; f < sizeof forms / sizeof forms[0]; f++) {
+        snprintf(path, sizeof path, "%s/%s", dir, forms[f].file);
+        if (lh_path_exists(path))
+            break;
+    }
+    if (f == sizeof forms / sizeof forms[0]) {
+        s = lh_error_set(err, LH_ERR_NOT_FOUND, "%s: no model.safetensors, "
+                         "model.safetensors.index.json, pytorch_model.bin or "
+                         "pytorch_model.bin.index.json", dir);
+    } else if (forms[f].index) {
+        s = load_sharded(m, dir, path, ws, n, err);
+    } else {
         lh_safetensors *st = NULL;
-        if (!(s = lh_st_open(path, &st, err)))
+        if (!(s = lh_tensors_open(path, &st, err)))
             s = take_file(m, st, ws, n, err);
         lh_st_free(st);
-    } else {
-        snprintf(path, sizeof path, "%s/model.safetensors.index.json", dir);
-        probe = fopen(path, "rb");
-        if (!probe) {
-            s = lh_error_set(err, LH_ERR_NOT_FOUND,
-                             "%s: no model.safetensors or model.safetensors.index.json", dir);
-        } else {
-            fclose(probe);
-            s = load_sharded(m, dir, path, ws, n, err);
-        }
     }
     for (size_t i = 0; i < n && !s; i++)
         if (!ws[i].found)

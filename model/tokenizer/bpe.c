@@ -218,6 +218,53 @@ static int merge_parts(const lh_json *m, const char **a, size_t *al, const char 
     return 0;
 }
 
+/* The id tables for ids [0, max(n_model, added ids + 1)): the id -> string
+ * table, the string -> id hash (sized for n_model strings) and added_of. */
+lh_status tk_vocab_alloc(lh_tokenizer *t, long long max_id, size_t n_model, const lh_json *atoks,
+                         size_t n_added, lh_error *err)
+{
+    for (size_t i = 0; i < n_added; i++) {
+        long long id;
+        const lh_json *a = atoks->items[i];
+        if (a->type != LH_JSON_OBJECT || !lh_json_as_int64(lh_json_get(a, "id"), &id) || id < 0 || id >= MAX_IDS)
+            return lh_error_set(err, LH_ERR_FORMAT, "%s: added_tokens[%zu] has no valid 'id'", t->path, i);
+        if (id > max_id) max_id = id;
+    }
+    if (max_id + 1 > (long long)(2 * (n_model + n_added) + 1024))
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: token id %lld is far beyond the %zu tokens defined",
+                            t->path, max_id, n_model + n_added);
+    t->n_ids = (int32_t)(max_id + 1);
+    size_t nid = t->n_ids ? (size_t)t->n_ids : 1;
+    t->model_str = calloc(nid, sizeof *t->model_str);
+    t->model_len = calloc(nid, sizeof *t->model_len);
+    t->added_of = malloc(nid * sizeof *t->added_of);
+    t->vmap_cap = tk_pow2_at_least(2 * n_model + 2);
+    t->vmap = malloc(t->vmap_cap * sizeof *t->vmap);
+    if (!t->model_str || !t->model_len || !t->added_of || !t->vmap)
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
+    for (size_t i = 0; i < nid; i++) t->added_of[i] = -1;
+    for (size_t i = 0; i < t->vmap_cap; i++) t->vmap[i] = -1;
+    return LH_OK;
+}
+
+/* Give id the model string s[0..n); a string given twice keeps the last
+ * id in the string -> id hash, as the library's map does. */
+lh_status tk_vocab_add(lh_tokenizer *t, int32_t id, const char *s, size_t n, lh_error *err)
+{
+    if (t->model_str[id])
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: vocab id %d is given to both '%.64s' and '%.64s'",
+                            t->path, (int)id, t->model_str[id], s);
+    if (!(t->model_str[id] = tk_dup_n(s, n))) return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
+    t->model_len[id] = (uint32_t)n;
+    size_t mask = t->vmap_cap - 1, h = tk_hash_bytes(s, n) & mask;
+    for (; t->vmap[h] >= 0; h = (h + 1) & mask) {
+        int32_t o = t->vmap[h];
+        if (t->model_len[o] == n && memcmp(t->model_str[o], s, n) == 0) break;
+    }
+    t->vmap[h] = id;
+    return LH_OK;
+}
+
 /* Ids, the id -> string table and the string -> id hash of vocab; the
  * added tokens' ids count towards n_ids. */
 static lh_status load_vocab(lh_tokenizer *t, const lh_json *vocab, const lh_json *atoks,
@@ -231,42 +278,13 @@ static lh_status load_vocab(lh_tokenizer *t, const lh_json *vocab, const lh_json
             return lh_error_set(err, LH_ERR_FORMAT, "%s: vocab token '%.64s' has a bad id", t->path, vocab->keys[i]);
         if (id > max_id) max_id = id;
     }
-    for (size_t i = 0; i < n_added; i++) {
-        long long id;
-        const lh_json *a = atoks->items[i];
-        if (a->type != LH_JSON_OBJECT || !lh_json_as_int64(lh_json_get(a, "id"), &id) || id < 0 || id >= MAX_IDS)
-            return lh_error_set(err, LH_ERR_FORMAT, "%s: added_tokens[%zu] has no valid 'id'", t->path, i);
-        if (id > max_id) max_id = id;
-    }
-    if (max_id + 1 > (long long)(2 * (vocab->len + n_added) + 1024))
-        return lh_error_set(err, LH_ERR_FORMAT, "%s: token id %lld is far beyond the %zu tokens defined",
-                            t->path, max_id, vocab->len + n_added);
-    t->n_ids = (int32_t)(max_id + 1);
-    size_t nid = t->n_ids ? (size_t)t->n_ids : 1;
-    t->model_str = calloc(nid, sizeof *t->model_str);
-    t->model_len = calloc(nid, sizeof *t->model_len);
-    t->added_of = malloc(nid * sizeof *t->added_of);
-    t->vmap_cap = tk_pow2_at_least(2 * vocab->len + 2);
-    t->vmap = malloc(t->vmap_cap * sizeof *t->vmap);
-    if (!t->model_str || !t->model_len || !t->added_of || !t->vmap)
-        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
-    for (size_t i = 0; i < nid; i++) t->added_of[i] = -1;
-    for (size_t i = 0; i < t->vmap_cap; i++) t->vmap[i] = -1;
-    for (size_t i = 0; i < vocab->len; i++) {
+    lh_status rc = tk_vocab_alloc(t, max_id, vocab->len, atoks, n_added, err);
+    for (size_t i = 0; i < vocab->len && !rc; i++) {
         long long id;
         lh_json_as_int64(vocab->items[i], &id);
-        const char *k = vocab->keys[i];
-        size_t kl = strlen(k);
-        if (t->model_str[id])
-            return lh_error_set(err, LH_ERR_FORMAT, "%s: vocab id %lld is given to both '%.64s' and '%.64s'",
-                                t->path, id, t->model_str[id], k);
-        if (!(t->model_str[id] = tk_dup_n(k, kl))) return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
-        t->model_len[id] = (uint32_t)kl;
-        size_t mask = t->vmap_cap - 1, h = tk_hash_bytes(k, kl) & mask;
-        while (t->vmap[h] >= 0) h = (h + 1) & mask;
-        t->vmap[h] = (int32_t)id;
+        rc = tk_vocab_add(t, (int32_t)id, vocab->keys[i], strlen(vocab->keys[i]), err);
     }
-    return LH_OK;
+    return rc;
 }
 
 static lh_status load_merges(lh_tokenizer *t, const lh_json *model, lh_error *err)
@@ -340,12 +358,18 @@ static lh_status load_options(lh_tokenizer *t, const lh_json *model, lh_error *e
         if ((t->unk_id = tk_vocab_find(t, v->string, v->len)) < 0)
             return lh_error_set(err, LH_ERR_FORMAT, "%s: unk_token '%.64s' is not in the vocab", t->path, v->string);
     }
+    tk_find_byte_tokens(t);
+    return LH_OK;
+}
+
+/* The <0xXX> byte-fallback tokens' ids, -1 where absent. */
+void tk_find_byte_tokens(lh_tokenizer *t)
+{
     for (int b = 0; b < 256; b++) {
         char name[8];
         snprintf(name, sizeof name, "<0x%02X>", b);
         t->byte_id[b] = tk_vocab_find(t, name, 6);
     }
-    return LH_OK;
 }
 
 lh_status tk_bpe_load(lh_tokenizer *t, const lh_json *root, const lh_json *model, lh_error *err)

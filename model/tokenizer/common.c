@@ -143,6 +143,7 @@ void tk_scratch_release(scratch *s)
     free(s->m.v); free(s->k.v);
     lh_sb_release(&s->tmp);
     free(s->sym_id); free(s->sym_prev); free(s->sym_next); free(s->heap);
+    free(s->uni_best); free(s->uni_path);
     memset(s, 0, sizeof *s);
 }
 

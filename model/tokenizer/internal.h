@@ -1,9 +1,9 @@
 /* model/tokenizer/internal.h - what the tokenizer's stages share: the
  * parsed tokenizer (struct lh_tokenizer and its components), the piece,
  * span and id lists passed from stage to stage, the per-call scratch, and
- * each stage's entry points. Private to model/tokenizer/. A new model (T5's
- * Unigram) is one more file beside bpe.c with its load and word functions
- * declared here. */
+ * each stage's entry points. Private to model/tokenizer/. A model is one
+ * file (bpe.c, unigram.c) with its load and word functions declared here
+ * and a case in tokenizer.c's dispatch. */
 #ifndef LH_TOKENIZER_INTERNAL_H
 #define LH_TOKENIZER_INTERNAL_H
 
@@ -30,11 +30,19 @@ typedef struct merge_slot {
 
 /* ------------------------------------------------------------- components */
 
-enum { N_PREPEND, N_REPLACE, N_NFC };
+enum { N_PREPEND, N_REPLACE, N_NFC, N_PRECOMPILED, N_STRIP };
 
-typedef struct norm_step { int kind; char *a, *b; size_t alen, blen; } norm_step;
+typedef struct tk_charsmap tk_charsmap;
 
-enum { P_BYTELEVEL, P_SPLIT, P_METASPACE };
+typedef struct norm_step {
+    int kind;
+    char *a, *b; size_t alen, blen;   /* Prepend text; Replace pattern and content */
+    pcre2_code *re;                   /* Replace with a Regex pattern */
+    tk_charsmap *cmap;                /* Precompiled */
+    int left, right;                  /* Strip */
+} norm_step;
+
+enum { P_BYTELEVEL, P_SPLIT, P_METASPACE, P_WSSPLIT };
 
 enum { B_REMOVED, B_ISOLATED, B_PREV, B_NEXT, B_CONTIG };
 
@@ -65,8 +73,12 @@ typedef struct added_tok {
     int special, lstrip, rstrip, single_word, normalized;
 } added_tok;
 
+typedef struct tk_unigram tk_unigram;
+typedef struct uni_node uni_node;
+
 struct lh_tokenizer {
     char *path;
+    tk_unigram *uni;                  /* the Unigram model, NULL for BPE */
     int32_t n_ids;                    /* max id + 1 over vocab and added tokens */
     char **model_str;                 /* [n_ids] model vocab string per id, NULL for gaps */
     uint32_t *model_len;              /* [n_ids] */
@@ -84,6 +96,11 @@ struct lh_tokenizer {
     int has_decoder;
     dec_step *dec; size_t n_dec;      /* [n_dec] */
     pcre2_code *word_re;              /* WORD_CLASS, for single_word added tokens */
+    int32_t *post_ids;                /* [n_post_pre + n_post_suf] ids the post-processor puts
+                                         before and after a single text */
+    size_t n_post_pre, n_post_suf;
+    char *post_error;                 /* why the post_processor cannot be applied, or NULL */
+    lh_status post_code;              /* and its status */
     char byte_char[256][3];           /* GPT-2 byte -> UTF-8 of its printable stand-in */
     unsigned char byte_char_len[256];
     int16_t char_byte[324];           /* inverse, by code point; -1 if none */
@@ -109,6 +126,9 @@ typedef struct scratch {
     /* BPE */
     int32_t *sym_id, *sym_prev, *sym_next; size_t sym_cap; /* [sym_cap] */
     struct heap_e { int32_t rank, pos, new_id; } *heap; size_t heap_cap; /* [heap_cap] */
+    /* Unigram: per byte end, the best segmentation of the word up to it */
+    struct uni_node { float score; int32_t start, id; } *uni_best; /* [uni_cap]; start -1: none yet */
+    int32_t *uni_path; size_t uni_cap;                            /* [uni_cap] */
 } scratch;
 
 /* ------------------------------------------------------------ BPE */
@@ -174,11 +194,32 @@ lh_status tk_parse_pre(lh_tokenizer *t, const lh_json *j, int depth, lh_error *e
 
 /* bpe.c */
 int32_t tk_vocab_find(const lh_tokenizer *t, const char *s, size_t n);
+lh_status tk_vocab_alloc(lh_tokenizer *t, long long max_id, size_t n_model, const lh_json *atoks,
+                         size_t n_added, lh_error *err);
+lh_status tk_vocab_add(lh_tokenizer *t, int32_t id, const char *s, size_t n, lh_error *err);
+void tk_find_byte_tokens(lh_tokenizer *t);
 void tk_iv_push(idvec *x, int32_t id);
 lh_status tk_bpe_word(const lh_tokenizer *t, scratch *sc, const char *s, size_t n, idvec *out,
                       lh_error *err);
 /* Reads root's "model" (a BPE object) and then its added tokens. */
 lh_status tk_bpe_load(lh_tokenizer *t, const lh_json *root, const lh_json *model, lh_error *err);
+
+/* unigram.c */
+/* Reads root's "model" (a Unigram object), its added tokens, and builds
+ * the piece trie. */
+lh_status tk_unigram_load(lh_tokenizer *t, const lh_json *root, const lh_json *model, lh_error *err);
+lh_status tk_unigram_word(const lh_tokenizer *t, scratch *sc, const char *s, size_t n, idvec *out,
+                          lh_error *err);
+void tk_unigram_free(tk_unigram *u);
+
+/* charsmap.c: sentencepiece's precompiled_charsmap */
+lh_status tk_charsmap_parse(const lh_tokenizer *t, const char *b64, size_t n, tk_charsmap **out,
+                            lh_error *err);
+void tk_charsmap_normalize(const tk_charsmap *m, const char *s, size_t n, lh_sb *out);
+void tk_charsmap_free(tk_charsmap *m);
+
+/* post.c: the post_processor */
+lh_status tk_parse_post(lh_tokenizer *t, const lh_json *j, lh_error *err);
 
 /* decode.c */
 lh_status tk_parse_decoder(lh_tokenizer *t, const lh_json *j, int depth, lh_error *err);

@@ -1,6 +1,8 @@
 /* model/tokenizer/normalize.c - the normalizer stage: NFC (tables in
- * nfc_tables.h, built by tools/make_nfc_table.py), Prepend and Replace, and
- * their Sequence, read from tokenizer.json "normalizer". */
+ * nfc_tables.h, built by tools/make_nfc_table.py), Precompiled
+ * (sentencepiece's charsmap, charsmap.c), Prepend, Replace (a string or a
+ * regex), Strip, and their Sequence, read from tokenizer.json
+ * "normalizer". */
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -159,6 +161,56 @@ static int nfc_apply(const char *s, size_t n, lh_sb *out)
 
 /* ------------------------------------------------------------ normalizer */
 
+/* Every match of re in s[0..n) replaced by rep; an empty match moves on by
+ * one character, as the library's iterator does. */
+static lh_status regex_replace(const lh_tokenizer *t, pcre2_code *re, const char *s, size_t n,
+                               const char *rep, size_t rl, lh_sb *out, lh_error *err)
+{
+    pcre2_match_data *md = pcre2_match_data_create(1, NULL);
+    if (!md) return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
+    size_t prev = 0, off = 0;
+    lh_status rc = LH_OK;
+    while (off <= n) {
+        int r = pcre2_match(re, (PCRE2_SPTR)s, n, off, PCRE2_NO_UTF_CHECK, md, NULL);
+        if (r == PCRE2_ERROR_NOMATCH) break;
+        if (r < 0) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(r, msg, sizeof msg);
+            rc = lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: normalizer 'Replace' regex failed on the text: %s",
+                              t->path, (const char *)msg);
+            break;
+        }
+        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+        size_t ms = ov[0], me = ov[1];
+        if (ms > n || me > n || me < ms || ms < prev) break;
+        lh_sb_append_n(out, s + prev, ms - prev);
+        lh_sb_append_n(out, rep, rl);
+        prev = me;
+        off = me > ms ? me : (ms < n ? ms + tk_utf8_len(s + ms) : n + 1);
+        if (me == ms && ms < n) { /* keep the character the empty match stood before */
+            lh_sb_append_n(out, s + ms, off - ms);
+            prev = off;
+        }
+    }
+    pcre2_match_data_free(md);
+    if (prev < n) lh_sb_append_n(out, s + prev, n - prev);
+    return rc;
+}
+
+/* s[0..n) without leading (left) and trailing (right) White_Space. */
+static void strip_into(const char *s, size_t n, int left, int right, lh_sb *out)
+{
+    size_t a = 0, e = n;
+    while (left && a < e && tk_is_space_cp(tk_utf8_cp(s + a))) a += tk_utf8_len(s + a);
+    while (right && e > a) {
+        size_t q = e - 1;
+        while (q > a && ((unsigned char)s[q] & 0xC0) == 0x80) q--;
+        if (!tk_is_space_cp(tk_utf8_cp(s + q))) break;
+        e = q;
+    }
+    lh_sb_append_n(out, s + a, e - a);
+}
+
 lh_status tk_normalize(const lh_tokenizer *t, const char *s, size_t n, lh_sb *out, lh_error *err)
 {
     lh_sb a, b;
@@ -172,6 +224,13 @@ lh_status tk_normalize(const lh_tokenizer *t, const char *s, size_t n, lh_sb *ou
         if (st->kind == N_PREPEND) {
             if (len) lh_sb_append_n(&b, st->a, st->alen);
             lh_sb_append_n(&b, cur, len);
+        } else if (st->kind == N_PRECOMPILED) {
+            tk_charsmap_normalize(st->cmap, cur, len, &b);
+        } else if (st->kind == N_STRIP) {
+            strip_into(cur, len, st->left, st->right, &b);
+        } else if (st->kind == N_REPLACE && st->re) {
+            lh_status rc = regex_replace(t, st->re, cur, len, st->b, st->blen, &b, err);
+            if (rc) { lh_sb_release(&a); lh_sb_release(&b); return rc; }
         } else if (st->kind == N_REPLACE) {
             for (size_t j = 0; j < len;) {
                 if (st->alen && j + st->alen <= len && memcmp(cur + j, st->a, st->alen) == 0) {
@@ -223,23 +282,39 @@ lh_status tk_parse_normalizer(lh_tokenizer *t, const lh_json *j, int depth, lh_e
         st.a = tk_dup_n(s, sn); st.alen = sn;
     } else if (strcmp(type, "Replace") == 0) {
         const lh_json *pat = lh_json_get(j, "pattern");
-        if (lh_json_get(pat, "Regex"))
-            return lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: unsupported normalizer 'Replace' with a Regex pattern", t->path);
-        if ((rc = tk_req_string(t, pat, "String", "normalizer 'Replace' pattern", &s, &sn, err))) return rc;
+        int is_re = lh_json_get(pat, "Regex") != NULL;
+        if ((rc = tk_req_string(t, pat, is_re ? "Regex" : "String", "normalizer 'Replace' pattern", &s, &sn, err)))
+            return rc;
         if ((rc = tk_req_string(t, j, "content", "normalizer 'Replace'", &c, &cn, err))) return rc;
         if (sn == 0) return lh_error_set(err, LH_ERR_FORMAT, "%s: normalizer 'Replace' has an empty pattern", t->path);
+        if (is_re && (rc = tk_compile_re(t, s, sn, &st.re, "normalizer 'Replace'", err))) return rc;
         st.kind = N_REPLACE;
         st.a = tk_dup_n(s, sn); st.alen = sn;
         st.b = tk_dup_n(c, cn); st.blen = cn;
         if (!st.b) { free(st.a); st.a = NULL; }
     } else if (strcmp(type, "NFC") == 0) {
         st.kind = N_NFC;
+    } else if (strcmp(type, "Precompiled") == 0) {
+        const lh_json *cm = lh_json_get(j, "precompiled_charsmap");
+        st.kind = N_PRECOMPILED;
+        /* An empty or null table maps nothing, as in the library. */
+        if (!cm || cm->type == LH_JSON_NULL || (cm->type == LH_JSON_STRING && cm->len == 0)) return LH_OK;
+        if ((rc = tk_req_string(t, j, "precompiled_charsmap", "normalizer 'Precompiled'", &s, &sn, err))) return rc;
+        if ((rc = tk_charsmap_parse(t, s, sn, &st.cmap, err))) return rc;
+    } else if (strcmp(type, "Strip") == 0) {
+        st.kind = N_STRIP;
+        if ((rc = tk_opt_bool(t, j, "strip_left", 1, &st.left, "normalizer 'Strip'", err))) return rc;
+        if ((rc = tk_opt_bool(t, j, "strip_right", 1, &st.right, "normalizer 'Strip'", err))) return rc;
     } else {
         return lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: unsupported normalizer '%s'", t->path, type);
     }
-    if (st.kind != N_NFC && !st.a) return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
+    int needs_a = st.kind == N_PREPEND || st.kind == N_REPLACE;
+    if (needs_a && !st.a) { pcre2_code_free(st.re); return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path); }
     norm_step *v = realloc(t->norm, (t->n_norm + 1) * sizeof *v);
-    if (!v) { free(st.a); free(st.b); return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path); }
+    if (!v) {
+        free(st.a); free(st.b); pcre2_code_free(st.re); tk_charsmap_free(st.cmap);
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
+    }
     t->norm = v;
     t->norm[t->n_norm++] = st;
     return LH_OK;

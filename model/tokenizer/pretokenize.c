@@ -1,5 +1,6 @@
 /* model/tokenizer/pretokenize.c - the pre-tokenizer stage: ByteLevel,
- * Split (regex or literal, every split behaviour) and Metaspace, and their
+ * Split (regex or literal, every split behaviour), WhitespaceSplit and
+ * Metaspace, and their
  * Sequence, read from tokenizer.json "pre_tokenizer". Each turns one
  * normalized piece into the words the model encodes. */
 #include <limits.h>
@@ -166,6 +167,15 @@ lh_status tk_pre_one(const lh_tokenizer *t, scratch *sc, const pre_step *st, con
         if (sc->m.failed || sc->k.failed) return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
         push_kept(out, s, &sc->k, orig0);
         return LH_OK;
+    case P_WSSPLIT:
+        for (size_t i = 0; i < n;) {
+            while (i < n && tk_is_space_cp(tk_utf8_cp(s + i))) i += tk_utf8_len(s + i);
+            size_t w = i;
+            while (i < n && !tk_is_space_cp(tk_utf8_cp(s + i))) i += tk_utf8_len(s + i);
+            if (i > w) tk_pl_push(out, s + w, i - w, orig0 && w == 0, -1);
+        }
+        if (out->failed) return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
+        return LH_OK;
     case P_METASPACE: {
         tmp->len = 0;
         for (size_t i = 0; i < n; i++) {
@@ -291,6 +301,10 @@ lh_status tk_parse_pre(lh_tokenizer *t, const lh_json *j, int depth, lh_error *e
         if ((rc = tk_opt_bool(t, j, "split", 1, &st.split, "pre-tokenizer 'Metaspace'", err))) return rc;
         if (!(st.lit = tk_dup_n(s, sn))) return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path);
         st.litlen = sn;
+        return push_pre(t, &st, err);
+    }
+    if (strcmp(type, "WhitespaceSplit") == 0) {
+        st.kind = P_WSSPLIT;
         return push_pre(t, &st, err);
     }
     if (strcmp(type, "Digits") == 0) {

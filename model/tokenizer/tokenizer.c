@@ -9,13 +9,14 @@
  *      on each piece, as in the library), then added tokens with
  *      normalized=true are cut out, compared in their normalized form;
  *   3. the pre-tokenizer chain splits each piece into words;
- *   4. BPE turns each word into ids, merges applied lowest rank first
- *      (leftmost on ties): short words by scanning their pair ranks, long
- *      ones from a heap, so long words stay O(n log n).
+ *   4. the model turns each word into ids: BPE (bpe.c) with merges
+ *      applied lowest rank first (leftmost on ties), or Unigram
+ *      (unigram.c) by the most probable segmentation.
  * Decoding maps ids to token strings and runs the decoder chain.
  *
- * Where this differs from the library, on purpose or by necessity: the
- * post_processor is ignored (the caller adds BOS/EOS); offsets are not
+ * The post_processor's tokens (T5's </s>, Llama's <s>) are added only by
+ * lh_tokenizer_post_process (post.c): the caller decides.
+ * Where this differs from the library, on purpose or by necessity: offsets are not
  * tracked, except whether a piece starts the original text (Metaspace
  * prepend_scheme "first"; a piece cut right after a prepended normalizer
  * character does not count as starting it); regexes run on PCRE2, with \s
@@ -147,8 +148,11 @@ lh_status lh_tokenizer_encode(const lh_tokenizer *t, const char *text, int allow
             plist tmp = a; a = c; c = tmp;
         }
         if (a.failed || c.failed) { rc = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", t->path); goto done; }
-        for (size_t j = 0; j < a.n; j++)
-            if ((rc = tk_bpe_word(t, &sc, tk_pl_str(&a, j), a.v[j].len, &out, err))) goto done;
+        for (size_t j = 0; j < a.n; j++) {
+            rc = t->uni ? tk_unigram_word(t, &sc, tk_pl_str(&a, j), a.v[j].len, &out, err)
+                        : tk_bpe_word(t, &sc, tk_pl_str(&a, j), a.v[j].len, &out, err);
+            if (rc) goto done;
+        }
     }
     /* Never NULL, even for no ids: callers memcpy from it. */
     if (!out.v && !out.failed && !(out.v = malloc(sizeof *out.v))) out.failed = 1;
@@ -222,8 +226,8 @@ lh_status tk_load_added(lh_tokenizer *t, const lh_json *atoks, size_t n_added, l
     return LH_OK;
 }
 
-/* The "model" object, by its type; BPE is the one there is (a file without
- * a type but with merges is BPE too, as the library reads it). */
+/* The "model" object, by its type: BPE (bpe.c; a file without a type but
+ * with merges is BPE too, as the library reads it) or Unigram (unigram.c). */
 static lh_status load_model(lh_tokenizer *t, const lh_json *root, lh_error *err)
 {
     const lh_json *model = lh_json_get(root, "model");
@@ -231,6 +235,7 @@ static lh_status load_model(lh_tokenizer *t, const lh_json *root, lh_error *err)
         return lh_error_set(err, LH_ERR_FORMAT, "%s: no 'model' object", t->path);
     const char *type;
     if (tk_type_is(model, &type)) {
+        if (strcmp(type, "Unigram") == 0) return tk_unigram_load(t, root, model, err);
         if (strcmp(type, "BPE") != 0)
             return lh_error_set(err, LH_ERR_UNSUPPORTED, "%s: unsupported model '%s'", t->path, type);
     } else if (!lh_json_get(model, "merges")) {
@@ -303,6 +308,7 @@ lh_status lh_tokenizer_load(const char *path, lh_tokenizer **out, lh_error *err)
     if ((rc = tk_parse_normalizer(t, nj, 0, err))) goto fail;
     if ((rc = tk_parse_pre(t, lh_json_get(root, "pre_tokenizer"), 0, err))) goto fail;
     if ((rc = tk_parse_decoder(t, lh_json_get(root, "decoder"), 0, err))) goto fail;
+    if ((rc = tk_parse_post(t, lh_json_get(root, "post_processor"), err))) goto fail;
     if ((rc = index_added(t, err))) goto fail;
     lh_json_free(root);
     *out = t;
@@ -320,13 +326,19 @@ void lh_tokenizer_free(lh_tokenizer *t)
     free(t->model_str); free(t->model_len); free(t->added_of); free(t->vmap); free(t->mmap);
     for (size_t i = 0; i < t->n_added; i++) { free(t->added[i].content); free(t->added[i].ncontent); }
     free(t->added); free(t->by_byte);
-    for (size_t i = 0; i < t->n_norm; i++) { free(t->norm[i].a); free(t->norm[i].b); }
+    for (size_t i = 0; i < t->n_norm; i++) {
+        free(t->norm[i].a); free(t->norm[i].b);
+        pcre2_code_free(t->norm[i].re);
+        tk_charsmap_free(t->norm[i].cmap);
+    }
     free(t->norm);
     for (size_t i = 0; i < t->n_pre; i++) { pcre2_code_free(t->pre[i].re); free(t->pre[i].lit); }
     free(t->pre);
     for (size_t i = 0; i < t->n_dec; i++) { free(t->dec[i].a); free(t->dec[i].b); }
     free(t->dec);
     pcre2_code_free(t->word_re);
+    tk_unigram_free(t->uni);
+    free(t->post_ids); free(t->post_error);
     free(t->path);
     free(t);
 }

@@ -1,6 +1,8 @@
 /* model/tokenizer/tokenizer.h - tokenizer.json (Hugging Face tokenizers).
  *
- * Supported: BPE models with
+ * Supported: Unigram models (T5, Flan-T5: the Precompiled charsmap
+ * normalizer with Replace/Strip around it, Metaspace or WhitespaceSplit
+ * pre-tokenizers, byte fallback) and BPE models with
  *  - the ByteLevel pre-tokenizer/decoder (GPT-2, Llama 3, Qwen2 style),
  *    optionally inside a Sequence with a Split pre-tokenizer whose regex is
  *    run as written with PCRE2;
@@ -8,8 +10,8 @@
  *    Replace(" ", "▁") normalizer, byte_fallback <0xXX> tokens; Llama 2,
  *    TinyLlama, Mistral style);
  * added and special tokens (matched before the model), merges by rank.
- * Anything else (WordPiece, Unigram, unknown normalizers or pre-tokenizers)
- * is refused, naming the component. */
+ * Anything else (WordPiece, unknown normalizers or pre-tokenizers) is
+ * refused, naming the component. */
 #ifndef LH_TOKENIZER_H
 #define LH_TOKENIZER_H
 
@@ -28,6 +30,11 @@ void lh_tokenizer_free(lh_tokenizer *t);
  * matched when allow_special is non-zero. */
 lh_status lh_tokenizer_encode(const lh_tokenizer *t, const char *text, int allow_special,
                               int32_t **ids, size_t *n, lh_error *err);
+/* Add the post_processor's special tokens around the ids of one text
+ * (*ids [*n], from lh_tokenizer_encode, is reallocated): T5's </s> after
+ * it, Llama's <s> before it; nothing for a tokenizer without one. An
+ * unsupported post_processor type is an error naming it. */
+lh_status lh_tokenizer_post_process(const lh_tokenizer *t, int32_t **ids, size_t *n, lh_error *err);
 /* Decode ids [n] to a malloc'd UTF-8 string (special tokens skipped when
  * skip_special is non-zero). */
 lh_status lh_tokenizer_decode(const lh_tokenizer *t, const int32_t *ids, size_t n,

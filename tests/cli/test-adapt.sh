@@ -322,3 +322,29 @@ if [ -d "$NF/a" ]; then
     fi
 fi
 tmp_empty "the end"
+
+# --format gguf: OUTDIR/adapter.gguf for llama.cpp, the adapter the PEFT output holds
+Z="$TOP/examples/zoo"
+ZM="$Z/modules/add1,$Z/modules/sub1"
+expect_exit 0 "$LORAHUB" adapt --base "$Z/base" --modules "$ZM" --examples "$Z/tasks/add2/fewshot.jsonl" \
+    --budget 4 -o zp
+expect_exit 0 "$LORAHUB" adapt --base "$Z/base" --modules "$ZM" --examples "$Z/tasks/add2/fewshot.jsonl" \
+    --budget 4 -o zg --format gguf
+[ "$(ls zg)" = adapter.gguf ] || fail "zg holds $(ls zg)"
+expect_exit 0 "$LORAHUB" convert zg/adapter.gguf zgp
+cmp zgp/adapter_model.safetensors zp/adapter_model.safetensors || fail "--format gguf differs"
+# GGUF modules found in a directory give the same search
+mkdir gh
+expect_exit 0 "$LORAHUB" convert "$Z/modules/add1" gh/add1.gguf --base "$Z/base"
+expect_exit 0 "$LORAHUB" convert "$Z/modules/sub1" gh/sub1.gguf --base "$Z/base"
+expect_exit 0 "$LORAHUB" adapt --base "$Z/base" --modules gh --examples "$Z/tasks/add2/fewshot.jsonl" \
+    --budget 4 -o zgh
+cmp zgh/adapter_model.safetensors zp/adapter_model.safetensors || fail "GGUF modules differ"
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" -o g \
+    --format gguf
+expect_one_line_error
+expect_err_contains "--format gguf needs the base model"
+[ ! -e g ] || fail "g written"
+expect_exit 2 "$LORAHUB" adapt --base "$Z/base" --modules gh --examples task.jsonl -o g --format onnx
+[ ! -e g ] || fail "g written"
+tmp_empty "gguf"

@@ -120,3 +120,21 @@ expect_err_contains "standard input cannot hold both"
 unchanged "stdin twice"
 # the merged output from before is untouched by the failed attempts
 [ -s merged/adapter_model.safetensors ] || fail "merged lost"
+
+# ---- GGUF: a llama.cpp adapter out (-o OUT.gguf --base), GGUF modules in ----
+mkdir gbase
+printf '{"model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 4,
+ "num_key_value_heads": 2}\n' >gbase/config.json
+expect_exit 0 "$LORAHUB" compose -m cat -w 0.5,1 --base gbase -o c.gguf hub/task1 hub/task2
+expect_out_contains "into c.gguf"
+expect_exit 0 "$LORAHUB" compose -m cat -w 0.5,1 -o cdir hub/task1 hub/task2
+expect_exit 0 "$LORAHUB" convert c.gguf cback
+cmp cback/adapter_model.safetensors cdir/adapter_model.safetensors || fail "GGUF compose differs"
+expect_exit 0 "$LORAHUB" convert hub/task1 t1.gguf --base gbase
+expect_exit 0 "$LORAHUB" compose -m cat -w 0.5,1 -o cdir2 t1.gguf hub/task2
+cmp cdir2/adapter_model.safetensors cdir/adapter_model.safetensors || fail "GGUF module differs"
+bad 2 "a .gguf output needs the base model" -m cat -o c2.gguf hub/task1
+bad 1 "qwen2.gguf: a GGUF adapter for architecture 'qwen2', but the base model is 'llama'" \
+    -m cat --base gbase -o c3 "$TOP/tests/fixtures/gguf/qwen2.gguf" hub/task1
+bad 1 "c.gguf' already exists" -m cat --base gbase -o c.gguf hub/task1
+expect_exit 0 "$LORAHUB" compose -m cat --force --base gbase -o c.gguf hub/task1

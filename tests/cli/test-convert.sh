@@ -91,16 +91,18 @@ expect_err_contains "adapter_config.json"
 bad missing
 mkdir pk && cp in/adapter_config.json pk/ && printf 'x' >pk/adapter_model.bin
 bad pk
-expect_err_contains "pickle"
+expect_err_contains "not a torch zip file"
 
 # the EXAMPLES of man/lorahub-convert.1, run as written
 mkdir hub
 "$T/gen_peft" hub/code 8 --layers 2 --r 4 --rslora --layer-rank 1=8
 "$T/gen_mos" math.mos.safetensors 10 2 q_proj,v_proj 32:32,32:16 4 2 1
-mkdir code-portable
+mkdir code-portable hub/base
+printf '{"model_type": "llama", "num_hidden_layers": 2, "num_attention_heads": 4,
+ "num_key_value_heads": 2}\n' >hub/base/config.json
 sed -n '/^\.Sh EXAMPLES/,/^\.Sh SEE/p' "$TOP/man/lorahub-convert.1" |
     sed -n 's/^\.Dl \$ //p' | sed -e 's/\\&//g' -e 's/\\e/\\/g' >ex.cmds
-[ "$(wc -l <ex.cmds)" -eq 2 ] || fail "expected 2 examples in lorahub-convert.1"
+[ "$(wc -l <ex.cmds)" -eq 3 ] || fail "expected 3 examples in lorahub-convert.1"
 lorahub() { "$LORAHUB" "$@"; }
 while IFS= read -r cmd; do
     eval "$cmd" </dev/null >ex.out 2>ex.err || { cat ex.err >&2; fail "man example failed: $cmd"; }
@@ -109,4 +111,69 @@ expect_exit 0 "$LORAHUB" inspect --json math-peft code-portable
 expect_out_contains '"dtypes":["BF16"]'
 expect_out_contains '"use_rslora":false'
 grep -q '"use_rslora":true' "$TMP/out" && fail "rslora survived the conversion"
+expect_exit 0 "$LORAHUB" inspect --json code.gguf
+expect_out_contains '"format":"gguf"'
+expect_out_contains '"dtypes":["F16"]'
+
+# ---- GGUF: llama.cpp LoRA adapters ----
+FIX="$TOP/tests/fixtures/gguf"
+mkdir base
+printf '{"model_type": "llama", "num_hidden_layers": 3, "num_attention_heads": 4,
+ "num_key_value_heads": 2}\n' >base/config.json
+expect_exit 2 "$LORAHUB" convert in g.gguf
+expect_err_contains "a .gguf output needs the base model"
+[ ! -e g.gguf ] || fail "usage error wrote g.gguf"
+# rank 4 with rank 8 in layer 1, lora_alpha 16: alpha/r is the scale of every
+# target, so the file holds the bytes as they are and converts back exactly
+expect_exit 0 "$LORAHUB" convert in g.gguf --base base
+[ ! -s "$TMP/out" ] || fail "convert printed on stdout"
+expect_exit 0 "$LORAHUB" inspect --json g.gguf
+expect_out_contains '"format":"gguf"'
+expect_out_contains '"n_params":1792'
+expect_out_contains '{"name":"model.layers.1.self_attn.v_proj","r":8,"d_in":32,"d_out":16,"alpha":16,"scale":2}'
+expect_exit 0 "$LORAHUB" convert g.gguf gback
+expect_exit 0 "$LORAHUB" convert in gref
+cmp gback/adapter_model.safetensors gref/adapter_model.safetensors || fail "PEFT -> GGUF -> PEFT changed"
+cmp gback/adapter_config.json gref/adapter_config.json || fail "configs differ"
+# F16 and a GGUF base model (gguf-py wrote its header): arch and heads from its keys
+expect_exit 0 "$LORAHUB" convert --dtype f16 g.gguf g16.gguf --base "$FIX/base-llama.gguf"
+# an adapter is not a base model: it has no llama.attention.head_count
+expect_exit 1 "$LORAHUB" convert --dtype f16 g.gguf g16b.gguf --base g.gguf
+expect_err_contains "head counts"
+[ ! -e g16b.gguf ] || fail "g16b.gguf written"
+expect_exit 1 "$LORAHUB" convert --dtype f16 g.gguf g16.gguf --base base
+expect_one_line_error
+expect_err_contains "g16.gguf: already exists (use --force to replace it)"
+expect_exit 0 "$LORAHUB" convert --force --dtype f16 g.gguf g16.gguf --base base
+expect_exit 0 "$LORAHUB" inspect --json g16.gguf
+expect_out_contains '"dtypes":["F16"]'
+# MoS -> GGUF
+expect_exit 0 "$LORAHUB" convert m.safetensors m.gguf --base base
+expect_exit 0 "$LORAHUB" inspect --json m.gguf
+expect_out_contains '"n_targets":6'
+# a GGUF adapter written by llama.cpp's gguf-py: its heads come from --base
+expect_exit 0 "$LORAHUB" convert "$FIX/llama-f32.gguf" fx --base "$FIX/base-llama"
+expect_exit 0 "$LORAHUB" convert "$FIX/llama-peft" fxref
+cmp fx/adapter_model.safetensors fxref/adapter_model.safetensors || fail "gguf-py fixture differs"
+# refusals: one line naming the file, nothing written
+bad "$FIX/llama-f32.gguf"
+expect_err_contains "llama-f32.gguf: "
+expect_err_contains "give the base model (--base)"
+bad "$FIX/qwen2.gguf" --base base
+expect_err_contains "qwen2.gguf: a GGUF adapter for architecture 'qwen2', but the base model is 'llama'"
+bad in --base nowhere
+expect_err_contains "cannot open base model 'nowhere'"
+head -c $(($(wc -c <g.gguf) - 10)) g.gguf >cut.gguf
+bad cut.gguf
+expect_err_contains "cut.gguf: tensor "
+expect_err_contains "runs past the end of the file"
+head -c 200 g.gguf >cut.gguf
+bad cut.gguf
+expect_err_contains "cut.gguf: 9 key/value pairs and 12 tensors cannot fit in a file of 200 bytes"
+mkdir gpt2 && printf '{"model_type": "gpt2"}\n' >gpt2/config.json
+expect_exit 1 "$LORAHUB" convert in x.gguf --base gpt2
+expect_one_line_error
+expect_err_contains "no GGUF tensor-name map for architecture 'gpt2'"
+[ ! -e x.gguf ] || fail "x.gguf written"
+ls | grep -q '\.tmp' && fail "temporary left behind"
 true

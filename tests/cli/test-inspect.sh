@@ -103,15 +103,18 @@ h4=$(sed -n 4p "$TMP/out" | grep -o '"routing_hash":"[0-9a-f]*"')
 mkdir hub
 "$T/gen_peft" hub/math 7 --layers 2 --r 4
 "$T/gen_peft" hub/code 8 --layers 2 --r 8
+mkdir lorahub && cp -r "$TOP/tests/fixtures/torch/t5-lora" lorahub/flan_t5_large-glue_sst2
 sed -n '/^\.Sh EXAMPLES/,/^\.Sh SEE/p' "$TOP/man/lorahub-inspect.1" |
     sed -n 's/^\.Dl \$ //p' | sed -e 's/\\&//g' -e 's/\\e/\\/g' >ex.cmds
-[ "$(wc -l <ex.cmds)" -eq 2 ] || fail "expected 2 examples in lorahub-inspect.1"
+[ "$(wc -l <ex.cmds)" -eq 3 ] || fail "expected 3 examples in lorahub-inspect.1"
 lorahub() { "$LORAHUB" "$@"; }
 while IFS= read -r cmd; do
     case $cmd in *jq*) command -v jq >/dev/null || continue ;; esac
     eval "$cmd" </dev/null >ex.out 2>ex.err || { cat ex.err >&2; fail "man example failed: $cmd"; }
     case $cmd in
     *jq*) printf 'hub/code\t8\nhub/math\t4\n' | cmp -s - ex.out || fail "jq example gave: $(cat ex.out)" ;;
+    *flan_t5*) grep -q 'stacks      encoder 4, decoder 4, cross-attention 4' ex.out ||
+        fail "the torch .bin example lacks the stack counts" ;;
     *) grep -q 'model.layers.1.self_attn.v_proj  r 4' ex.out || fail "-v example lacks the targets" ;;
     esac
 done <ex.cmds
