@@ -115,6 +115,13 @@ static struct curl_slist *json_headers(void)
     return h2;
 }
 
+/* curl's progress callback: a non-zero return aborts the transfer. */
+static int on_progress(void *ud, curl_off_t dt, curl_off_t dn, curl_off_t ut, curl_off_t un)
+{
+    const sv_backend *b = ud;
+    return b->interrupt && *b->interrupt;
+}
+
 /* Set up h for METHOD url+path (POST when body is not NULL), the answer
  * into *resp. */
 static void setup_request(CURL *h, const sv_backend *b, const sv_server *s, const char *path,
@@ -130,6 +137,9 @@ static void setup_request(CURL *h, const sv_backend *b, const sv_server *s, cons
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf);
     curl_easy_setopt(h, CURLOPT_PROXY, "");      /* loopback and fleets: never a proxy */
     curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
+    curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+    curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+    curl_easy_setopt(h, CURLOPT_XFERINFODATA, (void *)b);
     if (b->timeout > 0)
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, (long)(b->timeout * 1000.0));
     if (body) {
@@ -143,6 +153,8 @@ static void setup_request(CURL *h, const sv_backend *b, const sv_server *s, cons
 static lh_status request_result(CURL *h, CURLcode rc, const sv_server *s, const char *path,
                                 const lh_sb *resp, const char *errbuf, lh_error *err)
 {
+    if (rc == CURLE_ABORTED_BY_CALLBACK)
+        return lh_error_set(err, LH_ERR_INTERRUPTED, "interrupted");
     if (rc != CURLE_OK)
         return lh_error_set(err, LH_ERR_BACKEND, "server %s%s: %s", s->url, path,
                             errbuf[0] ? errbuf : curl_easy_strerror(rc));
@@ -150,9 +162,12 @@ static lh_status request_result(CURL *h, CURLcode rc, const sv_server *s, const 
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code);
     if (lh_sb_failed(resp))
         return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
+    /* 400: the request itself is wrong (an example longer than the
+     * server's context, say): every server would refuse it. */
     if (code != 200)
-        return lh_error_set(err, LH_ERR_BACKEND, "server %s%s: HTTP status %ld%s%.200s", s->url,
-                            path, code, resp->len ? ": " : "", resp->len ? resp->buf : "");
+        return lh_error_set(err, code == 400 ? LH_ERR_ARG : LH_ERR_BACKEND,
+                            "server %s%s: HTTP status %ld%s%.200s", s->url, path, code,
+                            resp->len ? ": " : "", resp->len ? resp->buf : "");
     return LH_OK;
 }
 
@@ -526,8 +541,11 @@ static lh_status tokenize_any(sv_backend *b, const char *text, long **ids, char 
             s->fails = 0;
             return LH_OK;
         }
-        if (st == LH_ERR_NOMEM)
-            return lh_error_set(err, st, "out of memory");
+        if (st == LH_ERR_NOMEM || st == LH_ERR_INTERRUPTED || st == LH_ERR_ARG) {
+            *err = last;
+            err->code = st == LH_ERR_ARG ? LH_ERR_BACKEND : st;
+            return lh_error_one_line(err->code, err);
+        }
         server_failed(b, s, &last);
     }
     return no_server_left(err, &last);
@@ -850,8 +868,13 @@ static lh_status task_finish(sv_backend *b, sv_run *r, sv_task *t, CURLcode rc, 
     if (!st)
         st = read_completion(b, s, t->example, t->seg, j, &t->nll, &r->last);
     lh_json_free(j);
-    if (st == LH_ERR_NOMEM)
-        return lh_error_set(err, st, "out of memory");
+    if (st == LH_ERR_NOMEM || st == LH_ERR_INTERRUPTED)
+        return lh_error_set(err, st, st == LH_ERR_NOMEM ? "out of memory" : "interrupted");
+    if (st == LH_ERR_ARG) {
+        *err = r->last;
+        err->code = LH_ERR_BACKEND;
+        return lh_error_one_line(LH_ERR_BACKEND, err);
+    }
     int si = t->server;
     task_stop(b, t);
     if (!st) {

@@ -134,6 +134,12 @@ expect_exit 1 "$LORAHUB" adapt -q --server "$S1" --modules mods.txt --examples "
     --method lorahub --budget 2 -o merged
 expect_err_contains "need a merged file per candidate"
 
+# ---- an example longer than a server's context: refused at once, no server dropped ----
+awk 'BEGIN { s = ""; for (i = 0; i < 1500; i++) s = s "a "; printf "{\"input\": \"%s\", \"output\": \"b\"}\n", s }' >long.jsonl
+expect_exit 1 "$LORAHUB" eval --server "$S1" --server "$S2" --examples long.jsonl
+expect_one_line_error
+expect_err_contains "HTTP status 400"
+
 # ---- a server that answers garbage, one that stalls ----
 "$FAKE" garbage "$P1" >fake1.port & pids="$pids $!"
 "$FAKE" stall "$P1" >fake2.port & pids="$pids $!"
