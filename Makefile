@@ -23,7 +23,7 @@ version_part = $(shell sed -n 's/^\#define LH_VERSION_$(1) *\([0-9][0-9]*\).*/\1
 VERSION := $(call version_part,MAJOR).$(call version_part,MINOR).$(call version_part,PATCH)
 SOVERSION := $(call version_part,MAJOR)
 
-PKGS := openblas nlopt yaml-0.1 libpcre2-8
+PKGS := openblas nlopt yaml-0.1 libpcre2-8 libcurl
 DEP_CFLAGS := $(shell $(PKG_CONFIG) --cflags $(PKGS) 2>/dev/null)
 DEP_LIBS := $(shell $(PKG_CONFIG) --libs $(PKGS) 2>/dev/null) -lm -lpthread
 CHECK_CFLAGS := $(shell $(PKG_CONFIG) --cflags check 2>/dev/null)
@@ -147,7 +147,7 @@ check: deps
 # man pages. Each suite prints Check's summary line; tests/cli/run.sh prints
 # "N passed, N failed".
 check-run: $(PROG) $(TEST_BIN) $(TOOL_BIN) $(WRITE_FAULTS)
-	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; LLAMA_BINDIR='$(LLAMA_BINDIR)' $$t; done
 	@O=$(O) LORAHUB=$(abspath $(PROG)) LORAHUB_LLAMACPP='$(LLAMA_FOUND)' LLAMA_BINDIR='$(LLAMA_BINDIR)' \
 	  sh tests/cli/run.sh
 	@$(MAKE) --no-print-directory check-llamacpp

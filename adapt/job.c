@@ -134,6 +134,7 @@ static lh_status resolve_backend(lh_job *j, const lh_settings *s, lh_error *err)
                           : lh_settings_is_set(s, "base")        ? "native"
                           : lh_settings_is_set(s, "backend-cmd") ? "exec"
                           : lh_settings_is_set(s, "base-gguf")   ? "llamacpp"
+                          : lh_settings_is_set(s, "server")      ? "server"
                                                                  : NULL;
     if (!backend)
         return lh_error_set(err, LH_ERR_ARG,

@@ -73,6 +73,7 @@ static const lh_setting_def defs[] = {
     {"base-gguf", LH_SETTING_PATH, "FILE", NONE, PLAIN, BE | FP},
     {"threads", LH_SETTING_INT, "N", NONE, INTS(1, 4096), BE},
     {"gpu-layers", LH_SETTING_INT, "N", NONE, INTS(-1, 1000000), BE},
+    {"server", LH_SETTING_STRING, "URL", NONE, PLAIN, BE},
     {"no-repack", LH_SETTING_BOOL, NULL, BOTH("false"), PLAIN, BE},
     {"nan-as-worst", LH_SETTING_BOOL, NULL, BOTH("false"), PLAIN, FP | RE},
     {"resume", LH_SETTING_BOOL, NULL, BOTH("false"), PLAIN, 0},

@@ -257,8 +257,18 @@ static int parse_options(int argc, char **argv, lh_settings *flags, int *quiet, 
             if (!strcmp(d->key, "optimizer") && !strcmp(optarg, "list"))
                 return list_optimizers();
             lh_error err;
-            if (lh_settings_set(flags, d->key, d->type == LH_SETTING_BOOL ? "true" : optarg, NULL,
-                                &err) != LH_OK)
+            char *joined = NULL; /* --server is repeatable: the URLs, comma-separated */
+            if (!strcmp(d->key, "server") && lh_settings_is_set(flags, "server") &&
+                asprintf(&joined, "%s,%s", lh_settings_text(flags, "server"), optarg) < 0)
+            {
+                cmd_error(CMD, "out of memory");
+                return LH_EXIT_ERROR;
+            }
+            lh_status st = lh_settings_set(flags, d->key,
+                                           d->type == LH_SETTING_BOOL ? "true" : joined ? joined : optarg,
+                                           NULL, &err);
+            free(joined);
+            if (st != LH_OK)
                 return cmd_fail(CMD, &err);
         } else {
             const char *bad = argv[optind - 1];

@@ -37,6 +37,7 @@ int cmd_compose(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_adapt(int argc, char **argv);
 int cmd_eval(int argc, char **argv);
+int cmd_serve_cmd(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 

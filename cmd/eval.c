@@ -38,7 +38,9 @@ static void usage(FILE *f)
                "       lorahub eval --backend-cmd CMD [--backend-timeout SEC] [--adapter DIR]\n"
                "                    --examples FILE [options as above]\n"
                "       lorahub eval --base-gguf FILE [--gpu-layers N] [--no-repack] --examples FILE\n"
-               "                    [options as above] (the llamacpp backend)\n");
+               "                    [options as above] (the llamacpp backend)\n"
+               "       lorahub eval --server URL [--server URL ...] [--backend-timeout SEC]\n"
+               "                    --examples FILE [options as above] (the server backend)\n");
 }
 
 /* The command line. Backend settings go to the backend by job-file key. */
@@ -49,6 +51,7 @@ typedef struct eval_args {
     const char *params[20];
     size_t n_params;            /* used entries of params (pairs * 2) */
     char threads_text[32];
+    char servers[4096];         /* --server URLs, comma-separated (repeatable) */
     const char *adapter_path, *examples_path, *icl_path;
     long icl, max_new;
     int want_loss, want_em, json, verbose;
@@ -76,7 +79,7 @@ static int has_param(const eval_args *a, const char *key)
 
 enum { O_BACKEND = 256, O_BASE, O_BACKEND_CMD, O_BACKEND_TIMEOUT, O_ADAPTER, O_EXAMPLES, O_METRIC,
        O_ICL, O_ICL_EX, O_MAXNEW, O_THREADS, O_NOBOS, O_NOEOS, O_JSON, O_BASE_GGUF,
-       O_GPU_LAYERS, O_NO_REPACK };
+       O_GPU_LAYERS, O_SERVER, O_NO_REPACK };
 
 /* One option into a; returns -1 when taken, else the exit code. */
 static int take_option(int o, char **argv, eval_args *a)
@@ -89,6 +92,14 @@ static int take_option(int o, char **argv, eval_args *a)
     case O_BACKEND_CMD: add_param(a, "backend-cmd", optarg); return -1;
     case O_BASE_GGUF: add_param(a, "base-gguf", optarg); return -1;
     case O_GPU_LAYERS: add_param(a, "gpu-layers", optarg); return -1;
+    case O_SERVER: {
+        size_t len = strlen(a->servers);
+        if (len + strlen(optarg) + 2 > sizeof a->servers)
+            return cmd_usage_error("eval", "too many --server URLs");
+        snprintf(a->servers + len, sizeof a->servers - len, "%s%s", len ? "," : "", optarg);
+        add_param(a, "server", a->servers);
+        return -1;
+    }
     case O_NO_REPACK: add_param(a, "no-repack", "true"); return -1;
     case O_BACKEND_TIMEOUT:
         if (cmd_parse_double(optarg, &timeout) || !(timeout > 0))
@@ -138,6 +149,7 @@ static int parse_args(int argc, char **argv, eval_args *a)
         {"backend-cmd", required_argument, 0, O_BACKEND_CMD},
         {"base-gguf", required_argument, 0, O_BASE_GGUF},
         {"gpu-layers", required_argument, 0, O_GPU_LAYERS},
+        {"server", required_argument, 0, O_SERVER},
         {"no-repack", no_argument, 0, O_NO_REPACK},
         {"backend-timeout", required_argument, 0, O_BACKEND_TIMEOUT},
         {"adapter", required_argument, 0, O_ADAPTER},
@@ -167,11 +179,14 @@ static int parse_args(int argc, char **argv, eval_args *a)
     if (optind < argc)
         return cmd_usage_error("eval", "unexpected argument '%s'", argv[optind]);
     int has_base = has_param(a, "base"), has_cmd = has_param(a, "backend-cmd");
-    int has_gguf = has_param(a, "base-gguf");
-    if (!a->backend && !has_base && !has_cmd && !has_gguf)
+    int has_gguf = has_param(a, "base-gguf"), has_server = has_param(a, "server");
+    if (!a->backend && !has_base && !has_cmd && !has_gguf && !has_server)
         return cmd_usage_error("eval", "--base DIR is required");
     if (!a->backend)
-        a->backend = has_base || (!has_cmd && !has_gguf) ? "native" : has_cmd ? "exec" : "llamacpp";
+        a->backend = has_base || (!has_cmd && !has_gguf && !has_server) ? "native"
+                     : has_cmd                                          ? "exec"
+                     : has_gguf                                         ? "llamacpp"
+                                                                        : "server";
     const lh_backend_i *bi = lh_backend_find(a->backend);
     if (!bi)
         return cmd_usage_error("eval", "no backend named '%s' is built in", a->backend);

@@ -29,6 +29,7 @@ static const struct cmd_struct commands[] = {
     {"adapt", cmd_adapt, "search composition weights for a new task"},
     {"convert", cmd_convert, "rewrite a module (PEFT or MoS) as a PEFT directory"},
     {"eval", cmd_eval, "loss and exact-match accuracy of a model on examples"},
+    {"serve-cmd", cmd_serve_cmd, "print the llama-server command that serves modules"},
     {"report", cmd_report, "a table of lorahub adapt reports (text, TSV or Markdown)"},
     {"tokenize", cmd_tokenize, "print the token ids (or pieces) of texts"},
 };

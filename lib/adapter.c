@@ -10,6 +10,7 @@
 #include <math.h>
 
 #include <stdint.h>
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -191,4 +192,12 @@ size_t lh_adapter_nonfinite(const lh_adapter *a, lh_nonfinite *where)
     if (where)
         *where = w;
     return w.count;
+}
+
+int lh_adapter_all_finite(const lh_adapter *a)
+{
+    for (size_t t = 0; a && t < a->n_targets; t++)
+        if (!isfinite(a->targets[t].scale))
+            return 0;
+    return lh_adapter_nonfinite(a, NULL) == 0;
 }

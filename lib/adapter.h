@@ -78,6 +78,9 @@ const lh_target *lh_adapter_find(const lh_adapter *a, const char *name);
 uint64_t lh_adapter_n_params(const lh_adapter *a);
 /* Largest rank over targets (0 if none). */
 int lh_adapter_max_rank(const lh_adapter *a);
+/* 1 when every factor and scale of a is finite (a candidate that is not
+ * scores NaN, by the backend contract). */
+int lh_adapter_all_finite(const lh_adapter *a);
 
 /* Where an adapter holds non-finite values (NaN, +-Inf) in its A or B. */
 typedef struct lh_nonfinite {

@@ -22,7 +22,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+
 #include "adapt/backend/backend.h"
+#include "lib/gguf.h"
 #include "lib/adapter.h"
 #include "lib/examples.h"
 #include "lib/fsutil.h"
@@ -58,6 +66,14 @@ int lh_backend_llamacpp_built(void);
 static int llamacpp_absent(void)
 {
     return !lh_backend_llamacpp_built();
+}
+
+/* Filled in main() when $LLAMA_BINDIR/llama-server exists: the URL of the
+ * llama-server started for the server row (see start_server). */
+static char server_url[64];
+static int server_absent(void)
+{
+    return server_url[0] == '\0';
 }
 
 static const fixture fixtures[] = {
@@ -97,6 +113,21 @@ static const fixture fixtures[] = {
         .batch_rtol = 1e-12,
         .known_failures = NULL,
         .absent = llamacpp_absent,
+    },
+    {
+        /* One llama-server on a.gguf holding a-lora and a-lora2 as GGUF
+         * adapters (at scale 0): the candidates a and b are those modules,
+         * sent by name at scale 1. */
+        .backend = "server",
+        .params = {"server", server_url, "backend-timeout", "30", NULL},
+        .missing_params = {"server", "127.0.0.1:1", NULL},
+        .missing_named = "http://127.0.0.1:1",
+        .tokens = 38,
+        /* One slot (-np 1): every request is computed alone, whatever
+         * else is being scored. */
+        .batch_rtol = 1e-12,
+        .known_failures = NULL,
+        .absent = server_absent,
     },
 };
 #define N_FIXTURES (sizeof fixtures / sizeof fixtures[0])
@@ -511,15 +542,121 @@ static int make_exec_cmd(void)
     return 0;
 }
 
+/* A port free on 127.0.0.1 now (the kernel's choice for port 0). */
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    int port = fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof a) &&
+                       !getsockname(fd, (struct sockaddr *)&a, &len)
+                   ? ntohs(a.sin_port) : -1;
+    if (fd >= 0)
+        close(fd);
+    return port;
+}
+
+/* a-lora and a-lora2 as F32 GGUF adapters in dir. */
+static int write_gguf_modules(const char *dir)
+{
+    lh_gguf_arch arch;
+    lh_error err;
+    if (lh_gguf_arch_from_model(FIX "/a.gguf", &arch, &err) != LH_OK)
+        return fprintf(stderr, "check_backend_contract: %s\n", err.msg), -1;
+    const char *names[2] = {"a-lora", "a-lora2"};
+    for (int i = 0; i < 2; i++) {
+        char in[PATH_MAX], out[PATH_MAX];
+        snprintf(in, sizeof in, FIX "/%s", names[i]);
+        snprintf(out, sizeof out, "%s/%s.gguf", dir, names[i]);
+        lh_adapter *a = NULL;
+        lh_gguf_save_opts so = {.dtype = LH_F32, .force = 1};
+        lh_status st = lh_adapter_load(in, &a, &err);
+        if (!st)
+            st = lh_gguf_save_lora_opts(a, &arch, out, &so, &err);
+        lh_adapter_free(a);
+        if (st)
+            return fprintf(stderr, "check_backend_contract: %s\n", err.msg), -1;
+    }
+    return 0;
+}
+
+/* The server row's llama-server: started when $LLAMA_BINDIR holds one,
+ * ready when the backend opens on it (within 60 s); it dies with this
+ * process (PR_SET_PDEATHSIG) and is stopped by pid at the end. */
+static pid_t server_pid;
+static char server_dir[] = "/tmp/lorahub-contract-XXXXXX";
+
+static void start_server(void)
+{
+    const char *bindir = getenv("LLAMA_BINDIR");
+    char bin[PATH_MAX], m1[PATH_MAX], m2[PATH_MAX], port_text[16];
+    snprintf(bin, sizeof bin, "%s/llama-server", bindir ? bindir : "");
+    int port = free_port();
+    if (!bindir || !*bindir || access(bin, X_OK) || port < 0 || !mkdtemp(server_dir) ||
+        write_gguf_modules(server_dir))
+        return;
+    snprintf(m1, sizeof m1, "%s/a-lora.gguf:0", server_dir);
+    snprintf(m2, sizeof m2, "%s/a-lora2.gguf:0", server_dir);
+    snprintf(port_text, sizeof port_text, "%d", port);
+    pid_t pid = fork();
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        int null = open("/dev/null", O_WRONLY);
+        dup2(null, 1);
+        dup2(null, 2);
+        execl(bin, bin, "-m", FIX "/a.gguf", "--lora-scaled", m1, "--lora-scaled", m2, "--host",
+              "127.0.0.1", "--port", port_text, "-t", "1", "-np", "1", "-c", "1024", "-fa", "off",
+              "-ctk", "f32", "-ctv", "f32", "--no-webui", (char *)NULL);
+        _exit(127);
+    }
+    if (pid < 0)
+        return;
+    server_pid = pid;
+    snprintf(server_url, sizeof server_url, "127.0.0.1:%d", port);
+    const char *params[] = {"server", server_url, NULL};
+    for (int i = 0; i < 600; i++) {
+        lh_backend *b = NULL;
+        lh_error err;
+        if (open_with("server", params, NULL, &b, &err) == LH_OK) {
+            lh_backend_close(b);
+            return;
+        }
+        if (waitpid(pid, NULL, WNOHANG) == pid)
+            break;
+        usleep(100000);
+    }
+    fprintf(stderr, "check_backend_contract: llama-server on port %d did not start\n", port);
+    server_url[0] = '\0';
+}
+
+static void stop_server(void)
+{
+    if (server_pid > 0) {
+        kill(server_pid, SIGTERM);
+        waitpid(server_pid, NULL, 0);
+    }
+    if (strcmp(server_dir, "/tmp/lorahub-contract-XXXXXX"))
+        lh_rmtree(server_dir);
+}
+
 int main(void)
 {
     if (make_exec_cmd() < 0) {
         fprintf(stderr, "check_backend_contract: cannot find %s or this program's path\n", FIX);
         return EXIT_FAILURE;
     }
+    start_server();
+    if (server_absent() && getenv("LORAHUB_REQUIRE_LLAMACPP")) {
+        fprintf(stderr, "check_backend_contract: no llama-server in $LLAMA_BINDIR, and "
+                        "LORAHUB_REQUIRE_LLAMACPP is set\n");
+        stop_server();
+        return EXIT_FAILURE;
+    }
     SRunner *sr = srunner_create(contract_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
+    stop_server();
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }

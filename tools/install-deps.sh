@@ -2,7 +2,7 @@
 # Install the Debian packages lorahub needs to build, test and run, if any
 # are missing. Uses sudo when not root. Quiet when everything is present.
 set -e
-PKGS="build-essential pkg-config libopenblas-dev libnlopt-dev libyaml-dev libpcre2-dev check libsubunit-dev mandoc libxml2-utils librsvg2-bin libpng-dev"
+PKGS="build-essential pkg-config libopenblas-dev libnlopt-dev libyaml-dev libpcre2-dev libcurl4-openssl-dev check libsubunit-dev mandoc libxml2-utils librsvg2-bin libpng-dev"
 [ -n "$LORAHUB_EXTRA_PKGS" ] && PKGS="$PKGS $LORAHUB_EXTRA_PKGS"
 missing=""
 for p in $PKGS; do

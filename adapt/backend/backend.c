@@ -10,12 +10,14 @@
 extern const lh_backend_i lh_backend_exec;
 extern const lh_backend_i lh_backend_native;
 extern const lh_backend_i lh_backend_llamacpp;
+extern const lh_backend_i lh_backend_server;
 
 /* A backend is linked in or absent; a new one adds its vtable here. */
 static const lh_backend_i *const registry[] = {
     &lh_backend_native,
     &lh_backend_exec,
     &lh_backend_llamacpp,
+    &lh_backend_server,
     NULL,
 };
 
