@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -143,6 +144,26 @@ lh_status lh_open_regular(const char *path, int *out_fd, uint64_t *size, lh_erro
     if (st == LH_OK && size)
         *size = (uint64_t)sb.st_size;
     return st;
+}
+
+lh_status lh_map_regular(const char *path, int *out_fd, void **map, size_t *size, lh_error *err)
+{
+    uint64_t fsize = 0;
+    *map = NULL;
+    *size = 0;
+    lh_status st = lh_open_regular(path, out_fd, &fsize, err);
+    if (st != LH_OK || fsize == 0)
+        return st;
+    void *m = mmap(NULL, (size_t)fsize, PROT_READ, MAP_PRIVATE, *out_fd, 0);
+    if (m == MAP_FAILED) {
+        int e = errno;
+        close(*out_fd);
+        *out_fd = -1;
+        return lh_error_errno(err, LH_ERR_IO, e, "cannot map '%s'", path);
+    }
+    *map = m;
+    *size = (size_t)fsize;
+    return LH_OK;
 }
 
 /* A pipe opened non-blocking: a writer that has not written yet answers

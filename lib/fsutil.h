@@ -19,6 +19,9 @@ lh_status lh_read_file(const char *path, char **out, size_t *out_len, lh_error *
  * NULL); anything else (FIFO, device, socket, directory) is refused without
  * blocking, naming what it is. */
 lh_status lh_open_regular(const char *path, int *out_fd, uint64_t *size, lh_error *err);
+/* lh_open_regular, then the whole file mapped read-only: *map [*size]
+ * bytes, NULL for an empty file; *out_fd stays open for the caller. */
+lh_status lh_map_regular(const char *path, int *out_fd, void **map, size_t *size, lh_error *err);
 /* Write data to path via "<path>.tmp.XXXXXX" + fsync + rename. */
 lh_status lh_write_file_atomic(const char *path, const void *data, size_t len, lh_error *err);
 

@@ -452,21 +452,12 @@ lh_status lh_gguf_open(const char *path, lh_gguf_mode mode, lh_gguf **out, lh_er
 {
     *out = NULL;
     int fd;
-    uint64_t fsize;
+    size_t size;
+    void *map;
     /* never a blocked open: a FIFO, device or directory is refused at once */
-    lh_status ost = lh_open_regular(path, &fd, &fsize, err);
+    lh_status ost = lh_map_regular(path, &fd, &map, &size, err);
     if (ost != LH_OK)
         return ost;
-    size_t size = (size_t)fsize;
-    void *map = NULL;
-    if (size > 0) {
-        map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            int e = errno;
-            close(fd);
-            return lh_error_errno(err, LH_ERR_IO, e, "cannot map '%s'", path);
-        }
-    }
     close(fd);
     lh_status st = lh_gguf_parse(map, size, path, mode, out, err);
     if (st) {

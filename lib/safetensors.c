@@ -398,20 +398,11 @@ lh_status lh_st_open_as(const char *path, lh_st_parser parse, lh_safetensors **o
 {
     *out = NULL;
     int fd;
-    uint64_t fsize = 0;
-    lh_status ost = lh_open_regular(path, &fd, &fsize, err); /* never blocks on a FIFO */
+    size_t size;
+    void *map;
+    lh_status ost = lh_map_regular(path, &fd, &map, &size, err); /* never blocks on a FIFO */
     if (ost != LH_OK)
         return ost;
-    size_t size = (size_t)fsize;
-    void *map = NULL;
-    if (size > 0) {
-        map = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
-        if (map == MAP_FAILED) {
-            int e = errno;
-            close(fd);
-            return lh_error_errno(err, LH_ERR_IO, e, "cannot map '%s'", path);
-        }
-    }
     lh_status rc = parse(map, size, path, out, err);
     if (rc) {
         if (map)

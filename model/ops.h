@@ -1,5 +1,6 @@
-/* model/ops.h - small kernels every architecture's forward pass shares.
- * Private to model/. Inline: they sit in the attention and decoding loops. */
+/* model/ops.h - small kernels every architecture's forward pass shares,
+ * and the backends that compute the same loss (llamacpp). Inline: they sit
+ * in the attention, scoring and decoding loops. */
 #ifndef LH_MODEL_OPS_H
 #define LH_MODEL_OPS_H
 
@@ -7,6 +8,9 @@
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "lib/status.h"
 
 /* s [n]: softmax over the visible keys s[0..lim), the rest zeroed (masked
  * keys of a causal row). Max-subtracted, so large scores do not overflow. */
@@ -40,6 +44,20 @@ static inline double lh_token_nll(const float *lg, size_t V, int32_t target)
     for (size_t v = 0; v < V; v++)
         z += (double)expf(lg[v] - mx);
     return (double)mx + log(z) - (double)lg[target];
+}
+
+/* Rows ids [n] of the embedding table [vocab, D] into x [n, D]; an id
+ * outside the table is LH_ERR_ARG naming it and its position. */
+static inline lh_status lh_embed_rows(const float *table, size_t D, int vocab, const int32_t *ids,
+                                      size_t n, float *x, lh_error *err)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= vocab)
+            return lh_error_set(err, LH_ERR_ARG, "token id %d at position %zu is outside [0, %d)",
+                                (int)ids[i], i, vocab);
+        memcpy(x + i * D, table + (size_t)ids[i] * D, D * sizeof(float));
+    }
+    return LH_OK;
 }
 
 /* Index of the largest of x [n]; ties go to the lowest id, as torch.argmax. */

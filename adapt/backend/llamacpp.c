@@ -42,6 +42,7 @@
 
 #include "lib/fsutil.h"
 #include "lib/gguf.h"
+#include "model/ops.h"
 
 /* Sequences per llama_decode call (llama.cpp allows 256). */
 #define LC_MAX_SEQS 64
@@ -459,19 +460,6 @@ static size_t plan_chunks(const lc_backend *b, const lc_examples *e, uint32_t ma
 
 /* ---- scoring --------------------------------------------------------- */
 
-/* -log softmax(logits)[target], in double like the native backend. */
-static double token_nll(const float *lg, int n_vocab, llama_token target)
-{
-    float mx = -INFINITY;
-    for (int v = 0; v < n_vocab; v++)
-        if (lg[v] > mx)
-            mx = lg[v];
-    double z = 0.0;
-    for (int v = 0; v < n_vocab; v++)
-        z += (double)expf(lg[v] - mx);
-    return (double)mx + log(z) - (double)lg[target];
-}
-
 static lh_status decode_failed(const lc_backend *b, int32_t rc, lh_error *err)
 {
     if (rc == 2 || interrupted(b))
@@ -514,7 +502,7 @@ static lh_status score_chunk(lc_backend *b, const lc_examples *e, const lc_chunk
             if (!lg)
                 return lh_error_set(err, LH_ERR_BACKEND, "%s: no logits for example %zu",
                                     b->path, c->first + k + 1);
-            sum += token_nll(lg, b->n_vocab, q->ids[j + 1]);
+            sum += lh_token_nll(lg, (size_t)b->n_vocab, q->ids[j + 1]); /* as native */
         }
     }
     *nll = sum;

@@ -277,14 +277,7 @@ void t5_dec_layer(const t5_model *m, t5_ws *w, size_t l, size_t rows_per, int nc
 
 lh_status t5_embed(const t5_model *m, const int32_t *ids, size_t n, float *x, lh_error *err)
 {
-    size_t D = (size_t)m->c.d_model;
-    for (size_t i = 0; i < n; i++) {
-        if (ids[i] < 0 || ids[i] >= m->c.vocab)
-            return lh_error_set(err, LH_ERR_ARG, "token id %d at position %zu is outside [0, %d)",
-                                (int)ids[i], i, m->c.vocab);
-        memcpy(x + i * D, m->w.embed + (size_t)ids[i] * D, D * sizeof(float));
-    }
-    return LH_OK;
+    return lh_embed_rows(m->w.embed, (size_t)m->c.d_model, m->c.vocab, ids, n, x, err);
 }
 
 void t5_head(const t5_model *m, const float *x, const size_t *rows, size_t n, float *xn,
