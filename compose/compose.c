@@ -185,6 +185,172 @@ static lh_status check_rank_cap(const lh_compose_plan *p, int rank, lh_error *er
                         p->o.method == LH_MERGE_SVD ? ", its input ranks summed" : "", cap);
 }
 
+/* Modules for one base model agree on fan_in_fan_out (the layout of W). */
+static lh_status check_layouts(const lh_compose_plan *p, lh_error *err)
+{
+    char lb1[32], lb2[32];
+    const lh_adapter *const *mods = p->mods;
+    for (size_t i = 1; i < p->n; i++)
+        if (!!mods[i]->fan_in_fan_out != !!mods[0]->fan_in_fan_out)
+            return lh_error_set(err, LH_ERR_SHAPE,
+                                "%s has fan_in_fan_out %s but %s has %s: modules for different "
+                                "base model layouts",
+                                lhc_mod_label(p, 0, lb1, sizeof lb1),
+                                mods[0]->fan_in_fan_out ? "true" : "false",
+                                lhc_mod_label(p, i, lb2, sizeof lb2),
+                                mods[i]->fan_in_fan_out ? "true" : "false");
+    return LH_OK;
+}
+
+/* The union of target names into names [total], sorted (strcmp) like
+ * every adapter's, duplicates dropped: *nt of them. */
+static lh_status union_of_names(const lh_compose_plan *p, const char **names, size_t total,
+                                size_t *nt, lh_error *err)
+{
+    char lb[32];
+    size_t k = 0;
+    for (size_t i = 0; i < p->n; i++)
+        for (size_t j = 0; j < p->mods[i]->n_targets; j++) {
+            const lh_target *t = &p->mods[i]->targets[j];
+            if (!t->name)
+                return lh_error_set(err, LH_ERR_ARG, "%s: target #%zu has no name",
+                                    lhc_mod_label(p, i, lb, sizeof lb), j + 1);
+            names[k++] = t->name;
+        }
+    qsort(names, total, sizeof *names, cmp_str);
+    *nt = 0;
+    for (size_t j = 0; j < total; j++)
+        if (*nt == 0 || strcmp(names[*nt - 1], names[j]) != 0)
+            names[(*nt)++] = names[j];
+    if (*nt == 0)
+        return lh_error_set(err, LH_ERR_ARG, "compose: the modules have no targets");
+    return LH_OK;
+}
+
+/* Module i's tg as the plan's target t: its shape is checked against the
+ * module that first gave t (first [n_targets], -1 until one did). */
+static lh_status place_target(lh_compose_plan *p, int *first, size_t t, size_t i,
+                              const lh_target *tg, lh_error *err)
+{
+    char lb1[32], lb2[32];
+    size_t n = p->n;
+    const char *mi = lhc_mod_label(p, i, lb1, sizeof lb1);
+    if (tg->r < 1 || tg->d_in < 1 || tg->d_out < 1 || !tg->A || !tg->B)
+        return lh_error_set(err, LH_ERR_SHAPE, "%s: target '%s' has rank %d, d_in %d, d_out %d%s",
+                            mi, tg->name, tg->r, tg->d_in, tg->d_out,
+                            (!tg->A || !tg->B) ? " and no A/B data" : "");
+    if (!isfinite(tg->scale))
+        return lh_error_set(err, LH_ERR_NUMERIC, "%s: target '%s' has scale %g", mi, tg->name,
+                            (double)tg->scale);
+    if (p->src[t * n + i])
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: target '%s' appears twice", mi, tg->name);
+    if (first[t] < 0) {
+        first[t] = (int)i;
+        p->shapes[t].d_in = tg->d_in;
+        p->shapes[t].d_out = tg->d_out;
+        p->tgt_rank[t] = tg->r;
+    } else if (p->shapes[t].d_in != tg->d_in || p->shapes[t].d_out != tg->d_out) {
+        return lh_error_set(err, LH_ERR_SHAPE,
+                            "target '%s' is %dx%d (d_out x d_in) in %s but %dx%d in %s: "
+                            "modules for different base models?",
+                            tg->name, p->shapes[t].d_out, p->shapes[t].d_in,
+                            lhc_mod_label(p, (size_t)first[t], lb2, sizeof lb2), tg->d_out,
+                            tg->d_in, mi);
+    } else if (method_needs_equal_ranks(p->o.method) && p->tgt_rank[t] != tg->r) {
+        return lh_error_set(err, LH_ERR_SHAPE,
+                            "method %s needs equal ranks, but target '%s' has rank %d in %s and "
+                            "rank %d in %s (lorahub, cat and svd take any ranks)",
+                            method_names[p->o.method], tg->name, p->tgt_rank[t],
+                            lhc_mod_label(p, (size_t)first[t], lb2, sizeof lb2), tg->r, mi);
+    }
+    p->src[t * n + i] = tg;
+    return LH_OK;
+}
+
+/* Every module's targets into the plan's src table; *maxr the largest rank. */
+static lh_status place_targets(lh_compose_plan *p, const char **names, int *first, int *maxr,
+                               lh_error *err)
+{
+    *maxr = 0;
+    for (size_t i = 0; i < p->n; i++)
+        for (size_t j = 0; j < p->mods[i]->n_targets; j++) {
+            const lh_target *tg = &p->mods[i]->targets[j];
+            const char **hit = bsearch(&tg->name, names, p->n_targets, sizeof *names, cmp_str);
+            lh_status st = place_target(p, first, (size_t)(hit - names), i, tg, err);
+            if (st != LH_OK)
+                return st;
+            if (tg->r > *maxr)
+                *maxr = tg->r;
+        }
+    return LH_OK;
+}
+
+/* cat: each module's rows start at its offset; *K the largest summed rank. */
+static lh_status cat_offsets(lh_compose_plan *p, long *K, lh_error *err)
+{
+    size_t n = p->n;
+    *K = 0;
+    for (size_t t = 0; t < p->n_targets; t++) {
+        long off = 0;
+        for (size_t i = 0; i < n; i++) {
+            const lh_target *s = p->src[t * n + i];
+            p->offset[t * n + i] = (int)off;
+            if (s)
+                off += s->r;
+            if (off > INT_MAX / 2)
+                return lh_error_set(err, LH_ERR_ARG, "cat: target '%s' would have rank %ld",
+                                    p->shapes[t].name, off);
+        }
+        if (off > *K)
+            *K = off;
+    }
+    return LH_OK;
+}
+
+/* LAPACK takes int sizes: the stacked factors (and for the dense forms the
+ * whole delta) must be indexable by int. */
+static lh_status check_lapack_sizes(const lh_compose_plan *p, long K, lh_error *err)
+{
+    size_t n = p->n;
+    for (size_t t = 0; t < p->n_targets; t++) {
+        int din = p->shapes[t].d_in, dout = p->shapes[t].d_out;
+        long R = 0;
+        for (size_t i = 0; i < n; i++)
+            if (p->src[t * n + i])
+                R += p->src[t * n + i]->r;
+        double big = 0;
+        if (p->o.method == LH_MERGE_SVD)
+            big = (double)(din > dout ? din : dout) * (double)(R > K ? R : K);
+        else if (method_is_svd(p->o.method))
+            big = (double)din * (double)dout;
+        if (big > (double)INT_MAX / 2)
+            return lh_error_set(err, LH_ERR_ARG, "%s: target '%s' (%dx%d) is too large for LAPACK",
+                                method_names[p->o.method], p->shapes[t].name, dout, din);
+    }
+    return LH_OK;
+}
+
+/* The plan's per-target tables for nt targets named names [nt]. */
+static lh_status alloc_tables(lh_compose_plan *p, const char **names, size_t nt, int **first)
+{
+    size_t n = p->n;
+    if (nt > SIZE_MAX / n / sizeof(void *))
+        return LH_ERR_NOMEM;
+    p->n_targets = nt;
+    p->shapes = calloc(nt, sizeof *p->shapes);
+    p->src = calloc(nt * n, sizeof *p->src);
+    p->offset = calloc(nt * n, sizeof *p->offset);
+    p->tgt_rank = calloc(nt, sizeof *p->tgt_rank);
+    *first = malloc(nt * sizeof **first); /* [nt]: module that fixed the target's shape */
+    if (!p->shapes || !p->src || !p->offset || !p->tgt_rank || !*first)
+        return LH_ERR_NOMEM;
+    for (size_t t = 0; t < nt; t++) {
+        p->shapes[t].name = names[t];
+        (*first)[t] = -1;
+    }
+    return LH_OK;
+}
+
 lh_status lh_compose_plan_new(const lh_adapter *const *mods, size_t n, const lh_merge_opts *opts,
                               lh_compose_plan **out, lh_error *err)
 {
@@ -202,8 +368,6 @@ lh_status lh_compose_plan_new(const lh_adapter *const *mods, size_t n, const lh_
     lh_status st = check_opts(&o, err);
     if (st)
         return st;
-    char lb1[32], lb2[32];
-
     size_t total = 0;
     for (size_t i = 0; i < n; i++) {
         if (!mods[i])
@@ -213,6 +377,8 @@ lh_status lh_compose_plan_new(const lh_adapter *const *mods, size_t n, const lh_
     lh_compose_plan *p = calloc(1, sizeof *p);
     const char **names = malloc((total ? total : 1) * sizeof *names); /* [total] */
     int *first = NULL;
+    size_t nt = 0;
+    int maxr = 0;
     if (!p || !names)
         goto nomem;
     p->n = n;
@@ -222,154 +388,28 @@ lh_status lh_compose_plan_new(const lh_adapter *const *mods, size_t n, const lh_
     if (!p->mods || !p->coef)
         goto nomem;
     memcpy(p->mods, mods, n * sizeof *p->mods);
-
-    for (size_t i = 1; i < n; i++)
-        if (!!mods[i]->fan_in_fan_out != !!mods[0]->fan_in_fan_out) {
-            st = lh_error_set(err, LH_ERR_SHAPE,
-                              "%s has fan_in_fan_out %s but %s has %s: modules for different "
-                              "base model layouts",
-                              lhc_mod_label(p, 0, lb1, sizeof lb1),
-                              mods[0]->fan_in_fan_out ? "true" : "false",
-                              lhc_mod_label(p, i, lb2, sizeof lb2),
-                              mods[i]->fan_in_fan_out ? "true" : "false");
-            goto fail;
-        }
-
-    /* The union of target names, sorted (strcmp) like every adapter's. */
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < mods[i]->n_targets; j++) {
-            const lh_target *t = &mods[i]->targets[j];
-            if (!t->name) {
-                st = lh_error_set(err, LH_ERR_ARG, "%s: target #%zu has no name",
-                                  lhc_mod_label(p, i, lb1, sizeof lb1), j + 1);
-                goto fail;
-            }
-            names[k++] = t->name;
-        }
-    qsort(names, total, sizeof *names, cmp_str);
-    size_t nt = 0;
-    for (size_t j = 0; j < total; j++)
-        if (nt == 0 || strcmp(names[nt - 1], names[j]) != 0)
-            names[nt++] = names[j];
-    if (nt == 0) {
-        st = lh_error_set(err, LH_ERR_ARG, "compose: the modules have no targets");
+    if ((st = check_layouts(p, err)) || (st = union_of_names(p, names, total, &nt, err)))
         goto fail;
-    }
-    if (nt > SIZE_MAX / n / sizeof(void *))
+    if (alloc_tables(p, names, nt, &first) != LH_OK)
         goto nomem;
-    p->n_targets = nt;
-    p->shapes = calloc(nt, sizeof *p->shapes);
-    p->src = calloc(nt * n, sizeof *p->src);
-    p->offset = calloc(nt * n, sizeof *p->offset);
-    p->tgt_rank = calloc(nt, sizeof *p->tgt_rank);
-    first = malloc(nt * sizeof *first); /* [nt]: module that fixed the target's shape */
-    if (!p->shapes || !p->src || !p->offset || !p->tgt_rank || !first)
-        goto nomem;
-    for (size_t t = 0; t < nt; t++) {
-        p->shapes[t].name = names[t];
-        first[t] = -1;
-    }
-
-    int maxr = 0;
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = 0; j < mods[i]->n_targets; j++) {
-            const lh_target *tg = &mods[i]->targets[j];
-            const char **hit = bsearch(&tg->name, names, nt, sizeof *names, cmp_str);
-            size_t t = (size_t)(hit - names);
-            const char *mi = lhc_mod_label(p, i, lb1, sizeof lb1);
-            if (tg->r < 1 || tg->d_in < 1 || tg->d_out < 1 || !tg->A || !tg->B) {
-                st = lh_error_set(err, LH_ERR_SHAPE,
-                                  "%s: target '%s' has rank %d, d_in %d, d_out %d%s", mi,
-                                  tg->name, tg->r, tg->d_in, tg->d_out,
-                                  (!tg->A || !tg->B) ? " and no A/B data" : "");
-                goto fail;
-            }
-            if (!isfinite(tg->scale)) {
-                st = lh_error_set(err, LH_ERR_NUMERIC, "%s: target '%s' has scale %g", mi,
-                                  tg->name, (double)tg->scale);
-                goto fail;
-            }
-            if (p->src[t * n + i]) {
-                st = lh_error_set(err, LH_ERR_FORMAT, "%s: target '%s' appears twice", mi,
-                                  tg->name);
-                goto fail;
-            }
-            if (first[t] < 0) {
-                first[t] = (int)i;
-                p->shapes[t].d_in = tg->d_in;
-                p->shapes[t].d_out = tg->d_out;
-                p->tgt_rank[t] = tg->r;
-            } else if (p->shapes[t].d_in != tg->d_in || p->shapes[t].d_out != tg->d_out) {
-                st = lh_error_set(err, LH_ERR_SHAPE,
-                                  "target '%s' is %dx%d (d_out x d_in) in %s but %dx%d in %s: "
-                                  "modules for different base models?",
-                                  tg->name, p->shapes[t].d_out, p->shapes[t].d_in,
-                                  lhc_mod_label(p, (size_t)first[t], lb2, sizeof lb2),
-                                  tg->d_out, tg->d_in, mi);
-                goto fail;
-            } else if (method_needs_equal_ranks(o.method) && p->tgt_rank[t] != tg->r) {
-                st = lh_error_set(err, LH_ERR_SHAPE,
-                                  "method %s needs equal ranks, but target '%s' has rank %d in "
-                                  "%s and rank %d in %s (lorahub, cat and svd take any ranks)",
-                                  method_names[o.method], tg->name, p->tgt_rank[t],
-                                  lhc_mod_label(p, (size_t)first[t], lb2, sizeof lb2), tg->r,
-                                  mi);
-                goto fail;
-            }
-            p->src[t * n + i] = tg;
-            if (tg->r > maxr)
-                maxr = tg->r;
-        }
-
+    if ((st = place_targets(p, names, first, &maxr, err)))
+        goto fail;
     long K = maxr;
-    if (o.method == LH_MERGE_CAT) {
-        K = 0;
-        for (size_t t = 0; t < nt; t++) {
-            long off = 0;
-            for (size_t i = 0; i < n; i++) {
-                const lh_target *s = p->src[t * n + i];
-                p->offset[t * n + i] = (int)off;
-                if (s)
-                    off += s->r;
-                if (off > INT_MAX / 2) {
-                    st = lh_error_set(err, LH_ERR_ARG, "cat: target '%s' would have rank %ld",
-                                      names[t], off);
-                    goto fail;
-                }
-            }
-            if (off > K)
-                K = off;
-        }
-    } else if (method_is_svd(o.method) && o.rank > 0) {
-        K = o.rank;
-    }
-    if (method_is_svd(o.method) && o.rank > 0 && (st = check_rank_cap(p, o.rank, err)) != LH_OK)
+    if (o.method == LH_MERGE_CAT && (st = cat_offsets(p, &K, err)))
         goto fail;
+    if (method_is_svd(o.method) && o.rank > 0) {
+        K = o.rank;
+        if ((st = check_rank_cap(p, o.rank, err)))
+            goto fail;
+    }
     if (!o.allow_nonfinite && (st = check_finite(p, err)) != LH_OK)
         goto fail;
     p->rank = (int)K;
     p->svd_k = (int)K;
-    for (size_t t = 0; t < nt; t++) {
+    for (size_t t = 0; t < nt; t++)
         p->shapes[t].r = p->rank;
-        int din = p->shapes[t].d_in, dout = p->shapes[t].d_out;
-        /* LAPACK takes int sizes: the stacked factors (and for the dense
-         * forms the whole delta) must be indexable by int. */
-        long R = 0;
-        for (size_t i = 0; i < n; i++)
-            if (p->src[t * n + i])
-                R += p->src[t * n + i]->r;
-        double big = 0;
-        if (o.method == LH_MERGE_SVD)
-            big = (double)(din > dout ? din : dout) * (double)(R > K ? R : K);
-        else if (method_is_svd(o.method))
-            big = (double)din * (double)dout;
-        if (big > (double)INT_MAX / 2) {
-            st = lh_error_set(err, LH_ERR_ARG, "%s: target '%s' (%dx%d) is too large for LAPACK",
-                              method_names[o.method], names[t], dout, din);
-            goto fail;
-        }
-    }
+    if ((st = check_lapack_sizes(p, K, err)))
+        goto fail;
     free(first);
     free(names);
     *out = p;
