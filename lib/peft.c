@@ -584,6 +584,122 @@ static lh_status check_dims(const char *file, const lh_st_tensor *t, lh_error *e
     return LH_OK;
 }
 
+/* refs [n_refs], sorted: every module must have exactly lora_A then lora_B
+ * of matching shapes; *n_targets the number of pairs. */
+static lh_status check_pairs(const char *st_path, const tensor_ref *refs, size_t n_refs,
+                             size_t *n_targets, lh_error *err)
+{
+    lh_status status;
+    *n_targets = 0;
+    for (size_t i = 0; i < n_refs; i += 2) {
+        const tensor_ref *ra = &refs[i];
+        const tensor_ref *rb = i + 1 < n_refs ? &refs[i + 1] : NULL;
+        if (rb && !strcmp(ra->module, rb->module) && ra->is_b == rb->is_b)
+            return lh_error_set(err, LH_ERR_FORMAT, "%s: module '%s' has two lora_%c tensors "
+                                "('%s' and '%s')", st_path, ra->module, ra->is_b ? 'B' : 'A',
+                                ra->t->name, rb->t->name);
+        if (ra->is_b || !rb || strcmp(ra->module, rb->module) != 0)
+            return lh_error_set(err, LH_ERR_FORMAT, "%s: module '%s' has lora_%c but no lora_%c",
+                                st_path, ra->module, ra->is_b ? 'B' : 'A', ra->is_b ? 'A' : 'B');
+        if ((status = check_dims(st_path, ra->t, err)) || (status = check_dims(st_path, rb->t, err)))
+            return status;
+        if (rb->t->shape[1] != ra->t->shape[0])
+            return lh_error_set(err, LH_ERR_SHAPE, "%s: module '%s': lora_A is [%lld, %lld] but "
+                                "lora_B is [%lld, %lld]; B's columns must equal A's rows (the "
+                                "rank)", st_path, ra->module, (long long)ra->t->shape[0],
+                                (long long)ra->t->shape[1], (long long)rb->t->shape[0],
+                                (long long)rb->t->shape[1]);
+        (*n_targets)++;
+    }
+    return LH_OK;
+}
+
+/* t's alpha and scale from the config, after checking that the config
+ * selects it and that its rank agrees (rank_pattern, alpha_pattern). */
+static lh_status apply_config(const char *st_path, const peft_cfg *cfg, lh_target *t,
+                              lh_error *err)
+{
+    int sel = sel_match(&cfg->targets, cfg, t->name, 1);
+    int exc = cfg->exclude.kind ? sel_match(&cfg->exclude, cfg, t->name, 0) : 0;
+    if (sel < 0 || exc < 0)
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: matching module '%s' against "
+                            "target_modules failed (regex limit)", cfg->path, t->name);
+    if (!sel || exc)
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: module '%s' has LoRA tensors but the "
+                            "config's %s does not select it", cfg->path, t->name,
+                            exc ? "exclude_modules" : cfg->has_layers
+                            ? "target_modules/layers_to_transform" : "target_modules");
+    int bad_pattern = 0;
+    const pattern *rp = pattern_for(cfg->rank_pat, cfg->n_rank_pat, t->name, &bad_pattern);
+    const pattern *ap = pattern_for(cfg->alpha_pat, cfg->n_alpha_pat, t->name, &bad_pattern);
+    if (bad_pattern)
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: matching module '%s' against "
+                            "rank_pattern/alpha_pattern failed (regex limit)", cfg->path,
+                            t->name);
+    int want_r = rp ? (int)rp->value : cfg->r;
+    if (want_r != t->r) {
+        if (rp)
+            return lh_error_set(err, LH_ERR_SHAPE, "%s: module '%s' has rank %d in the tensors "
+                                "but rank_pattern['%s'] says %d", st_path, t->name, t->r, rp->key,
+                                want_r);
+        return lh_error_set(err, LH_ERR_SHAPE, "%s: module '%s' has rank %d in the tensors but "
+                            "the config's r is %d", st_path, t->name, t->r, want_r);
+    }
+    double alpha = ap ? ap->value : cfg->alpha;
+    double scale = cfg->rslora ? alpha / sqrt((double)t->r) : alpha / (double)t->r;
+    if (!isfinite((float)scale) || !isfinite((float)alpha))
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: module '%s': lora_alpha %g gives a scale "
+                            "beyond single precision", cfg->path, t->name, alpha);
+    t->alpha = (float)alpha;
+    t->scale = (float)scale;
+    return LH_OK;
+}
+
+/* The A and B of the pair ta, tb into t: views into the mapping when the
+ * file holds F32, else converted into the blob at *cp (advanced). */
+static lh_status take_factors(const peft_storage *ps, const lh_st_tensor *ta,
+                              const lh_st_tensor *tb, lh_target *t, float **cp, lh_error *err)
+{
+    const lh_st_tensor *pair[2] = {ta, tb};
+    float **dst[2] = {&t->A, &t->B};
+    for (int k = 0; k < 2; k++) {
+        const float *v = lh_st_f32_view(pair[k]);
+        if (v) {
+            *dst[k] = (float *)v; /* read-only view into the mapping */
+            continue;
+        }
+        lh_status status = lh_st_read_f32(ps->st, pair[k], *cp, err);
+        if (status != LH_OK)
+            return status;
+        *dst[k] = *cp;
+        *cp += pair[k]->numel;
+    }
+    return LH_OK;
+}
+
+/* What the adapter as a whole reports: on-disk dtype (the widest float
+ * present), rank, alpha and the config's other fields, file size. */
+static lh_status finish_adapter(const char *st_path, const peft_cfg *cfg, lh_adapter *a,
+                                lh_error *err)
+{
+    a->dtype = LH_F32;
+    for (int d = LH_DTYPE_COUNT - 1; d >= 0; d--)
+        if (a->dtypes & (1u << d)) {
+            a->dtype = (lh_dtype)d;
+            break;
+        }
+    a->r = cfg ? cfg->r : lh_adapter_max_rank(a);
+    a->lora_alpha = cfg ? cfg->alpha : a->r;
+    a->use_rslora = cfg ? cfg->rslora : 0;
+    a->fan_in_fan_out = cfg ? cfg->fan_in_fan_out : 0;
+    if (cfg && ((cfg->base_model && !(a->base_model = strdup(cfg->base_model))) ||
+                (cfg->task_type && !(a->task_type = strdup(cfg->task_type)))))
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", st_path);
+    int64_t sz = lh_file_size(st_path);
+    a->file_size = sz > 0 ? (uint64_t)sz : 0;
+    return LH_OK;
+}
+
 /* Build the adapter from an open safetensors file and an optional config. */
 static lh_status build(const char *st_path, lh_safetensors *st, const peft_cfg *cfg,
                        lh_adapter **out, lh_error *err)
@@ -591,8 +707,8 @@ static lh_status build(const char *st_path, lh_safetensors *st, const peft_cfg *
     lh_status status = LH_OK;
     lh_adapter *a = NULL;
     peft_storage *ps = NULL;
-    size_t n = st->n_tensors, n_refs = 0;
-    tensor_ref *refs = calloc(n ? n : 1, sizeof *refs);
+    size_t n = st->n_tensors, n_refs = 0, n_targets = 0;
+    tensor_ref *refs = calloc(n ? n : 1, sizeof *refs); /* [n] */
     if (!refs) {
         lh_st_free(st);
         return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", st_path);
@@ -606,44 +722,17 @@ static lh_status build(const char *st_path, lh_safetensors *st, const peft_cfg *
         status = lh_error_set(err, LH_ERR_FORMAT, "%s: no LoRA tensors", st_path);
         goto fail;
     }
-    qsort(refs, n_refs, sizeof *refs, cmp_ref);
-    /* pairs: A then B for each module */
-    size_t n_targets = 0;
-    for (size_t i = 0; i < n_refs;) {
-        tensor_ref *ra = &refs[i];
-        tensor_ref *rb = i + 1 < n_refs ? &refs[i + 1] : NULL;
-        if (rb && !strcmp(ra->module, rb->module) && ra->is_b == rb->is_b) {
-            status = lh_error_set(err, LH_ERR_FORMAT, "%s: module '%s' has two lora_%c tensors "
-                                  "('%s' and '%s')", st_path, ra->module, ra->is_b ? 'B' : 'A',
-                                  ra->t->name, rb->t->name);
-            goto fail;
-        }
-        if (ra->is_b || !rb || strcmp(ra->module, rb->module) != 0) {
-            status = lh_error_set(err, LH_ERR_FORMAT, "%s: module '%s' has lora_%c but no lora_%c",
-                                  st_path, ra->module, ra->is_b ? 'B' : 'A', ra->is_b ? 'A' : 'B');
-            goto fail;
-        }
-        if ((status = check_dims(st_path, ra->t, err)) || (status = check_dims(st_path, rb->t, err)))
-            goto fail;
-        if (rb->t->shape[1] != ra->t->shape[0]) {
-            status = lh_error_set(err, LH_ERR_SHAPE, "%s: module '%s': lora_A is [%lld, %lld] but "
-                                  "lora_B is [%lld, %lld]; B's columns must equal A's rows (the "
-                                  "rank)", st_path, ra->module, (long long)ra->t->shape[0],
-                                  (long long)ra->t->shape[1], (long long)rb->t->shape[0],
-                                  (long long)rb->t->shape[1]);
-            goto fail;
-        }
-        n_targets++;
-        i += 2;
-    }
-    lh_adapter *ad = calloc(1, sizeof *ad);
+    qsort(refs, n_refs, sizeof *refs, cmp_ref); /* pairs: A then B for each module */
+    if ((status = check_pairs(st_path, refs, n_refs, &n_targets, err)) != LH_OK)
+        goto fail;
+    a = calloc(1, sizeof *a);
     ps = calloc(1, sizeof *ps);
-    if (!ad || !ps) {
-        free(ad);
+    if (!a || !ps) {
+        free(a);
+        a = NULL;
         status = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", st_path);
         goto fail;
     }
-    a = ad;
     a->format = LH_FORMAT_PEFT;
     ps->st = st;
     st = NULL;
@@ -666,7 +755,6 @@ static lh_status build(const char *st_path, lh_safetensors *st, const peft_cfg *
         goto fail;
     }
     float *cp = ps->converted;
-    int bad_pattern = 0;
     for (size_t i = 0; i < n_refs; i += 2) {
         lh_target *t = &a->targets[a->n_targets];
         const lh_st_tensor *ta = refs[i].t, *tb = refs[i + 1].t;
@@ -677,86 +765,15 @@ static lh_status build(const char *st_path, lh_safetensors *st, const peft_cfg *
         t->d_in = (int)ta->shape[1];
         t->d_out = (int)tb->shape[0];
         a->dtypes |= 1u << ta->dtype | 1u << tb->dtype;
-        const lh_st_tensor *pair[2] = {ta, tb};
-        float **dst[2] = {&t->A, &t->B};
-        for (int k = 0; k < 2; k++) {
-            const float *v = lh_st_f32_view(pair[k]);
-            if (v) {
-                *dst[k] = (float *)v; /* read-only view into the mapping */
-            } else {
-                if ((status = lh_st_read_f32(ps->st, pair[k], cp, err)) != LH_OK)
-                    goto fail;
-                *dst[k] = cp;
-                cp += pair[k]->numel;
-            }
-        }
-        if (!cfg) {
-            t->alpha = (float)t->r;
-            t->scale = 1.0f;
-            continue;
-        }
-        int sel = sel_match(&cfg->targets, cfg, t->name, 1);
-        int exc = cfg->exclude.kind ? sel_match(&cfg->exclude, cfg, t->name, 0) : 0;
-        if (sel < 0 || exc < 0) {
-            status = lh_error_set(err, LH_ERR_FORMAT, "%s: matching module '%s' against "
-                                  "target_modules failed (regex limit)", cfg->path, t->name);
+        if ((status = take_factors(ps, ta, tb, t, &cp, err)) != LH_OK)
             goto fail;
-        }
-        if (!sel || exc) {
-            status = lh_error_set(err, LH_ERR_FORMAT, "%s: module '%s' has LoRA tensors but the "
-                                  "config's %s does not select it", cfg->path, t->name,
-                                  exc ? "exclude_modules" : cfg->has_layers
-                                  ? "target_modules/layers_to_transform" : "target_modules");
+        t->alpha = (float)t->r;
+        t->scale = 1.0f;
+        if (cfg && (status = apply_config(st_path, cfg, t, err)) != LH_OK)
             goto fail;
-        }
-        const pattern *rp = pattern_for(cfg->rank_pat, cfg->n_rank_pat, t->name, &bad_pattern);
-        const pattern *ap = pattern_for(cfg->alpha_pat, cfg->n_alpha_pat, t->name, &bad_pattern);
-        if (bad_pattern) {
-            status = lh_error_set(err, LH_ERR_FORMAT, "%s: matching module '%s' against "
-                                  "rank_pattern/alpha_pattern failed (regex limit)", cfg->path,
-                                  t->name);
-            goto fail;
-        }
-        int want_r = rp ? (int)rp->value : cfg->r;
-        if (want_r != t->r) {
-            if (rp)
-                status = lh_error_set(err, LH_ERR_SHAPE, "%s: module '%s' has rank %d in the "
-                                      "tensors but rank_pattern['%s'] says %d", st_path, t->name,
-                                      t->r, rp->key, want_r);
-            else
-                status = lh_error_set(err, LH_ERR_SHAPE, "%s: module '%s' has rank %d in the "
-                                      "tensors but the config's r is %d", st_path, t->name, t->r,
-                                      want_r);
-            goto fail;
-        }
-        double alpha = ap ? ap->value : cfg->alpha;
-        double scale = cfg->rslora ? alpha / sqrt((double)t->r) : alpha / (double)t->r;
-        if (!isfinite((float)scale) || !isfinite((float)alpha)) {
-            status = lh_error_set(err, LH_ERR_FORMAT, "%s: module '%s': lora_alpha %g gives a "
-                                  "scale beyond single precision", cfg->path, t->name, alpha);
-            goto fail;
-        }
-        t->alpha = (float)alpha;
-        t->scale = (float)scale;
     }
-    /* The on-disk dtype to report: the widest float type present. */
-    a->dtype = LH_F32;
-    for (int d = LH_DTYPE_COUNT - 1; d >= 0; d--)
-        if (a->dtypes & (1u << d)) {
-            a->dtype = (lh_dtype)d;
-            break;
-        }
-    a->r = cfg ? cfg->r : lh_adapter_max_rank(a);
-    a->lora_alpha = cfg ? cfg->alpha : a->r;
-    a->use_rslora = cfg ? cfg->rslora : 0;
-    a->fan_in_fan_out = cfg ? cfg->fan_in_fan_out : 0;
-    if (cfg && ((cfg->base_model && !(a->base_model = strdup(cfg->base_model))) ||
-                (cfg->task_type && !(a->task_type = strdup(cfg->task_type))))) {
-        status = lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", st_path);
+    if ((status = finish_adapter(st_path, cfg, a, err)) != LH_OK)
         goto fail;
-    }
-    int64_t sz = lh_file_size(st_path);
-    a->file_size = sz > 0 ? (uint64_t)sz : 0;
     for (size_t i = 0; i < n_refs; i++)
         free(refs[i].module);
     free(refs);
