@@ -533,6 +533,8 @@ static lh_status make_tuple(um *m, size_t from)
 
 static lh_status add_items(um *m, pval *into, pval **items, size_t n)
 {
+    if (n == 0) /* an empty SETITEMS/APPENDS: into->items may still be NULL */
+        return LH_OK;
     if (grow(&into->items, &into->cap, into->n * (into->kind == V_DICT ? 2 : 1) + n,
              sizeof *into->items))
         return nomem(m);

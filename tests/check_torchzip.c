@@ -292,6 +292,12 @@ START_TEST(test_hand_pickles)
     want_first = 0;
     /* a size-1 dimension's stride does not matter (torch's is_contiguous) */
     expect_tensor("FloatStorage", "K\x06", "K~", "K\x01K\x06\x86", "K\x09K\x01\x86", LH_OK, "");
+    /* an empty SETITEMS on a fresh dict (found by fuzz_torchzip: UB adding
+     * a zero offset to the dict's NULL item array) */
+    want_first = 0;
+    expect_text("\x80\x02}q~(u($w$ctorch._utils\n_rebuild_tensor_v2\nq\x01"
+                "(($storage$ctorch\nFloatStorage\n$0$$cpu$K\x06tQK~K\x02K\x03\x86K\x03K\x01\x86"
+                "\x89" "ccollections\nOrderedDict\n)RtRu.", LH_OK, "");
     /* code execution, by any route */
     expect_text("\x80\x02" "cposix\nsystem\nq~$ls$\x85R.", LH_ERR_UNSUPPORTED,
                 "global 'posix.system'");
