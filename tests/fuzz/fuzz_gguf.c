@@ -1,5 +1,5 @@
 /* tests/fuzz/fuzz_gguf.c - libFuzzer target for the GGUF reader and the
- * LoRA layer on top of it (seeds: tests/fuzz/seeds/gguf/*.gguf, small
+ * LoRA layer on top of it (seeds: the .gguf files of tests/fuzz/seeds/gguf, small
  * adapters written by llama.cpp's gguf-py and by lorahub).
  *
  * Oracle beyond "no crash": every refusal is one line naming the input; an
