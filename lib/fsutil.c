@@ -296,15 +296,11 @@ lh_status lh_atomic_begin(lh_atomic_file *f, const char *path, lh_error *err)
         f->tmp_path = temp_name(path);
         if (!f->tmp_path)
             break;
-        sigset_t held;
-        lh_temp_hold_signals(&held);
         f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
         if (f->fd >= 0) {
             lh_temp_register(f->tmp_path); /* a signal handler may remove it */
-            lh_temp_release_signals(&held);
             return LH_OK;
         }
-        lh_temp_release_signals(&held);
         if (errno != EEXIST) {
             int e = errno;
             lh_atomic_abort(f);
@@ -419,14 +415,10 @@ lh_status lh_outdir_begin(lh_outdir *od, const char *final_path, int force, lh_e
         od->tmp_path = temp_name(od->final_path);
         if (!od->tmp_path)
             break;
-        sigset_t held;
-        lh_temp_hold_signals(&held);
         if (mkdir(od->tmp_path, 0777) == 0) {
             lh_temp_register(od->tmp_path); /* a signal handler may remove it */
-            lh_temp_release_signals(&held);
             return LH_OK;
         }
-        lh_temp_release_signals(&held);
         if (errno != EEXIST) {
             int e = errno;
             free(od->tmp_path);

@@ -6,8 +6,6 @@
  * and unlinkat (async-signal-safe), not opendir. */
 #include "tempreg.h"
 
-#include <pthread.h>
-
 #include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -23,21 +21,6 @@ static struct {
     volatile sig_atomic_t used;
     char path[PATH_MAX];
 } slots[SLOTS];
-
-void lh_temp_hold_signals(sigset_t *old)
-{
-    sigset_t s;
-    sigemptyset(&s);
-    sigaddset(&s, SIGINT);
-    sigaddset(&s, SIGTERM);
-    sigaddset(&s, SIGHUP);
-    pthread_sigmask(SIG_BLOCK, &s, old);
-}
-
-void lh_temp_release_signals(const sigset_t *old)
-{
-    pthread_sigmask(SIG_SETMASK, old, NULL);
-}
 
 void lh_temp_register(const char *path)
 {

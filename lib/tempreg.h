@@ -9,13 +9,6 @@
 #ifndef LH_TEMPREG_H
 #define LH_TEMPREG_H
 
-#include <signal.h>
-
-/* SIGINT, SIGTERM and SIGHUP held (the previous mask in *old) from just
- * before a temporary is created until it is registered, so a handler that
- * ends the process never misses one (the signal waits for the release). */
-void lh_temp_hold_signals(sigset_t *old);
-void lh_temp_release_signals(const sigset_t *old);
 void lh_temp_register(const char *path);
 void lh_temp_unregister(const char *path);
 /* Remove every registered path (files, and directory trees a few levels
