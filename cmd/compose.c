@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "compose/compose.h"
 #include "compose/mos_compose.h"
@@ -368,6 +370,14 @@ static lh_status save_output(const lh_adapter *out, const char *outdir,
  * then end with the signal's default action. */
 static void on_signal(int sig)
 {
+    /* Any thread may take a process-directed signal (OpenBLAS's workers
+     * too): hand it to the main thread, the one writing the output, so no
+     * file appears in the temporary after it was removed. */
+    pid_t pid = getpid();
+    if ((pid_t)syscall(SYS_gettid) != pid) {
+        syscall(SYS_tgkill, pid, pid, sig);
+        return;
+    }
     lh_temp_remove_all();
     signal(sig, SIG_DFL);
     raise(sig);

@@ -296,11 +296,13 @@ lh_status lh_atomic_begin(lh_atomic_file *f, const char *path, lh_error *err)
         f->tmp_path = temp_name(path);
         if (!f->tmp_path)
             break;
+        lh_temp_register(f->tmp_path); /* before it exists, as for directories */
         f->fd = open(f->tmp_path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-        if (f->fd >= 0) {
-            lh_temp_register(f->tmp_path); /* a signal handler may remove it */
+        if (f->fd >= 0)
             return LH_OK;
-        }
+        int saved = errno;
+        lh_temp_unregister(f->tmp_path);
+        errno = saved;
         if (errno != EEXIST) {
             int e = errno;
             lh_atomic_abort(f);
@@ -415,10 +417,14 @@ lh_status lh_outdir_begin(lh_outdir *od, const char *final_path, int force, lh_e
         od->tmp_path = temp_name(od->final_path);
         if (!od->tmp_path)
             break;
-        if (mkdir(od->tmp_path, 0777) == 0) {
-            lh_temp_register(od->tmp_path); /* a signal handler may remove it */
+        /* Registered before it exists: a handler running in any thread
+         * (OpenBLAS's too) between the two would otherwise miss it. */
+        lh_temp_register(od->tmp_path);
+        if (mkdir(od->tmp_path, 0777) == 0)
             return LH_OK;
-        }
+        int saved = errno;
+        lh_temp_unregister(od->tmp_path);
+        errno = saved;
         if (errno != EEXIST) {
             int e = errno;
             free(od->tmp_path);
