@@ -5,8 +5,10 @@
 #ifndef LH_BENCH_UTIL_H
 #define LH_BENCH_UTIL_H
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "lib/status.h"
@@ -37,6 +39,74 @@ static inline void bench_tempdir(char *dir, size_t cap, const char *tag)
         perror(dir);
         exit(1);
     }
+}
+
+/* The clock bench_cpu_now reads. With one thread the process CPU time is the
+ * work done, whatever else runs on a shared machine; with more threads only
+ * wall time adds up, and bench_time_wall switches to it. */
+static inline clockid_t *bench_clock_slot(void)
+{
+    static clockid_t clock = CLOCK_PROCESS_CPUTIME_ID;
+    return &clock;
+}
+
+static inline void bench_time_wall(void)
+{
+    *bench_clock_slot() = CLOCK_MONOTONIC;
+}
+
+static inline double bench_cpu_now(void)
+{
+    struct timespec ts;
+    clock_gettime(*bench_clock_slot(), &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Uniform in [-1, 1): a fixed xorshift stream, so every run times the same numbers. */
+static inline float bench_frand(void)
+{
+    static uint64_t state = 0x9e3779b97f4a7c15ULL;
+    state ^= state << 13;
+    state ^= state >> 7;
+    state ^= state << 17;
+    return (float)((state >> 40) * (1.0 / (1 << 23))) - 1.0f;
+}
+
+/* p: [n] <- scale * uniform [-1, 1) */
+static inline void bench_fill(float *p, size_t n, float scale)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = scale * bench_frand();
+}
+
+/* Interleaved A/B timing (best of reps each): on a shared machine a burst
+ * of load then hits both sides alike rather than one. */
+static inline void bench_compare(int reps, double (*fa)(void *), void *a, double (*fb)(void *),
+                                 void *b, double *ta, double *tb)
+{
+    *ta = *tb = 1e30;
+    for (int i = 0; i < reps; i++) {
+        double x = fa(a), y = fb(b);
+        if (x < *ta)
+            *ta = x;
+        if (y < *tb)
+            *tb = y;
+    }
+}
+
+/* The machine may be shared: the load average and the clock put the figures in context. */
+static inline void bench_print_load(int threads)
+{
+    FILE *la = fopen("/proc/loadavg", "r");
+    char load[64] = "?";
+    if (la) {
+        if (!fgets(load, sizeof load, la))
+            snprintf(load, sizeof load, "?");
+        fclose(la);
+        load[strcspn(load, "\n")] = '\0';
+    }
+    printf("load average at start: %s; timing %s\n", load,
+           threads > 1 ? "wall clock" : "process CPU time (one thread)");
 }
 
 #endif

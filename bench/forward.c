@@ -20,34 +20,11 @@
 #include <sys/resource.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "model/llama/llama.h"
 
 /* With one thread the process CPU time is the work done, whatever else
  * runs on a shared machine; with more, only wall time adds up. */
-static clockid_t bench_clock = CLOCK_PROCESS_CPUTIME_ID;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(bench_clock, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / (1 << 23))) - 1.0f;
-}
-
-static void fill(float *p, size_t n, float scale)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = scale * frand();
-}
-
 /* An adapter with rank r on q and v of every layer, random A and B. */
 static lh_adapter *make_lora(const nm_config *c, int r)
 {
@@ -67,8 +44,8 @@ static lh_adapter *make_lora(const nm_config *c, int r)
     }
     for (size_t i = 0; i < a->n_targets; i++) {
         lh_target *t = &a->targets[i];
-        fill(t->A, (size_t)t->r * t->d_in, 0.05f);
-        fill(t->B, (size_t)t->d_out * t->r, 0.05f);
+        bench_fill(t->A, (size_t)t->r * t->d_in, 0.05f);
+        bench_fill(t->B, (size_t)t->d_out * t->r, 0.05f);
         t->scale = 2.0f;
     }
     free(sh);
@@ -116,21 +93,6 @@ static double attn_flops(const nm_config *c, size_t n_seq, size_t L)
     return (double)c->n_layers * n_seq * c->n_heads * 2.0 * 2.0 * (double)L * L * c->head_dim;
 }
 
-/* Interleaved A/B timing (best of reps each): on a shared machine a burst
- * of load then hits both sides alike rather than one. */
-static void compare(int reps, double (*fa)(void *), void *a, double (*fb)(void *), void *b,
-                    double *ta, double *tb)
-{
-    *ta = *tb = 1e30;
-    for (int i = 0; i < reps; i++) {
-        double x = fa(a), y = fb(b);
-        if (x < *ta)
-            *ta = x;
-        if (y < *tb)
-            *tb = y;
-    }
-}
-
 typedef struct score_arg {
     const nm_model *m;
     const nm_batch *b;
@@ -144,12 +106,12 @@ static double time_score(void *p)
     double nll[64];
     size_t nt;
     lh_error err = {0};
-    double t0 = now();
+    double t0 = bench_cpu_now();
     if (nm_score_batch(a->m, a->b, a->cands, a->n, a->batched, nll, &nt, &err)) {
         fprintf(stderr, "forward: %s\n", err.msg);
         exit(1);
     }
-    return now() - t0;
+    return bench_cpu_now() - t0;
 }
 
 typedef struct gemm_arg {
@@ -161,9 +123,9 @@ typedef struct gemm_arg {
 static double time_gemm(void *p)
 {
     gemm_arg *a = p;
-    double t0 = now();
+    double t0 = bench_cpu_now();
     sgemm_pass(a->m, a->T, a->n_head, a->x, a->y, 1);
-    return now() - t0;
+    return bench_cpu_now() - t0;
 }
 
 int main(int argc, char **argv)
@@ -184,7 +146,7 @@ int main(int argc, char **argv)
         threads = 1;
     openblas_set_num_threads(threads);
     if (threads > 1)
-        bench_clock = CLOCK_MONOTONIC;
+        bench_time_wall();
     nm_config c = {0};
     snprintf(c.model_type, sizeof c.model_type, "llama");
     c.dim = 768;
@@ -205,22 +167,12 @@ int main(int argc, char **argv)
         fprintf(stderr, "forward: %s\n", err.msg);
         return 1;
     }
-    fill(m->blob, m->blob_floats, 0.04f);
+    bench_fill(m->blob, m->blob_floats, 0.04f);
     for (int l = 0; l < c.n_layers; l++)
         for (int i = 0; i < c.dim; i++)
             m->w.rms_att[(size_t)l * c.dim + i] = m->w.rms_ffn[(size_t)l * c.dim + i] = 1.0f;
     double params = (double)m->blob_floats;
-    /* The machine may be shared: the load puts the figures in context. */
-    FILE *la = fopen("/proc/loadavg", "r");
-    char load[64] = "?";
-    if (la) {
-        if (!fgets(load, sizeof load, la))
-            snprintf(load, sizeof load, "?");
-        fclose(la);
-        load[strcspn(load, "\n")] = '\0';
-    }
-    printf("load average at start: %s; timing %s\n", load,
-           threads > 1 ? "wall clock" : "process CPU time (one thread)");
+    bench_print_load(threads);
     printf("model: %d layers, dim %d, hidden %d, heads %d/%d, vocab %d: %.1fM parameters, "
            "%.0f MiB F32; OpenBLAS threads %d\n",
            c.n_layers, c.dim, c.hidden, c.n_heads, c.n_kv_heads, c.vocab, params / 1e6,
@@ -246,11 +198,11 @@ int main(int argc, char **argv)
     double fl_total = fl_gemm + attn_flops(&c, NSEQ, SEQ);
     size_t big = (size_t)T * (size_t)(c.vocab > c.hidden ? c.vocab : c.hidden);
     float *gx = malloc((size_t)T * c.hidden * sizeof(float)), *gy = malloc(big * sizeof(float));
-    fill(gx, (size_t)T * c.hidden, 1.0f);
+    bench_fill(gx, (size_t)T * c.hidden, 1.0f);
     gemm_arg ga = {m, T, n_head, gx, gy};
     time_gemm(&ga);
     double t_fwd, t_gemm;
-    compare(reps, time_score, &sa, time_gemm, &ga, &t_fwd, &t_gemm);
+    bench_compare(reps, time_score, &sa, time_gemm, &ga, &t_fwd, &t_gemm);
     double gf_fwd = fl_total / t_fwd / 1e9, gf_gemm = fl_gemm / t_gemm / 1e9;
     printf("score 512 tokens (%zu scored): %.3f s, %.0f tokens/s, %.1f GFLOP/s\n", n_head, t_fwd,
            (double)T / t_fwd, gf_fwd);
@@ -262,7 +214,7 @@ int main(int argc, char **argv)
     const lh_adapter *one[1] = {lora};
     score_arg sl = {m, &b, one, 1, 1};
     double t_lora;
-    compare(reps, time_score, &sl, time_score, &sa, &t_lora, &t_fwd);
+    bench_compare(reps, time_score, &sl, time_score, &sa, &t_lora, &t_fwd);
     printf("LoRA r=16 on q,v: %.3f s vs %.3f s base: overhead %.1f%% (goal < 5%%)\n", t_lora, t_fwd,
            100.0 * (t_lora / t_fwd - 1.0));
 
@@ -282,7 +234,7 @@ int main(int argc, char **argv)
         nm_batch bc = {2, ids, lenc, fromc, NULL};
         score_arg sb = {m, &bc, cp, NC, 1}, sn = {m, &bc, cp, NC, 0};
         double t_b, t_n;
-        compare(reps, time_score, &sb, time_score, &sn, &t_b, &t_n);
+        bench_compare(reps, time_score, &sb, time_score, &sn, &t_b, &t_n);
         printf("%d candidates x %zu tokens: batched %.3f s, one at a time %.3f s: speed-up %.2fx\n",
                NC, cand_T[k], t_b, t_n, t_n / t_b);
     }
@@ -291,12 +243,12 @@ int main(int argc, char **argv)
     int n_new = quick ? 16 : 32;
     int32_t *out = NULL;
     size_t n_out = 0;
-    double t0 = now();
+    double t0 = bench_cpu_now();
     if (nm_generate_ids(m, lora, ids, 16, n_new, &out, &n_out, &err)) {
         fprintf(stderr, "forward: %s\n", err.msg);
         return 1;
     }
-    double t_gen = now() - t0;
+    double t_gen = bench_cpu_now() - t0;
     printf("generate %zu tokens after a 16-token prompt: %.2f s, %.1f tokens/s\n", n_out, t_gen,
            (double)n_out / t_gen);
 

@@ -26,34 +26,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "bench/bench_util.h"
 #include "lib/fsutil.h"
 #include "lib/peft.h"
 #include "lib/safetensors.h"
 #include "model/t5/t5.h"
-
-static clockid_t bench_clock = CLOCK_PROCESS_CPUTIME_ID;
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(bench_clock, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
-static float frand(void) /* uniform in [-1, 1) */
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((rng_state >> 40) * (1.0 / (1 << 23))) - 1.0f;
-}
-
-static void fill(float *p, size_t n, float scale)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = scale * frand();
-}
 
 static void die(const char *what, const lh_error *err)
 {
@@ -77,7 +54,7 @@ static t5_model *random_model(const t5_config *c)
     lh_error err = {0};
     if (t5_model_alloc(c, &m, &err))
         die("model", &err);
-    fill(m->blob, m->blob_floats, 0.03f);
+    bench_fill(m->blob, m->blob_floats, 0.03f);
     const t5_stack_w *st[2] = {&m->w.enc, &m->w.dec};
     int nl[2] = {c->n_enc_layers, c->n_dec_layers};
     size_t D = (size_t)c->d_model;
@@ -89,7 +66,7 @@ static t5_model *random_model(const t5_config *c)
         for (size_t i = 0; i < D; i++)
             st[s]->final_ln[i] = 1.0f;
     }
-    fill(m->w.embed, (size_t)c->vocab * D, 1.0f);
+    bench_fill(m->w.embed, (size_t)c->vocab * D, 1.0f);
     return m;
 }
 
@@ -119,8 +96,8 @@ static lh_adapter *make_lora(const t5_config *c, int r)
         die("adapter", &err);
     for (size_t i = 0; i < a->n_targets; i++) {
         lh_target *t = &a->targets[i];
-        fill(t->A, (size_t)t->r * t->d_in, 0.02f);
-        fill(t->B, (size_t)t->d_out * t->r, 0.02f);
+        bench_fill(t->A, (size_t)t->r * t->d_in, 0.02f);
+        bench_fill(t->B, (size_t)t->d_out * t->r, 0.02f);
         t->scale = 2.0f;
         t->alpha = 32.0f;
     }
@@ -187,10 +164,10 @@ static double time_score(void *p)
     double nll[16];
     size_t nt;
     lh_error err = {0};
-    double t0 = now();
+    double t0 = bench_cpu_now();
     if (t5_score_batch(a->m, a->b, a->cands, a->n, a->batched, nll, &nt, &err))
         die("score", &err);
-    return now() - t0;
+    return bench_cpu_now() - t0;
 }
 
 typedef struct gemm_arg {
@@ -202,21 +179,9 @@ typedef struct gemm_arg {
 static double time_gemm(void *p)
 {
     gemm_arg *a = p;
-    double t0 = now();
+    double t0 = bench_cpu_now();
     sgemm_pass(a->m, a->Te, a->Td, a->x, a->y, 1);
-    return now() - t0;
-}
-
-/* Interleaved A/B timing (best of reps each). */
-static void compare(int reps, double (*fa)(void *), void *a, double (*fb)(void *), void *b,
-                    double *ta, double *tb)
-{
-    *ta = *tb = 1e30;
-    for (int i = 0; i < reps; i++) {
-        double x = fa(a), y = fb(b);
-        *ta = x < *ta ? x : *ta;
-        *tb = y < *tb ? y : *tb;
-    }
+    return bench_cpu_now() - t0;
 }
 
 /* The char-level tokenizer of tests/fixtures/t5 (one id per character):
@@ -327,11 +292,11 @@ static void throughput(score_arg *sa, size_t Te, size_t Td, size_t ls, size_t lt
     if (ymax < xmax)
         ymax = xmax;
     float *gx = malloc(xmax * sizeof(float)), *gy = malloc(ymax * sizeof(float));
-    fill(gx, xmax, 1.0f);
+    bench_fill(gx, xmax, 1.0f);
     gemm_arg ga = {m, Te, Td, gx, gy};
     time_gemm(&ga);
     double t_fwd, t_gemm;
-    compare(reps, time_score, sa, time_gemm, &ga, &t_fwd, &t_gemm);
+    bench_compare(reps, time_score, sa, time_gemm, &ga, &t_fwd, &t_gemm);
     double gf_fwd = fl_total / t_fwd / 1e9, gf_gemm = fl_gemm / t_gemm / 1e9;
     printf("score %zu examples (%zu encoder + %zu decoder tokens): %.2f s, %.0f tokens/s, "
            "%.1f GFLOP/s\n", Te / ls, Te, Td, t_fwd, (double)(Te + Td) / t_fwd, gf_fwd);
@@ -366,20 +331,11 @@ int main(int argc, char **argv)
         threads = 1;
     openblas_set_num_threads(threads);
     if (threads > 1)
-        bench_clock = CLOCK_MONOTONIC;
+        bench_time_wall();
     t5_config c = large_config(quick);
     t5_model *m = random_model(&c);
     double params = (double)m->blob_floats;
-    FILE *la = fopen("/proc/loadavg", "r");
-    char load[64] = "?";
-    if (la) {
-        if (!fgets(load, sizeof load, la))
-            snprintf(load, sizeof load, "?");
-        fclose(la);
-        load[strcspn(load, "\n")] = '\0';
-    }
-    printf("load average at start: %s; timing %s\n", load,
-           threads > 1 ? "wall clock" : "process CPU time (one thread)");
+    bench_print_load(threads);
     printf("model: flan-t5-large shapes, %d+%d blocks, d_model %d, d_ff %d, heads %dx%d, vocab "
            "%d: %.1fM parameters, %.0f MiB F32; OpenBLAS threads %d\n",
            c.n_enc_layers, c.n_dec_layers, c.d_model, c.d_ff, c.n_heads, c.d_kv, c.vocab,
@@ -412,7 +368,7 @@ int main(int argc, char **argv)
     const lh_adapter *one[1] = {lora};
     score_arg sl = {m, &b, one, 1, 1};
     double t_lora, t_fwd;
-    compare(reps, time_score, &sl, time_score, &sa, &t_lora, &t_fwd);
+    bench_compare(reps, time_score, &sl, time_score, &sa, &t_lora, &t_fwd);
     printf("LoRA r=16 on q,v (%zu pairs): %.2f s vs %.2f s base: overhead %.1f%%\n",
            lora->n_targets, t_lora, t_fwd, 100.0 * (t_lora / t_fwd - 1.0));
 
@@ -424,7 +380,7 @@ int main(int argc, char **argv)
         cp[i] = pop[i] = make_lora(&c, 16);
     score_arg sb = {m, &b, cp, NC, 1}, sn = {m, &b, cp, NC, 0};
     double t_b, t_n;
-    compare(1, time_score, &sb, time_score, &sn, &t_b, &t_n);
+    bench_compare(1, time_score, &sb, time_score, &sn, &t_b, &t_n);
     printf("%d candidates: batched %.2f s, one at a time %.2f s: speed-up %.2fx\n", NC, t_b, t_n,
            t_n / t_b);
 
@@ -432,11 +388,11 @@ int main(int argc, char **argv)
     int32_t *out = NULL;
     size_t n_out = 0;
     lh_error err = {0};
-    double t0 = now();
+    double t0 = bench_cpu_now();
     m->c.eos_id = -1; /* never stop early */
     if (t5_generate_ids(m, lora, src[0], LS, LT, &out, &n_out, &err))
         die("generate", &err);
-    double t_gen = now() - t0;
+    double t_gen = bench_cpu_now() - t0;
     printf("generate %zu tokens after a %d-token input: %.2f s (encoder included), %.1f "
            "tokens/s\n", n_out, LS, t_gen, (double)n_out / t_gen);
 
