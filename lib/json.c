@@ -17,6 +17,7 @@
  * their final size. */
 #include "json.h"
 #include "fsutil.h"
+#include "strbuf.h"
 
 #include <limits.h>
 #include <math.h>
@@ -90,20 +91,7 @@ void lh_json_free(lh_json *j)
 /* Render s[0..n) for a message: at most 48 bytes, control bytes escaped. */
 static void show(char *dst, size_t cap, const char *s, size_t n)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n && cap - o >= 6; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (i == 48) {
-            memcpy(dst + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (c < 0x20 || c == 0x7f)
-            o += (size_t)snprintf(dst + o, cap - o, "\\x%02x", c);
-        else
-            dst[o++] = (char)c;
-    }
-    dst[o] = '\0';
+    lh_str_printable(s, n, 48, dst, cap);
 }
 
 static lh_status fail(lh_error *err, const char *origin, size_t line, const char *fmt, ...)

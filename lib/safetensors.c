@@ -27,21 +27,7 @@
 /* Short printable form of a tensor name for messages. */
 static const char *shown(const char *name, char *buf, size_t cap)
 {
-    size_t o = 0;
-    for (size_t i = 0; name[i] && o + 6 < cap; i++) {
-        unsigned char c = (unsigned char)name[i];
-        if (i == 80) {
-            memcpy(buf + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (c < 0x20 || c == 0x7f)
-            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-        else
-            buf[o++] = (char)c;
-    }
-    buf[o] = '\0';
-    return buf;
+    return lh_str_printable(name, strlen(name), 80, buf, cap);
 }
 
 /* Offset of the first invalid UTF-8 byte in s[0..n), or n. */

@@ -32,6 +32,9 @@ void lh_sb_append_json_number(lh_sb *sb, double v);
 int lh_sb_failed(const lh_sb *sb);
 /* 1 when s ends with suffix (both non-NULL). */
 int lh_str_ends_with(const char *s, const char *suffix);
+/* s[0..n) made printable for a message in buf (cap bytes, cap >= 8): control
+ * bytes as \xNN, cut with "..." after max_shown bytes. Returns buf. */
+const char *lh_str_printable(const char *s, size_t n, size_t max_shown, char *buf, size_t cap);
 /* Take ownership of the buffer (never NULL on success; "" if empty). */
 char *lh_sb_detach(lh_sb *sb);
 

@@ -17,6 +17,7 @@
  * capped (MAX_STACK, MAX_NODES). The CRC-32 of data.pkl is checked before
  * it is run; storages are checked by their sizes only (a CRC of gigabytes
  * of weights would cost more than the load). */
+#include "strbuf.h"
 #include "torchzip.h"
 
 #include <inttypes.h>
@@ -57,21 +58,7 @@ static uint32_t crc32_of(const uint8_t *p, size_t n)
 /* A name from the file, printable and short, for messages. */
 static const char *quoted(const char *s, size_t n, char *buf, size_t cap)
 {
-    size_t o = 0;
-    for (size_t i = 0; i < n && o + 6 < cap; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (i == 80) {
-            memcpy(buf + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (c < 0x20 || c == 0x7f)
-            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-        else
-            buf[o++] = (char)c;
-    }
-    buf[o] = '\0';
-    return buf;
+    return lh_str_printable(s, n, 80, buf, cap);
 }
 
 /* ------------------------------------------------------------------ zip */
