@@ -4,12 +4,14 @@
 #ifndef LH_MODEL_OPS_H
 #define LH_MODEL_OPS_H
 
+#include <cblas.h>
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "lib/adapter.h"
 #include "lib/status.h"
 
 /* s [n]: softmax over the visible keys s[0..lim), the rest zeroed (masked
@@ -68,6 +70,52 @@ static inline int32_t lh_argmax(const float *x, int n)
         if (x[i] > x[best])
             best = i;
     return best;
+}
+
+/* out [rows, D] = weight * x / sqrt(mean(x^2) + eps), row by row: LLaMA's
+ * RMSNorm and T5's LayerNorm (no mean, no bias) are the same function. */
+static inline void lh_rms_norm(float *out, const float *x, const float *weight, size_t rows,
+                               size_t D, float eps)
+{
+    for (size_t r = 0; r < rows; r++) {
+        const float *xr = x + r * D;
+        float *o = out + r * D;
+        float ss = 0.0f;
+        for (size_t i = 0; i < D; i++)
+            ss += xr[i] * xr[i];
+        float inv = 1.0f / sqrtf(ss / (float)D + eps);
+        for (size_t i = 0; i < D; i++)
+            o[i] = weight[i] * (xr[i] * inv);
+    }
+}
+
+/* y [rows, d_out] = x [rows, d_in] W^T, W [d_out, d_in]. One row (a
+ * decoding step) is a matrix-vector product: sgemv avoids GEMM packing. */
+static inline void lh_matmul_wt(const float *x, size_t rows, int d_in, const float *W, int d_out,
+                                float *y)
+{
+    if (rows == 1)
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d_in, 1.0f, W, d_in, x, 1, 0.0f, y, 1);
+    else
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, d_out, d_in, 1.0f, x, d_in,
+                    W, d_in, 0.0f, y, d_out);
+}
+
+/* y [rows, d_out] += scale * (x [rows, d_in] A^T) B^T: one LoRA side path,
+ * A [r, d_in], B [d_out, r], through tmp [rows, r]. */
+static inline void lh_lora_side(const lh_target *t, const float *x, size_t rows, int d_in,
+                                float *y, int d_out, float *tmp)
+{
+    if (rows == 1) {
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, t->r, d_in, 1.0f, t->A, d_in, x, 1, 0.0f, tmp, 1);
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, t->r, t->scale, t->B, t->r, tmp, 1, 1.0f,
+                    y, 1);
+        return;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, t->r, d_in, 1.0f, x, d_in,
+                t->A, d_in, 0.0f, tmp, t->r);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, d_out, t->r, t->scale, tmp,
+                t->r, t->B, t->r, 1.0f, y, d_out);
 }
 
 #endif

@@ -90,34 +90,13 @@ lh_status nm_ws_init(nm_ws *w, const nm_model *m, size_t rows, size_t max_len, s
     return LH_OK;
 }
 
-static void rmsnorm(float *out, const float *x, const float *weight, size_t rows, size_t D,
-                    float eps)
-{
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * D;
-        float *o = out + r * D;
-        float ss = 0.0f;
-        for (size_t i = 0; i < D; i++)
-            ss += xr[i] * xr[i];
-        float inv = 1.0f / sqrtf(ss / (float)D + eps);
-        for (size_t i = 0; i < D; i++)
-            o[i] = weight[i] * (xr[i] * inv);
-    }
-}
-
 /* y [rows, d_out] = x [rows, d_in] W^T (+ b), then each candidate's side
  * path on its block of rows_per rows. */
 static void linear(nm_ws *w, const float *x, size_t rows, int d_in, const float *W,
                    const float *b, int d_out, float *y, const nm_lora *const *loras, int nc,
                    size_t rows_per, size_t layer, int proj)
 {
-    /* One row (a decoding step) is a matrix-vector product: sgemv avoids
-     * the GEMM packing overhead. */
-    if (rows == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d_in, 1.0f, W, d_in, x, 1, 0.0f, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, d_out, d_in, 1.0f, x, d_in,
-                    W, d_in, 0.0f, y, d_out);
+    lh_matmul_wt(x, rows, d_in, W, d_out, y);
     if (b)
         for (size_t r = 0; r < rows; r++) {
             float *yr = y + r * (size_t)d_out;
@@ -126,21 +105,9 @@ static void linear(nm_ws *w, const float *x, size_t rows, int d_in, const float 
         }
     for (int c = 0; c < nc; c++) {
         const lh_target *t = loras[c] ? loras[c]->t[layer * NM_NPROJ + (size_t)proj] : NULL;
-        if (!t)
-            continue;
-        const float *xc = x + (size_t)c * rows_per * (size_t)d_in;
-        float *yc = y + (size_t)c * rows_per * (size_t)d_out;
-        if (rows_per == 1) {
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, t->r, d_in, 1.0f, t->A, d_in, xc, 1, 0.0f,
-                        w->tmp, 1);
-            cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, t->r, t->scale, t->B, t->r, w->tmp, 1,
-                        1.0f, yc, 1);
-            continue;
-        }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows_per, t->r, d_in, 1.0f, xc,
-                    d_in, t->A, d_in, 0.0f, w->tmp, t->r);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows_per, d_out, t->r, t->scale,
-                    w->tmp, t->r, t->B, t->r, 1.0f, yc, d_out);
+        if (t)
+            lh_lora_side(t, x + (size_t)c * rows_per * (size_t)d_in, rows_per, d_in,
+                         y + (size_t)c * rows_per * (size_t)d_out, d_out, w->tmp);
     }
 }
 
@@ -223,7 +190,7 @@ void nm_layer(const nm_model *m, nm_ws *w, size_t l, size_t rows_per, int nc,
     size_t Q = (size_t)c->n_heads * c->head_dim, KV = (size_t)c->n_kv_heads * c->head_dim;
     size_t rows = rows_per * (size_t)nc;
 
-    rmsnorm(w->xn, w->x, W->rms_att + l * D, rows, D, c->norm_eps);
+    lh_rms_norm(w->xn, w->x, W->rms_att + l * D, rows, D, c->norm_eps);
     linear(w, w->xn, rows, (int)D, W->wq + l * Q * D, W->bq ? W->bq + l * Q : NULL, (int)Q, w->q,
            loras, nc, rows_per, l, NM_Q);
     linear(w, w->xn, rows, (int)D, W->wk + l * KV * D, W->bk ? W->bk + l * KV : NULL, (int)KV,
@@ -253,7 +220,7 @@ void nm_layer(const nm_model *m, nm_ws *w, size_t l, size_t rows_per, int nc,
     for (size_t i = 0; i < rows * D; i++)
         w->x[i] += w->xn[i];
 
-    rmsnorm(w->xn, w->x, W->rms_ffn + l * D, rows, D, c->norm_eps);
+    lh_rms_norm(w->xn, w->x, W->rms_ffn + l * D, rows, D, c->norm_eps);
     linear(w, w->xn, rows, (int)D, W->w_gate + l * H * D, NULL, (int)H, w->hb, loras, nc,
            rows_per, l, NM_GATE);
     linear(w, w->xn, rows, (int)D, W->w_up + l * H * D, NULL, (int)H, w->hb2, loras, nc, rows_per,
@@ -279,7 +246,7 @@ void nm_head(const nm_model *m, const float *x, const size_t *rows, size_t n, fl
 {
     size_t D = (size_t)m->c.dim;
     for (size_t i = 0; i < n; i++)
-        rmsnorm(xn + i * D, x + rows[i] * D, m->w.rms_final, 1, D, m->c.norm_eps);
+        lh_rms_norm(xn + i * D, x + rows[i] * D, m->w.rms_final, 1, D, m->c.norm_eps);
     if (n == 1)
         cblas_sgemv(CblasRowMajor, CblasNoTrans, m->c.vocab, (int)D, 1.0f, m->w.lm_head, (int)D, xn,
                     1, 0.0f, logits, 1);

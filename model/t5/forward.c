@@ -79,42 +79,17 @@ lh_status t5_ws_init(t5_ws *w, const t5_model *m, size_t rows, size_t enc_rows, 
     return LH_OK;
 }
 
-/* T5LayerNorm: w * x / sqrt(mean(x^2) + eps), no mean, no bias. */
-static void t5_norm(float *out, const float *x, const float *weight, size_t rows, size_t D,
-                    float eps)
-{
-    for (size_t r = 0; r < rows; r++) {
-        const float *xr = x + r * D;
-        float *o = out + r * D;
-        float ss = 0.0f;
-        for (size_t i = 0; i < D; i++)
-            ss += xr[i] * xr[i];
-        float inv = 1.0f / sqrtf(ss / (float)D + eps);
-        for (size_t i = 0; i < D; i++)
-            o[i] = weight[i] * (xr[i] * inv);
-    }
-}
-
 void t5_linear(t5_ws *w, const float *x, size_t rows, int d_in, const float *W, int d_out,
                float *y, const t5_lora *const *loras, int nc, size_t rows_per, int dec,
                size_t layer, int proj)
 {
-    if (rows == 1)
-        cblas_sgemv(CblasRowMajor, CblasNoTrans, d_out, d_in, 1.0f, W, d_in, x, 1, 0.0f, y, 1);
-    else
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows, d_out, d_in, 1.0f, x, d_in,
-                    W, d_in, 0.0f, y, d_out);
+    lh_matmul_wt(x, rows, d_in, W, d_out, y);
     for (int c = 0; c < nc; c++) {
         const t5_lora *lo = loras[c];
         const lh_target *t = lo ? (dec ? lo->dec : lo->enc)[layer * T5_NPROJ + (size_t)proj] : NULL;
-        if (!t || rows_per == 0)
-            continue;
-        const float *xc = x + (size_t)c * rows_per * (size_t)d_in;
-        float *yc = y + (size_t)c * rows_per * (size_t)d_out;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows_per, t->r, d_in, 1.0f, xc,
-                    d_in, t->A, d_in, 0.0f, w->tmp, t->r);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)rows_per, d_out, t->r, t->scale,
-                    w->tmp, t->r, t->B, t->r, 1.0f, yc, d_out);
+        if (t && rows_per > 0)
+            lh_lora_side(t, x + (size_t)c * rows_per * (size_t)d_in, rows_per, d_in,
+                         y + (size_t)c * rows_per * (size_t)d_out, d_out, w->tmp);
     }
 }
 
@@ -166,7 +141,7 @@ static void ffn(const t5_model *m, t5_ws *w, const t5_stack_w *S, int dec, size_
 {
     const t5_config *c = &m->c;
     size_t D = (size_t)c->d_model, F = (size_t)c->d_ff, rows = rows_per * (size_t)nc;
-    t5_norm(w->xn, w->x, S->ffn.ln + l * D, rows, D, c->eps);
+    lh_rms_norm(w->xn, w->x, S->ffn.ln + l * D, rows, D, c->eps);
     t5_linear(w, w->xn, rows, (int)D, S->ffn.wi0 + l * F * D, (int)F, w->hb, loras, nc, rows_per,
               dec, l, T5_WI0);
     if (c->gated) {
@@ -203,7 +178,7 @@ static void attn_in(const t5_model *m, t5_ws *w, const t5_attn_w *A, int dec, si
     const t5_config *c = &m->c;
     size_t D = (size_t)c->d_model, NI = (size_t)c->n_heads * c->d_kv;
     size_t rows = rows_per * (size_t)nc;
-    t5_norm(w->xn, w->x, A->ln + l * D, rows, D, c->eps);
+    lh_rms_norm(w->xn, w->x, A->ln + l * D, rows, D, c->eps);
     t5_linear(w, w->xn, rows, (int)D, A->q + l * NI * D, (int)NI, w->q, loras, nc, rows_per, dec, l,
               proj_q);
     if (!kv_too)
@@ -233,7 +208,7 @@ void t5_enc_layer(const t5_model *m, t5_ws *w, size_t l, size_t rows_per, int nc
 
 void t5_enc_final(const t5_model *m, t5_ws *w, size_t n)
 {
-    t5_norm(w->enc, w->x, m->w.enc.final_ln, n, (size_t)m->c.d_model, m->c.eps);
+    lh_rms_norm(w->enc, w->x, m->w.enc.final_ln, n, (size_t)m->c.d_model, m->c.eps);
 }
 
 void t5_dec_layer(const t5_model *m, t5_ws *w, size_t l, size_t rows_per, int nc,
@@ -285,7 +260,7 @@ void t5_head(const t5_model *m, const float *x, const size_t *rows, size_t n, fl
 {
     size_t D = (size_t)m->c.d_model;
     for (size_t i = 0; i < n; i++)
-        t5_norm(xn + i * D, x + rows[i] * D, m->w.dec.final_ln, 1, D, m->c.eps);
+        lh_rms_norm(xn + i * D, x + rows[i] * D, m->w.dec.final_ln, 1, D, m->c.eps);
     /* A tied head rescales the decoder output by d_model^-0.5 (Mesh TF). */
     if (m->c.tie_embeddings) {
         float sc = (float)(1.0 / sqrt((double)D));
