@@ -27,6 +27,7 @@
 #include "lib/fsutil.h"
 #include "lib/json.h"
 #include "lib/safetensors.h"
+#include "tests/check_util.h"
 
 #define FIX "tests/fixtures/native"
 
@@ -76,17 +77,7 @@ static lh_adapter *load_adapter(const char *name)
 {
     char dir[256];
     snprintf(dir, sizeof dir, FIX "/%s", name);
-    lh_adapter *a = NULL;
-    lh_error err = {0};
-    ck_assert_msg(lh_adapter_load(dir, &a, &err) == LH_OK, "%s", err.msg);
-    return a;
-}
-
-static void check_close(double got, double want, double rel, const char *what)
-{
-    double tol = rel * fmax(1.0, fabs(want));
-    if (!(fabs(got - want) <= tol))
-        ck_abort_msg("%s: got %.9g, want %.9g (tolerance %.3g)", what, got, want, tol);
+    return ck_load_adapter(dir);
 }
 
 /* ---- logits against the reference -------------------------------------- */
@@ -194,9 +185,9 @@ static void loss_case(const char *tag, const char *l1, const char *l2)
         expect_tokens += e.len[k] - 1 - e.from[k];
     ck_assert_uint_eq(nt_b, expect_tokens);
     for (int i = 0; i < 3; i++) {
-        check_close(nll_l[i] / (double)nt_l, want[i], 1e-4, "loss vs reference (loop)");
-        check_close(nll_b[i] / (double)nt_b, want[i], 1e-4, "loss vs reference (batched)");
-        check_close(nll_b[i], nll_l[i], 1e-5, "batched vs one at a time");
+        ck_close_rel(nll_l[i] / (double)nt_l, want[i], 1e-4, "loss vs reference (loop)");
+        ck_close_rel(nll_b[i] / (double)nt_b, want[i], 1e-4, "loss vs reference (batched)");
+        ck_close_rel(nll_b[i], nll_l[i], 1e-5, "batched vs one at a time");
     }
     /* Packing: the same sums, example by example. */
     double sum[3] = {0, 0, 0};
@@ -212,7 +203,7 @@ static void loss_case(const char *tag, const char *l1, const char *l2)
         off += e.len[k];
     }
     for (int i = 0; i < 3; i++)
-        check_close(sum[i], nll_b[i], 1e-5, "packed vs one by one");
+        ck_close_rel(sum[i], nll_b[i], 1e-5, "packed vs one by one");
     /* The adapters matter (otherwise the comparisons above prove little). */
     ck_assert(fabs(nll_b[1] - nll_b[0]) > 1e-3);
     free(want);
@@ -243,13 +234,13 @@ START_TEST(test_many_candidates)
     ck_assert(nm_score_batch(m, &b, cands, 7, 1, nb, &nt, &err) == LH_OK);
     ck_assert(nm_score_batch(m, &b, cands, 7, 0, nl, &nt, &err) == LH_OK);
     for (int i = 0; i < 7; i++)
-        check_close(nb[i], nl[i], 1e-5, "batched vs loop");
-    check_close(nb[0], nb[3], 1e-6, "same adapter twice");
+        ck_close_rel(nb[i], nl[i], 1e-5, "batched vs loop");
+    ck_close_rel(nb[0], nb[3], 1e-6, "same adapter twice");
     /* A raised stop flag ends scoring with LH_ERR_INTERRUPTED. */
     volatile sig_atomic_t stop = 1;
     b.stop = &stop;
     ck_assert_int_eq(nm_score_batch(m, &b, cands, 7, 1, nb, &nt, &err), LH_ERR_INTERRUPTED);
-    check_close(nb[2], nb[6], 1e-6, "base twice");
+    ck_close_rel(nb[2], nb[6], 1e-6, "base twice");
     free(e.ids);
     lh_adapter_free(a1);
     lh_adapter_free(a2);
@@ -688,7 +679,7 @@ START_TEST(test_backend_text)
         ck_assert(lh_backend_count_tokens(b, ex, &counted, &err) == LH_OK);
         ck_assert_uint_eq(counted, nt);
         for (int i = 0; i < 2; i++)
-            check_close(loss[i], nll[i] / (double)nt, 1e-6, "backend text vs byte ids");
+            ck_close_rel(loss[i], nll[i] / (double)nt, 1e-6, "backend text vs byte ids");
         if (mode == 0) {
             char *outs[16] = {0};
             ck_assert_msg(lh_backend_generate(b, a, ex, 6, outs, &err) == LH_OK, "%s", err.msg);
@@ -975,7 +966,7 @@ START_TEST(test_nan_candidate)
         ck_assert_msg(loss[i] == clean_loss[i], "candidate %d: %.17g vs %.17g without the NaN",
                       i, loss[i], clean_loss[i]);
         ck_assert(lh_backend_score(b, &cands[i], 1, ex, &alone, &err) == LH_OK);
-        check_close(loss[i], alone, 1e-6, "beside a NaN candidate vs alone");
+        ck_close_rel(loss[i], alone, 1e-6, "beside a NaN candidate vs alone");
     }
     /* The same at the model level, batched and one at a time. */
     lh_model *m = load_lh_model("a");
@@ -993,7 +984,7 @@ START_TEST(test_nan_candidate)
             ck_assert(lh_model_score(m, &mb, &cands[i], 1, batched, &one, &nt, &err) == LH_OK);
             if (!batched) /* one at a time: the very same computation */
                 ck_assert_msg(nll[i] == one, "candidate %d: %.17g vs %.17g", i, nll[i], one);
-            check_close(nll[i], one, 1e-6, "model: beside a NaN candidate vs alone");
+            ck_close_rel(nll[i], one, 1e-6, "model: beside a NaN candidate vs alone");
         }
     }
     free(e.ids);
@@ -1035,7 +1026,7 @@ START_TEST(test_conformance_torch)
     ck_assert_msg(lh_backend_score(nat, cands, 3, ex, ln, &err) == LH_OK, "%s", err.msg);
     ck_assert_msg(lh_backend_score(ext, cands, 3, ex, lt, &err) == LH_OK, "%s", err.msg);
     for (int i = 0; i < 3; i++)
-        check_close(ln[i], lt[i], 1e-4, "native vs torch loss");
+        ck_close_rel(ln[i], lt[i], 1e-4, "native vs torch loss");
     char *on[16] = {0}, *ot[16] = {0};
     ck_assert_msg(lh_backend_generate(nat, a1, ex, 8, on, &err) == LH_OK, "%s", err.msg);
     ck_assert_msg(lh_backend_generate(ext, a1, ex, 8, ot, &err) == LH_OK, "%s", err.msg);

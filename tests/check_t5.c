@@ -27,6 +27,7 @@
 #include "lib/safetensors.h"
 #include "model/model.h"
 #include "model/t5/t5.h"
+#include "tests/check_util.h"
 
 #define FIX "tests/fixtures/t5"
 
@@ -113,17 +114,7 @@ static lh_adapter *load_lora(const char *name)
 {
     char dir[256];
     snprintf(dir, sizeof dir, FIX "/%s-lora", name);
-    lh_adapter *a = NULL;
-    lh_error err = {0};
-    ck_assert_msg(lh_adapter_load(dir, &a, &err) == LH_OK, "%s", err.msg);
-    return a;
-}
-
-static void check_close(double got, double want, double rel, const char *what)
-{
-    double tol = rel * (fabs(want) > 1.0 ? fabs(want) : 1.0);
-    ck_assert_msg(fabs(got - want) <= tol, "%s: %.9g, expected %.9g (tolerance %.3g)", what, got,
-                  want, tol);
+    return ck_load_adapter(dir);
 }
 
 /* Logits of every decoder position match the float64 reference to 1e-4 relative. */
@@ -208,12 +199,12 @@ static void check_loss(const char *name)
     ck_assert_uint_eq(nt, (size_t)fixture_num(&f, "n_tokens"));
     ck_assert_uint_eq(nt1, nt);
     ck_assert_uint_eq(counted, nt);
-    check_close(nll[0], fixture_num(&f, "nll_base"), 1e-4, "nll base");
-    check_close(nll[1], fixture_num(&f, "nll_lora"), 1e-4, "nll lora");
+    ck_close_rel(nll[0], fixture_num(&f, "nll_base"), 1e-4, "nll base");
+    ck_close_rel(nll[1], fixture_num(&f, "nll_lora"), 1e-4, "nll lora");
     for (int i = 0; i < 5; i++)
-        check_close(nll[i], one[i], 1e-6, "batched vs one at a time");
-    check_close(nll[2], nll[1], 1e-6, "a repeated candidate");
-    check_close(nll[3], nll[0], 1e-6, "the base twice");
+        ck_close_rel(nll[i], one[i], 1e-6, "batched vs one at a time");
+    ck_close_rel(nll[2], nll[1], 1e-6, "a repeated candidate");
+    ck_close_rel(nll[3], nll[0], 1e-6, "the base twice");
     lh_adapter_free(a);
     lh_model_free(m);
     fixture_free(&f);
@@ -301,8 +292,8 @@ static void check_backend(const char *name)
     ck_assert_msg(lh_backend_score(b, cands, 2, ex, loss, &err) == LH_OK, "%s", err.msg);
     ck_assert(lh_backend_count_tokens(b, ex, &counted, &err) == LH_OK);
     ck_assert_uint_eq(counted, (size_t)fixture_num(&f, "text_tokens"));
-    check_close(loss[0], fixture_num(&f, "text_loss_base"), 1e-4, "backend loss base");
-    check_close(loss[1], fixture_num(&f, "text_loss_lora"), 1e-4, "backend loss lora");
+    ck_close_rel(loss[0], fixture_num(&f, "text_loss_base"), 1e-4, "backend loss base");
+    ck_close_rel(loss[1], fixture_num(&f, "text_loss_lora"), 1e-4, "backend loss lora");
     char *outs[8] = {0};
     ck_assert_msg(lh_backend_generate(b, a, ex, 5, outs, &err) == LH_OK, "%s", err.msg);
     for (size_t i = 0; i < ex->n; i++) {
