@@ -519,6 +519,18 @@ static lh_status decode_failed(const lc_backend *b, int32_t rc, lh_error *err)
                         why());
 }
 
+/* batch->token[i] = t at position pos of sequence seq, logits or not. */
+static void batch_put(struct llama_batch *batch, llama_token t, int pos, llama_seq_id seq,
+                      int logits)
+{
+    int i = batch->n_tokens++;
+    batch->token[i] = t;
+    batch->pos[i] = pos;
+    batch->n_seq_id[i] = 1;
+    batch->seq_id[i][0] = seq;
+    batch->logits[i] = (int8_t)logits;
+}
+
 /* The summed NLL of the chunk's scored tokens, under the adapters set. */
 static lh_status score_chunk(lc_backend *b, const lc_examples *e, const lc_chunk *c,
                              struct llama_batch *batch, double *nll, lh_error *err)
@@ -528,14 +540,8 @@ static lh_status score_chunk(lc_backend *b, const lc_examples *e, const lc_chunk
     for (size_t k = 0; k < c->n; k++) {
         const lc_seq *q = &e->seqs[c->first + k];
         int n = q->n_prompt + q->n_target, lo = first_output(q), hi = end_output(q);
-        for (int j = 0; j < n; j++) {
-            int i = batch->n_tokens++;
-            batch->token[i] = q->ids[j];
-            batch->pos[i] = j;
-            batch->n_seq_id[i] = 1;
-            batch->seq_id[i][0] = (llama_seq_id)k;
-            batch->logits[i] = j >= lo && j < hi;
-        }
+        for (int j = 0; j < n; j++)
+            batch_put(batch, q->ids[j], j, (llama_seq_id)k, j >= lo && j < hi);
     }
     lc_last_error[0] = '\0';
     int32_t rc = llama_decode(b->ctx, *batch);
@@ -558,18 +564,6 @@ static lh_status score_chunk(lc_backend *b, const lc_examples *e, const lc_chunk
     }
     *nll = sum;
     return LH_OK;
-}
-
-/* batch->token[i] = t at position pos of sequence seq, logits or not. */
-static void batch_put(struct llama_batch *batch, llama_token t, int pos, llama_seq_id seq,
-                      int logits)
-{
-    int i = batch->n_tokens++;
-    batch->token[i] = t;
-    batch->pos[i] = pos;
-    batch->n_seq_id[i] = 1;
-    batch->seq_id[i][0] = seq;
-    batch->logits[i] = (int8_t)logits;
 }
 
 /* score_chunk for an encoder-decoder: one llama_encode of the chunk's

@@ -57,6 +57,19 @@ m1="$F/modules/enc-self" m2="$F/modules/dec-self" m3="$F/modules/cross"
 expect_exit 0 "$LORAHUB" compose -m cat -w 1.0,0.9,-0.5 -o cat3 "$m1" "$m2" "$m3"
 close "$(llama --adapter cat3)" "$(native --adapter cat3)" 1e-3 "llamacpp 3-module cat against native"
 
+# ---- calls of many examples, and one input longer than a 512-token call ----
+# (llama_encode takes a call in one ubatch; 71 examples take several calls)
+awk 'BEGIN { split("the river cold water stone tree forest bird fish small large old new quiet", w, " ");
+    s = ""; for (i = 0; i < 700; i++) s = s (i ? " " : "") w[(i * 7 + int(i / 5)) % 14 + 1]
+    printf "{\"input\": \"%s\", \"output\": \"the old river\"}\n", s
+    for (k = 0; k < 70; k++) { s = ""; for (i = 0; i <= k % 23; i++) s = s (i ? " " : "") w[(k + i * 3) % 14 + 1]
+        printf "{\"input\": \"%s\", \"output\": \"%s\"}\n", s, (k % 5 ? w[k % 14 + 1] " water" : "") } }' >many.jsonl
+n=$(native --examples many.jsonl --adapter "$F/modules/all")
+nt=$(jtokens)
+l=$(llama --examples many.jsonl --adapter "$F/modules/all")
+[ "$(jtokens)" = "$nt" ] || fail "many.jsonl: llamacpp scores $(jtokens) tokens, native $nt"
+close "$l" "$n" 1e-3 "llamacpp on 71 examples, one of 700 words"
+
 # ---- greedy generation: native's outputs (no near-tie within max_new_tokens: the fixture's seed) ----
 k=$(expected max_new_tokens)
 for a in "" "$F/modules/all"; do
