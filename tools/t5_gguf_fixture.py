@@ -28,6 +28,8 @@ What it writes (OUTDIR, default tests/fixtures/t5gguf):
                    PEFT LoRA (r 2, alpha 4, SEQ_2_SEQ_LM) on q and v of the
                    encoder self-attention, the decoder self-attention, the
                    cross-attention (EncDecAttention), and all three
+  modules/k-o-ffn  the same on every other linear layer: k, o, wi_0, wi_1,
+                   wo of both stacks and the cross-attention's k and o
   examples.jsonl   (input, output) pairs; inputs of up to ~150 tokens and
                    outputs of ~30, so both stacks see several bucket ranges
   expected.json    a float64 PyTorch T5 (tools/t5_torch.py) on those pairs
@@ -276,7 +278,19 @@ GROUPS = {
 }
 
 
-def write_module(d, pairs, r, alpha):
+def other_lora(seed, r):
+    """(A, B) for every linear layer but q and v."""
+    g = torch.Generator().manual_seed(seed + 1000)
+    lora = {}
+    for name, din, dout in lora_modules(CFG):
+        if name[-2:] not in (".q", ".v"):
+            A = torch.randn(r, din, generator=g) * (1.0 / math.sqrt(din))
+            B = torch.randn(dout, r, generator=g) * (1.0 / math.sqrt(r))
+            lora[name] = (A, B)
+    return lora
+
+
+def write_module(d, pairs, r, alpha, targets=("q", "v")):
     os.makedirs(d, exist_ok=True)
     t = {}
     for name, (A, B) in pairs.items():
@@ -284,7 +298,7 @@ def write_module(d, pairs, r, alpha):
         t["base_model.model.%s.lora_B.weight" % name] = B
     save_safetensors(os.path.join(d, "adapter_model.safetensors"), t)
     cfg = {"peft_type": "LORA", "task_type": "SEQ_2_SEQ_LM", "base_model_name_or_path": None,
-           "r": r, "lora_alpha": alpha, "target_modules": ["q", "v"], "lora_dropout": 0.0,
+           "r": r, "lora_alpha": alpha, "target_modules": list(targets), "lora_dropout": 0.0,
            "bias": "none", "fan_in_fan_out": False, "inference_mode": True}
     with open(os.path.join(d, "adapter_config.json"), "w") as f:
         json.dump(cfg, f, indent=2)
@@ -359,6 +373,12 @@ def main():
     for group, pick in GROUPS.items():
         write_module(os.path.join(out, "modules", group),
                      {k: v for k, v in lora.items() if pick(k)}, r, alpha)
+    # every other linear layer (k, o, the gated FFN's wi_0, wi_1 and wo, in
+    # both stacks and the cross-attention): what a swapped or wrong GGUF
+    # name for them would show; its own generator, so the others stay put
+    other = other_lora(seed, r)
+    write_module(os.path.join(out, "modules", "k-o-ffn"), other, r, alpha,
+                 ["k", "o", "wi_0", "wi_1", "wo"])
 
     with open(os.path.join(out, "examples.jsonl"), "w") as f:
         for e in ex:
@@ -370,6 +390,8 @@ def main():
     for group, pick in GROUPS.items():
         model.lora = {k: (A.to(DT), B.to(DT), alpha / r) for k, (A, B) in lora.items() if pick(k)}
         result["loss_" + group], _ = loss_of(model, pairs)
+    model.lora = {k: (A.to(DT), B.to(DT), alpha / r) for k, (A, B) in other.items()}
+    result["loss_k-o-ffn"], _ = loss_of(model, pairs)
     result["texts"] = [{"text": t, "spm": sp.encode(t)} for t in TEXTS]
     with open(os.path.join(out, "expected.json"), "w", encoding="utf-8") as f:
         json.dump(result, f, indent=1, ensure_ascii=False)

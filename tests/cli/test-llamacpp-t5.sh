@@ -3,7 +3,8 @@
 # Flan-T5-shaped model, gated-gelu, untied head, 2 + 2 layers, inputs of up
 # to 107 tokens, with a sentencepiece Unigram vocabulary; the same weights
 # as a HF directory and as an F32 GGUF; q/v LoRA modules on the encoder
-# self-attention, the decoder self-attention and the cross-attention).
+# self-attention, the decoder self-attention and the cross-attention, all
+# three, and one on every other linear layer: k, o and the gated FFN).
 #
 # This is also issue 13's independent cross-check of the native T5 against
 # llama.cpp's own T5 (its graph, its UGM tokenizer, its position buckets):
@@ -36,7 +37,7 @@ llama() { expect_exit 0 "$LORAHUB" eval --backend llamacpp --base-gguf "$F/base.
 n=$(native)
 [ "$(jtokens)" = "$(expected tokens)" ] || fail "native scores $(jtokens) tokens, the reference $(expected tokens)"
 close "$n" "$(expected loss_base)" 1e-5 "native base model against PyTorch"
-for m in enc-self dec-self cross all; do
+for m in enc-self dec-self cross all k-o-ffn; do
     close "$(native --adapter "$F/modules/$m")" "$(expected "loss_$m")" 1e-5 "native $m against PyTorch"
 done
 
@@ -46,7 +47,7 @@ done
 base=$(native)
 l=$(llama); [ "$(jtokens)" = "$(expected tokens)" ] || fail "llamacpp scores $(jtokens) tokens, native $(expected tokens)"
 close "$l" "$base" 1e-3 "llamacpp base model against native"
-for m in enc-self dec-self cross all; do
+for m in enc-self dec-self cross all k-o-ffn; do
     n=$(native --adapter "$F/modules/$m")
     l=$(llama --adapter "$F/modules/$m")
     close "$l" "$n" 1e-3 "llamacpp $m against native"
