@@ -9,6 +9,8 @@ python3-sentencepiece, python3-numpy and python3-torch, and the gguf-py that
 the llama.cpp source carries:
 
     /usr/bin/python3 tools/t5_gguf_fixture.py [OUTDIR] [--gguf-py DIR]
+    /usr/bin/python3 tools/t5_gguf_fixture.py --bench DIR   (a flan-t5-small-
+        shaped random model and 10 modules, for docs/performance.md)
 
 What it writes (OUTDIR, default tests/fixtures/t5gguf):
   base/            config.json (T5 v1.1 / Flan-T5: gated-gelu, untied head,
@@ -220,9 +222,9 @@ def tokenizer_json(sp, charsmap):
             "model": {"type": "Unigram", "unk_id": 2, "vocab": vocab, "byte_fallback": False}}
 
 
-def write_gguf(path, gguf, sd, sp, charsmap):
+def write_gguf(path, gguf, sd, sp, charsmap, c=CFG):
     w = gguf.GGUFWriter(path, arch="t5")
-    c = CFG
+    n_vocab = c["vocab_size"]
     w.add_context_length(c["n_positions"])
     w.add_embedding_length(c["d_model"])
     w.add_feed_forward_length(c["d_ff"])
@@ -237,9 +239,9 @@ def write_gguf(path, gguf, sd, sp, charsmap):
     w.add_decoder_start_token_id(c["decoder_start_token_id"])
     w.add_file_type(gguf.LlamaFileType.ALL_F32)
     # the vocabulary, as conversion/t5.py T5Model.set_vocab writes it
-    tokens = ["[PAD%d]" % i for i in range(VOCAB)]
-    scores = [-10000.0] * VOCAB
-    types = [gguf.TokenType.UNUSED] * VOCAB
+    tokens = ["[PAD%d]" % i for i in range(n_vocab)]
+    scores = [-10000.0] * n_vocab
+    types = [gguf.TokenType.UNUSED] * n_vocab
     for i in range(sp.get_piece_size()):
         tokens[i] = sp.id_to_piece(i)
         scores[i] = sp.get_score(i)
@@ -327,6 +329,33 @@ def loss_of(model, pairs):
     return nll / n, n
 
 
+def write_bench(out, gguf, sp, charsmap):
+    """A random model of flan-t5-small's shapes (d_model 512, 8 + 8 layers,
+    6 heads of 64, d_ff 1024, vocab 32128 rows) with this tokenizer, as a HF
+    directory (F16) and an F32 GGUF, and 10 modules like the paper's (r 16,
+    alpha 32, q and v of every attention): what docs/performance.md times."""
+    cfg = dict(CFG, d_model=512, d_kv=64, d_ff=1024, num_heads=6, num_layers=8,
+               num_decoder_layers=8, vocab_size=32128)
+    g = torch.Generator().manual_seed(7)
+    sd = {k: v.half().float() for k, v in random_model(cfg, g).items()}
+    os.makedirs(os.path.join(out, "base"), exist_ok=True)
+    with open(os.path.join(out, "base", "config.json"), "w") as f:
+        json.dump(cfg, f, indent=2)
+    with open(os.path.join(out, "base", "tokenizer.json"), "w", encoding="utf-8") as f:
+        json.dump(tokenizer_json(sp, charsmap), f, ensure_ascii=False)
+    save_safetensors(os.path.join(out, "base", "model.safetensors"),
+                     {k: v.half() for k, v in sd.items()})
+    write_gguf(os.path.join(out, "base.gguf"), gguf, sd, sp, charsmap, cfg)
+    for m in range(10):
+        lora = {}
+        for name, din, dout in lora_modules(cfg):
+            if name[-2:] in (".q", ".v"):
+                lora[name] = (torch.randn(16, din, generator=g) / math.sqrt(din),
+                              torch.randn(dout, 16, generator=g) * 0.02)
+        write_module(os.path.join(out, "modules", "m%d" % m), lora, 16, 32)
+    print("wrote " + out)
+
+
 def main():
     args = sys.argv[1:]
     gguf_py = "/work/cache/llamacpp/src/gguf-py"
@@ -334,14 +363,21 @@ def main():
         i = args.index("--gguf-py")
         gguf_py = args[i + 1]
         del args[i:i + 2]
+    bench = None
+    if "--bench" in args:
+        i = args.index("--bench")
+        bench = args[i + 1]
+        del args[i:i + 2]
     out = args[0] if args else os.path.join(os.path.dirname(HERE), "tests", "fixtures", "t5gguf")
     sys.path.insert(0, gguf_py)
     import gguf  # llama.cpp's gguf-py
     torch.set_num_threads(1)
-    os.makedirs(os.path.join(out, "base"), exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         sp, charsmap = train_tokenizer(tmp)
     assert sp.get_piece_size() == N_PIECES
+    if bench:
+        return write_bench(bench, gguf, sp, charsmap)
+    os.makedirs(os.path.join(out, "base"), exist_ok=True)
     with open(os.path.join(out, "base", "tokenizer.json"), "w", encoding="utf-8") as f:
         json.dump(tokenizer_json(sp, charsmap), f, ensure_ascii=False)
         f.write("\n")
