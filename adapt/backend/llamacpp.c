@@ -22,9 +22,20 @@
  * candidate costs only a graph rebuild. Any other candidate is written as a
  * GGUF adapter to a private temp directory, loaded, scored and freed.
  *
+ * Encoder-decoder models (T5, Flan-T5): per example the encoder reads
+ * [bos] + tokenize(input) + [eos] (BOS and EOS as the GGUF's tokenizer
+ * flags say: for T5 no BOS and an EOS, what the native T5 path does) and
+ * the decoder [decoder_start] + target[:-1] teacher-forced, target =
+ * tokenize(output) + [eos], every target token scored. The adapters are set
+ * before llama_encode, so they act on the encoder, the decoder and the
+ * cross-attention alike; a chunk of examples is one llama_encode (one
+ * sequence id per example, the encoder's attention and the decoder's
+ * cross-attention masked to it) and one llama_decode.
+ *
  * Exactness: flash attention off and an F32 KV cache, so an F32 GGUF of a
  * model agrees with the native backend to about 1e-6 relative (F16 weights:
- * ggml rounds activations to F16 inside the products, about 1e-4). */
+ * ggml rounds activations to F16 inside the products, about 1e-4; T5: ggml's
+ * GELU reads an F16 table, about 1e-4 on a loss). */
 #include "backend.h"
 
 #include <errno.h>
@@ -70,6 +81,9 @@ typedef struct lc_backend {
     int n_vocab;
     int threads;
     int add_bos, add_eos;
+    int enc_dec;                    /* encoder-decoder (T5): llama_encode, then llama_decode */
+    int prompt_eos;                 /* enc_dec: the encoder input ends with EOS (GGUF's add_eos) */
+    llama_token dec_start;          /* enc_dec: the decoder's first token */
     int no_repack;                  /* --no-repack: weights as the file has them */
     llama_token bos, eos;
     volatile sig_atomic_t *interrupt;
@@ -170,6 +184,27 @@ static void lc_free(lc_backend *b)
     free(b);
 }
 
+/* An encoder-decoder's decoder start token and prompt EOS; an encoder
+ * alone (no decoder to score with) is refused. */
+static lh_status load_enc_dec(lc_backend *b, lh_error *err)
+{
+    b->enc_dec = llama_model_has_encoder(b->model);
+    if (!b->enc_dec)
+        return LH_OK;
+    if (!llama_model_has_decoder(b->model))
+        return lh_error_set(err, LH_ERR_UNSUPPORTED,
+                            "%s: an encoder without a decoder cannot score outputs", b->path);
+    b->dec_start = llama_model_decoder_start_token(b->model);
+    if (b->dec_start == LLAMA_TOKEN_NULL)
+        b->dec_start = b->bos; /* what llama.cpp's own tools do */
+    if (b->dec_start == LLAMA_TOKEN_NULL)
+        return lh_error_set(err, LH_ERR_NOT_FOUND,
+                            "%s: encoder-decoder model without a decoder start token "
+                            "(t5.decoder_start_token_id)", b->path);
+    b->prompt_eos = llama_vocab_get_add_eos(b->vocab) && b->eos != LLAMA_TOKEN_NULL;
+    return LH_OK;
+}
+
 static lh_status load_model(lc_backend *b, long gpu_layers, lh_error *err)
 {
     if (!lh_path_exists(b->path))
@@ -185,10 +220,6 @@ static lh_status load_model(lc_backend *b, long gpu_layers, lh_error *err)
     if (!b->model)
         return lh_error_set(err, LH_ERR_FORMAT, "%s: llama.cpp cannot load this model%s", b->path,
                             why());
-    if (llama_model_has_encoder(b->model))
-        return lh_error_set(err, LH_ERR_UNSUPPORTED,
-                            "%s: encoder-decoder models (T5) are not scored by the llamacpp "
-                            "backend yet", b->path);
     b->vocab = llama_model_get_vocab(b->model);
     b->n_vocab = llama_vocab_n_tokens(b->vocab);
     b->bos = llama_vocab_bos(b->vocab);
@@ -198,7 +229,7 @@ static lh_status load_model(lc_backend *b, long gpu_layers, lh_error *err)
         return lh_error_set(err, LH_ERR_NOT_FOUND,
                             "%s: the vocabulary has no EOS token to end the outputs with (use "
                             "--no-eos)", b->path);
-    return LH_OK;
+    return load_enc_dec(b, err);
 }
 
 static lh_status llamacpp_open(const lh_backend_opts *o, void **ctx, lh_error *err)
@@ -266,7 +297,8 @@ static lh_status ensure_context(lc_backend *b, uint32_t cells, uint32_t seqs, ui
     struct llama_context_params cp = llama_context_default_params();
     cp.n_ctx = cells;
     cp.n_batch = cells;
-    cp.n_ubatch = cells < 512 ? cells : 512;
+    /* llama_encode takes its whole batch as one ubatch (it asserts so) */
+    cp.n_ubatch = cells < 512 || b->enc_dec ? cells : 512;
     cp.n_seq_max = seqs;
     cp.n_outputs_max = outputs;
     cp.n_threads = cp.n_threads_batch = b->threads;
@@ -295,8 +327,9 @@ static lh_status ensure_context(lc_backend *b, uint32_t cells, uint32_t seqs, ui
 
 typedef struct lc_seq {
     llama_token *ids;   /* [n_prompt + n_target] into lc_examples.ids */
-    int n_prompt;       /* [bos] + input */
+    int n_prompt;       /* [bos] + input (+ [eos] for an encoder-decoder) */
     int n_target;       /* output + [eos] */
+    int enc_dec;        /* the prompt is the encoder's, the target the decoder's */
 } lc_seq;
 
 typedef struct lc_examples {
@@ -356,15 +389,26 @@ static lh_status push_token(llama_token **ids, size_t *len, size_t *cap, llama_t
     return LH_OK;
 }
 
-/* Tokens of example i at the end of *ids: [bos] + input, then output + [eos]. */
+/* The prompt of example i at the end of *ids: [bos] + input, and the EOS
+ * an encoder-decoder's input ends with. */
+static lh_status encode_prompt(const lc_backend *b, const lh_examples *ex, size_t i,
+                               llama_token **ids, size_t *len, size_t *cap, lh_error *err)
+{
+    lh_status s = b->add_bos ? push_token(ids, len, cap, b->bos, err) : LH_OK;
+    if (!s)
+        s = tokenize_into(b, ex->input[i], ids, len, cap, i, "input", err);
+    if (!s && b->enc_dec && b->prompt_eos)
+        s = push_token(ids, len, cap, b->eos, err);
+    return s;
+}
+
+/* Tokens of example i at the end of *ids: the prompt, then output + [eos]. */
 static lh_status encode_example(const lc_backend *b, const lh_examples *ex, size_t i,
                                 llama_token **ids, size_t *len, size_t *cap, lc_seq *seq,
                                 lh_error *err)
 {
     size_t start = *len;
-    lh_status s = b->add_bos ? push_token(ids, len, cap, b->bos, err) : LH_OK;
-    if (!s)
-        s = tokenize_into(b, ex->input[i], ids, len, cap, i, "input", err);
+    lh_status s = encode_prompt(b, ex, i, ids, len, cap, err);
     size_t mid = *len;
     if (!s)
         s = tokenize_into(b, ex->output[i], ids, len, cap, i, "output", err);
@@ -377,21 +421,28 @@ static lh_status encode_example(const lc_backend *b, const lh_examples *ex, size
     if (*len == start)
         return lh_error_set(err, LH_ERR_ARG, "example %zu: input and output are both empty",
                             i + 1);
+    if (b->enc_dec && mid == start)
+        return lh_error_set(err, LH_ERR_ARG,
+                            "example %zu: empty input (the encoder needs at least one token)",
+                            i + 1);
     seq->n_prompt = (int)(mid - start);
     seq->n_target = (int)(*len - mid);
+    seq->enc_dec = b->enc_dec;
     return LH_OK;
 }
 
 /* Positions j of a sequence whose logits predict a scored token (j + 1):
- * [first, end). Without a prompt the first target token is not scored. */
+ * [first, end). Without a prompt the first target token is not scored. An
+ * encoder-decoder's decoder reads [start] + target[:-1]: every position j
+ * predicts target[j]. */
 static int first_output(const lc_seq *q)
 {
-    return q->n_prompt > 0 ? q->n_prompt - 1 : 0;
+    return q->enc_dec ? 0 : q->n_prompt > 0 ? q->n_prompt - 1 : 0;
 }
 
 static int end_output(const lc_seq *q)
 {
-    return q->n_prompt + q->n_target - 1;
+    return q->enc_dec ? q->n_target : q->n_prompt + q->n_target - 1;
 }
 
 static lh_status encode_examples(const lc_backend *b, const lh_examples *ex, lc_examples *e,
@@ -468,6 +519,18 @@ static lh_status decode_failed(const lc_backend *b, int32_t rc, lh_error *err)
                         why());
 }
 
+/* batch->token[i] = t at position pos of sequence seq, logits or not. */
+static void batch_put(struct llama_batch *batch, llama_token t, int pos, llama_seq_id seq,
+                      int logits)
+{
+    int i = batch->n_tokens++;
+    batch->token[i] = t;
+    batch->pos[i] = pos;
+    batch->n_seq_id[i] = 1;
+    batch->seq_id[i][0] = seq;
+    batch->logits[i] = (int8_t)logits;
+}
+
 /* The summed NLL of the chunk's scored tokens, under the adapters set. */
 static lh_status score_chunk(lc_backend *b, const lc_examples *e, const lc_chunk *c,
                              struct llama_batch *batch, double *nll, lh_error *err)
@@ -477,14 +540,8 @@ static lh_status score_chunk(lc_backend *b, const lc_examples *e, const lc_chunk
     for (size_t k = 0; k < c->n; k++) {
         const lc_seq *q = &e->seqs[c->first + k];
         int n = q->n_prompt + q->n_target, lo = first_output(q), hi = end_output(q);
-        for (int j = 0; j < n; j++) {
-            int i = batch->n_tokens++;
-            batch->token[i] = q->ids[j];
-            batch->pos[i] = j;
-            batch->n_seq_id[i] = 1;
-            batch->seq_id[i][0] = (llama_seq_id)k;
-            batch->logits[i] = j >= lo && j < hi;
-        }
+        for (int j = 0; j < n; j++)
+            batch_put(batch, q->ids[j], j, (llama_seq_id)k, j >= lo && j < hi);
     }
     lc_last_error[0] = '\0';
     int32_t rc = llama_decode(b->ctx, *batch);
@@ -509,6 +566,54 @@ static lh_status score_chunk(lc_backend *b, const lc_examples *e, const lc_chunk
     return LH_OK;
 }
 
+/* score_chunk for an encoder-decoder: one llama_encode of the chunk's
+ * prompts, then one llama_decode of [start] + target[:-1] of each example
+ * (the same sequence ids, so each decoder row attends to its own encoder
+ * output), every target token scored. */
+static lh_status score_chunk_enc_dec(lc_backend *b, const lc_examples *e, const lc_chunk *c,
+                                     struct llama_batch *batch, double *nll, lh_error *err)
+{
+    llama_memory_clear(llama_get_memory(b->ctx), true);
+    batch->n_tokens = 0;
+    for (size_t k = 0; k < c->n; k++) {
+        const lc_seq *q = &e->seqs[c->first + k];
+        for (int j = 0; j < q->n_prompt; j++)
+            batch_put(batch, q->ids[j], j, (llama_seq_id)k, 0);
+    }
+    lc_last_error[0] = '\0';
+    int32_t rc = llama_encode(b->ctx, *batch);
+    if (rc != 0)
+        return decode_failed(b, rc, err);
+    batch->n_tokens = 0;
+    for (size_t k = 0; k < c->n; k++) {
+        const lc_seq *q = &e->seqs[c->first + k];
+        const llama_token *tgt = q->ids + q->n_prompt;
+        for (int j = 0; j < q->n_target; j++)
+            batch_put(batch, j ? tgt[j - 1] : b->dec_start, j, (llama_seq_id)k, 1);
+    }
+    *nll = 0.0;
+    if (batch->n_tokens == 0) /* every target empty: nothing to score */
+        return LH_OK;
+    lc_last_error[0] = '\0';
+    rc = llama_decode(b->ctx, *batch);
+    if (rc != 0)
+        return decode_failed(b, rc, err);
+    double sum = 0.0;
+    int i = 0;
+    for (size_t k = 0; k < c->n; k++) {
+        const lc_seq *q = &e->seqs[c->first + k];
+        for (int j = 0; j < q->n_target; j++, i++) {
+            const float *lg = llama_get_logits_ith(b->ctx, i);
+            if (!lg)
+                return lh_error_set(err, LH_ERR_BACKEND, "%s: no logits for example %zu",
+                                    b->path, c->first + k + 1);
+            sum += lh_token_nll(lg, (size_t)b->n_vocab, q->ids[q->n_prompt + j]);
+        }
+    }
+    *nll = sum;
+    return LH_OK;
+}
+
 /* The loss of all examples under the adapters now set on the context. */
 static lh_status score_current(lc_backend *b, const lc_examples *e, const lc_chunk *chunks,
                                size_t n_chunks, struct llama_batch *batch, double *loss,
@@ -519,7 +624,8 @@ static lh_status score_current(lc_backend *b, const lc_examples *e, const lc_chu
         if (interrupted(b))
             return lh_error_set(err, LH_ERR_INTERRUPTED, "interrupted");
         double nll = 0;
-        lh_status s = score_chunk(b, e, &chunks[c], batch, &nll, err);
+        lh_status s = b->enc_dec ? score_chunk_enc_dec(b, e, &chunks[c], batch, &nll, err)
+                                 : score_chunk(b, e, &chunks[c], batch, &nll, err);
         if (s)
             return s;
         total += nll;
@@ -814,6 +920,66 @@ static lh_status generate_one(lc_backend *b, const llama_token *ids, int n, int 
     return LH_OK;
 }
 
+/* The text of ids [n] (special tokens dropped, the leading space of the
+ * first piece too, as the tokenizer's decoder does) into *out. */
+static lh_status detokenize(const lc_backend *b, const llama_token *ids, int n, char **out,
+                            lh_error *err)
+{
+    int32_t cap = 64 + 16 * n;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        char *text = malloc((size_t)cap + 1);
+        if (!text)
+            return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
+        int32_t got = llama_detokenize(b->vocab, ids, n, text, cap, true, false);
+        if (got >= 0) {
+            text[got] = '\0';
+            free(*out);
+            *out = text;
+            return LH_OK;
+        }
+        free(text);
+        cap = -got;
+    }
+    return lh_error_set(err, LH_ERR_BACKEND, "%s: cannot turn %d tokens into text", b->path, n);
+}
+
+/* generate_one for an encoder-decoder: llama_encode of the prompt ids [n],
+ * then the decoder from the start token, one token a call, until an
+ * end-of-generation token or max_new tokens. */
+static lh_status generate_enc_dec(lc_backend *b, const llama_token *ids, int n, int max_new,
+                                  struct llama_batch *batch, char **out, lh_error *err)
+{
+    llama_token *gen = malloc((size_t)(max_new > 0 ? max_new : 1) * sizeof *gen); /* [max_new] */
+    if (!gen)
+        return lh_error_set(err, LH_ERR_NOMEM, "out of memory");
+    llama_memory_clear(llama_get_memory(b->ctx), true);
+    batch->n_tokens = 0;
+    for (int j = 0; j < n; j++)
+        batch_put(batch, ids[j], j, 0, 0);
+    lc_last_error[0] = '\0';
+    int32_t rc = llama_encode(b->ctx, *batch);
+    lh_status s = rc ? decode_failed(b, rc, err) : LH_OK;
+    int n_gen = 0;
+    llama_token t = b->dec_start;
+    for (int step = 0; step < max_new && !s; step++) {
+        batch->n_tokens = 0;
+        batch_put(batch, t, step, 0, 1);
+        lc_last_error[0] = '\0';
+        if ((rc = llama_decode(b->ctx, *batch)) != 0) {
+            s = decode_failed(b, rc, err);
+            break;
+        }
+        t = argmax(llama_get_logits_ith(b->ctx, 0), b->n_vocab);
+        if (llama_vocab_is_eog(b->vocab, t))
+            break;
+        gen[n_gen++] = t;
+    }
+    if (!s)
+        s = detokenize(b, gen, n_gen, out, err);
+    free(gen);
+    return s;
+}
+
 static lh_status llamacpp_generate(void *ctx, const lh_adapter *cand, const lh_examples *ex,
                                    int max_new_tokens, char **outputs, lh_error *err)
 {
@@ -827,9 +993,7 @@ static lh_status llamacpp_generate(void *ctx, const lh_adapter *cand, const lh_e
     lh_status s = LH_OK;
     for (size_t i = 0; i < ex->n && !s; i++) { /* the longest prompt sizes the context */
         size_t len = 0;
-        s = b->add_bos ? push_token(&ids, &len, &cap, b->bos, err) : LH_OK;
-        if (!s)
-            s = tokenize_into(b, ex->input[i], &ids, &len, &cap, i, "input", err);
+        s = encode_prompt(b, ex, i, &ids, &len, &cap, err);
         if (!s && len == 0)
             s = lh_error_set(err, LH_ERR_ARG, "example %zu: empty prompt (no BOS, empty input)",
                              i + 1);
@@ -849,12 +1013,12 @@ static lh_status llamacpp_generate(void *ctx, const lh_adapter *cand, const lh_e
                          b->path);
     for (size_t i = 0; i < ex->n && !s; i++) {
         size_t len = 0;
-        s = b->add_bos ? push_token(&ids, &len, &cap, b->bos, err) : LH_OK;
-        if (!s)
-            s = tokenize_into(b, ex->input[i], &ids, &len, &cap, i, "input", err);
+        s = encode_prompt(b, ex, i, &ids, &len, &cap, err);
         if (!s && interrupted(b))
             s = lh_error_set(err, LH_ERR_INTERRUPTED, "interrupted");
-        if (!s)
+        if (!s && b->enc_dec)
+            s = generate_enc_dec(b, ids, (int)len, max_new_tokens, &batch, &outputs[i], err);
+        else if (!s)
             s = generate_one(b, ids, (int)len, max_new_tokens, &batch, &outputs[i], err);
     }
     if (b->ctx)
