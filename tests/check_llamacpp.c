@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "adapt/backend/backend.h"
 #include "compose/compose.h"
@@ -189,6 +190,42 @@ static void t5_teardown(void)
     lh_examples_free(examples);
 }
 
+/* A T5 GGUF without output.weight (a tied head, original T5) is refused by
+ * name: llama.cpp would score it without T5's rescale of a tied head. The
+ * fixture with its output tensor renamed stands for one. */
+START_TEST(t5_tied_head_is_refused)
+{
+    FILE *f = fopen(T5G "/base.gguf", "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    rewind(f);
+    char *buf = malloc((size_t)n); /* [n] the whole GGUF */
+    ck_assert_int_eq(fread(buf, 1, (size_t)n, f), (size_t)n);
+    fclose(f);
+    char *hit = memmem(buf, (size_t)n, "output.weight", 13);
+    ck_assert_ptr_nonnull(hit);
+    hit[5] = 'X'; /* "outpuX.weight": same length, so every offset stays valid */
+    char path[] = "/tmp/lh-check-tied-XXXXXX.gguf";
+    int fd = mkstemps(path, 5);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(write(fd, buf, (size_t)n), n);
+    close(fd);
+    free(buf);
+    const char *params[] = {"base-gguf", path, "threads", "1", NULL};
+    lh_backend_opts o;
+    lh_backend_opts_default(&o);
+    o.params = params;
+    lh_backend *b = NULL;
+    lh_error err = {0};
+    lh_status st = lh_backend_open("llamacpp", &o, &b, &err);
+    unlink(path);
+    lh_backend_close(b);
+    ck_assert_int_eq(st, LH_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(err.msg, "tied head") && strstr(err.msg, path), "%s", err.msg);
+}
+END_TEST
+
 START_TEST(t5_cat_by_scales_equals_merged)
 {
     const double w[3] = {1.0, 0.9, -0.5};
@@ -309,6 +346,7 @@ int main(void)
     tcase_add_test(t5, t5_cat_by_scales_equals_merged);
     tcase_add_test(t5, t5_each_group_moves_the_loss);
     tcase_add_test(t5, t5_tokenizers_agree);
+    tcase_add_test(t5, t5_tied_head_is_refused);
     suite_add_tcase(s, t5);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -205,10 +205,34 @@ static lh_status load_enc_dec(lc_backend *b, lh_error *err)
     return LH_OK;
 }
 
+/* A T5 GGUF without output.weight has a tied head (original T5), and
+ * llama.cpp then reuses the embeddings without T5's d_model^-0.5 rescale:
+ * every loss would be off, so refuse it before llama.cpp loads it. The
+ * file is mapped, not read: only its header pages are touched. */
+static lh_status check_t5_head(const char *path, lh_error *err)
+{
+    lh_gguf *g = NULL;
+    lh_status st = lh_gguf_open(path, LH_GGUF_FULL, &g, err);
+    if (st)
+        return st;
+    const lh_gguf_kv *arch = lh_gguf_find_kv(g, "general.architecture");
+    if (arch && arch->str && !strcmp(arch->str, "t5") && !lh_gguf_find_tensor(g, "output.weight"))
+        st = lh_error_set(err, LH_ERR_UNSUPPORTED,
+                          "%s: a T5 with a tied head (no output.weight): llama.cpp leaves out "
+                          "T5's d_model^-0.5 rescale of a tied head, so its losses would be "
+                          "wrong; score it with --backend native",
+                          path);
+    lh_gguf_free(g);
+    return st;
+}
+
 static lh_status load_model(lc_backend *b, long gpu_layers, lh_error *err)
 {
     if (!lh_path_exists(b->path))
         return lh_error_set(err, LH_ERR_NOT_FOUND, "cannot open '%s': no such file", b->path);
+    lh_status st = check_t5_head(b->path, err);
+    if (st)
+        return st;
     struct llama_model_params mp = llama_model_default_params();
     mp.n_gpu_layers = (int32_t)gpu_layers;
     /* Repacked weights (llama.cpp's extra buffer types: AMX, ...) can be
