@@ -249,12 +249,11 @@ out:
     return rc;
 }
 
-lh_status lh_st_parse(const void *buf, size_t size, const char *origin, lh_safetensors **out,
-                      lh_error *err)
+/* The 8-byte little-endian header length n: within the limit and the file,
+ * and the header bytes after it valid UTF-8. */
+static lh_status read_header_length(const uint8_t *base, size_t size, const char *o, uint64_t *n_out,
+                                    lh_error *err)
 {
-    const char *o = origin ? origin : "safetensors";
-    const uint8_t *base = buf;
-    *out = NULL;
     if (size < 8)
         return lh_error_set(err, LH_ERR_FORMAT,
                             "%s: %zu bytes is too small for a safetensors header (8 needed)", o, size);
@@ -275,13 +274,69 @@ lh_status lh_st_parse(const void *buf, size_t size, const char *origin, lh_safet
         return lh_error_set(err, LH_ERR_FORMAT,
                             "%s: header is not valid UTF-8 (byte 0x%02x at offset %zu)", o,
                             hdr[bad], bad + 8);
+    *n_out = n;
+    return LH_OK;
+}
 
-    lh_status rc;
+/* __metadata__: an object of strings (or null, or absent) copied into st. */
+static lh_status read_metadata(const char *o, const lh_json *meta, lh_safetensors *st, lh_error *err)
+{
+    if (!meta || meta->type == LH_JSON_NULL)
+        return LH_OK;
+    if (meta->type != LH_JSON_OBJECT)
+        return lh_error_set(err, LH_ERR_FORMAT, "%s: __metadata__ is not an object of strings", o);
+    st->meta_keys = calloc(meta->len ? meta->len : 1, sizeof *st->meta_keys);
+    st->meta_values = calloc(meta->len ? meta->len : 1, sizeof *st->meta_values);
+    if (!st->meta_keys || !st->meta_values)
+        return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", o);
+    for (size_t i = 0; i < meta->len; i++) {
+        const char *v;
+        if (!lh_json_as_string(meta->items[i], &v)) {
+            char kb[300];
+            return lh_error_set(err, LH_ERR_FORMAT, "%s: __metadata__ value of '%s' is not a string",
+                                o, shown(meta->keys[i], kb, sizeof kb));
+        }
+        st->meta_keys[i] = strdup(meta->keys[i]);
+        st->meta_values[i] = strdup(v);
+        st->n_meta = i + 1;
+        if (!st->meta_keys[i] || !st->meta_values[i])
+            return lh_error_set(err, LH_ERR_NOMEM, "%s: out of memory", o);
+    }
+    return LH_OK;
+}
+
+/* The tensors must end exactly where the file does: no gap, no overrun. */
+static lh_status check_data_length(const char *o, uint64_t data_end, uint64_t data_len,
+                                   lh_error *err)
+{
+    if (data_end < data_len)
+        return lh_error_set(err, LH_ERR_FORMAT,
+                            "%s: %" PRIu64 " trailing bytes after the tensor data (data ends at %"
+                            PRIu64 ", the file has %" PRIu64 " data bytes)", o,
+                            data_len - data_end, data_end, data_len);
+    if (data_end > data_len)
+        return lh_error_set(err, LH_ERR_FORMAT,
+                            "%s: file is truncated: the tensors need %" PRIu64
+                            " data bytes, the file has %" PRIu64, o, data_end, data_len);
+    return LH_OK;
+}
+
+lh_status lh_st_parse(const void *buf, size_t size, const char *origin, lh_safetensors **out,
+                      lh_error *err)
+{
+    const char *o = origin ? origin : "safetensors";
+    const uint8_t *base = buf;
+    *out = NULL;
+    uint64_t n = 0;
+    lh_status rc = read_header_length(base, size, o, &n, err);
+    if (rc)
+        return rc;
+
     lh_sb org;
     lh_sb_init(&org);
     lh_sb_appendf(&org, "%s: header", o);
     lh_json *j = NULL;
-    rc = lh_json_parse((const char *)hdr, (size_t)n, org.buf ? org.buf : o, &j, err);
+    rc = lh_json_parse((const char *)base + 8, (size_t)n, org.buf ? org.buf : o, &j, err);
     lh_sb_release(&org);
     if (rc)
         return rc == LH_ERR_NOMEM ? rc : LH_ERR_FORMAT;
@@ -306,29 +361,9 @@ lh_status lh_st_parse(const void *buf, size_t size, const char *origin, lh_safet
     st->tensors = calloc(n_tensors ? n_tensors : 1, sizeof *st->tensors);
     if (!st->tensors)
         goto nomem;
-    if (meta && meta->type == LH_JSON_OBJECT) {
-        st->meta_keys = calloc(meta->len ? meta->len : 1, sizeof *st->meta_keys);
-        st->meta_values = calloc(meta->len ? meta->len : 1, sizeof *st->meta_values);
-        if (!st->meta_keys || !st->meta_values)
-            goto nomem;
-        for (size_t i = 0; i < meta->len; i++) {
-            const char *v;
-            if (!lh_json_as_string(meta->items[i], &v)) {
-                char kb[300];
-                rc = lh_error_set(err, LH_ERR_FORMAT, "%s: __metadata__ value of '%s' is not a string",
-                                  o, shown(meta->keys[i], kb, sizeof kb));
-                goto fail;
-            }
-            st->meta_keys[i] = strdup(meta->keys[i]);
-            st->meta_values[i] = strdup(v);
-            st->n_meta = i + 1;
-            if (!st->meta_keys[i] || !st->meta_values[i])
-                goto nomem;
-        }
-    } else if (meta && meta->type != LH_JSON_NULL) {
-        rc = lh_error_set(err, LH_ERR_FORMAT, "%s: __metadata__ is not an object of strings", o);
+    rc = read_metadata(o, meta, st, err);
+    if (rc)
         goto fail;
-    }
     for (size_t i = 0; i < j->len; i++) {
         if (j->items[i] == meta)
             continue;
@@ -346,21 +381,10 @@ lh_status lh_st_parse(const void *buf, size_t size, const char *origin, lh_safet
 
     uint64_t data_end = 0;
     rc = validate(o, st, &data_end, err);
+    if (!rc)
+        rc = check_data_length(o, data_end, size - 8 - n, err);
     if (rc)
         goto fail;
-    uint64_t data_len = size - 8 - n;
-    if (data_end != data_len) {
-        if (data_end < data_len)
-            rc = lh_error_set(err, LH_ERR_FORMAT,
-                              "%s: %" PRIu64 " trailing bytes after the tensor data (data ends at %"
-                              PRIu64 ", the file has %" PRIu64 " data bytes)", o,
-                              data_len - data_end, data_end, data_len);
-        else
-            rc = lh_error_set(err, LH_ERR_FORMAT,
-                              "%s: file is truncated: the tensors need %" PRIu64
-                              " data bytes, the file has %" PRIu64, o, data_end, data_len);
-        goto fail;
-    }
     const uint8_t *data = base + 8 + n;
     for (size_t i = 0; i < st->n_tensors; i++)
         st->tensors[i].data = data + st->tensors[i].begin;
