@@ -111,119 +111,187 @@ done:
     return st;
 }
 
-lh_status lhc_svd_factored(lh_compose_plan *p, size_t t, const double *w, lh_target *o,
-                           lh_error *err)
-{
-    const size_t n = p->n;
-    const int K = p->rank, din = o->d_in, dout = o->d_out;
-    memset(o->A, 0, (size_t)K * din * sizeof *o->A);
-    memset(o->B, 0, (size_t)dout * K * sizeof *o->B);
-    /* PEFT parity: PEFT's svd weights s_i B_i A_i by w_i s_i (scale twice) */
-    const int twice = p->o.peft_parity;
-    int R = 0;
-    for (size_t i = 0; i < n; i++) {
-        const lh_target *s = p->src[t * n + i];
-        if (s && w[i] * (double)s->scale != 0.0)
-            R += s->r;
-    }
-    if (R == 0)
-        return LH_OK; /* every weight zero: the zero delta */
-    const int pb = dout < R ? dout : R, qa = din < R ? din : R, m = pb < qa ? pb : qa;
-    const int ke = p->svd_k < m ? p->svd_k : m;
-    float *Bs = malloc((size_t)dout * R * sizeof *Bs); /* [R, d_out]: column-major Bs, then Qb */
-    float *As = malloc((size_t)din * R * sizeof *As);  /* [R, d_in]: column-major As^T, then Qa */
-    float *tau = malloc((size_t)(pb + qa) * sizeof *tau);   /* [pb + qa] */
-    double *Rb = calloc((size_t)pb * R, sizeof *Rb);        /* [R, pb] column-major */
-    double *Ra = calloc((size_t)qa * R, sizeof *Ra);        /* [R, qa] column-major */
-    double *M = malloc((size_t)pb * qa * sizeof *M);        /* [qa, pb] column-major core */
-    double *S = malloc((size_t)m * sizeof *S);              /* [m] */
-    double *U = malloc((size_t)pb * m * sizeof *U);         /* [m, pb] column-major */
-    double *VT = malloc((size_t)m * qa * sizeof *VT);       /* [qa, m] column-major */
-    int *iwork = malloc((size_t)8 * m * sizeof *iwork);     /* [8 m] */
-    float *US = malloc((size_t)pb * ke * sizeof *US);       /* [ke, pb] column-major U_k S_k */
-    float *VTk = malloc((size_t)ke * qa * sizeof *VTk);     /* [ke, qa] row-major V_k^T */
-    float *fwork = NULL;
-    double *dwork = NULL;
-    lh_status st = LH_OK;
-    int info = 0;
-    if (!Bs || !As || !tau || !Rb || !Ra || !M || !S || !U || !VT || !iwork || !US || !VTk)
-        goto nomem;
+/* The buffers of the factored SVD of one target: dims as in lhc_svd_factored
+ * (R stacked rank, pb = min(d_out, R), qa = min(d_in, R), m = min(pb, qa),
+ * ke = the kept rank). */
+typedef struct svd_ws {
+    int dout, din, R, pb, qa, m, ke;
+    float *Bs;     /* [R, d_out]: column-major stacked c_i B_i, then Qb */
+    float *As;     /* [R, d_in]: column-major stacked A_i^T, then Qa */
+    float *tau;    /* [pb + qa] Householder scalars of both QRs */
+    double *Rb;    /* [R, pb] column-major */
+    double *Ra;    /* [R, qa] column-major */
+    double *M;     /* [qa, pb] column-major core Rb Ra^T */
+    double *S;     /* [m] */
+    double *U;     /* [m, pb] column-major */
+    double *VT;    /* [qa, m] column-major */
+    int *iwork;    /* [8 m] */
+    float *US;     /* [ke, pb] column-major U_k S_k */
+    float *VTk;    /* [ke, qa] row-major V_k^T */
+    float *fwork;  /* [lwork] for the QRs and Q's */
+    int lwork;
+} svd_ws;
 
+static void svd_ws_free(svd_ws *w)
+{
+    free(w->Bs);
+    free(w->As);
+    free(w->tau);
+    free(w->Rb);
+    free(w->Ra);
+    free(w->M);
+    free(w->S);
+    free(w->U);
+    free(w->VT);
+    free(w->iwork);
+    free(w->US);
+    free(w->VTk);
+    free(w->fwork);
+}
+
+/* 0, or -1 when out of memory (what was allocated is freed by svd_ws_free). */
+static int svd_ws_alloc(svd_ws *w)
+{
+    const int dout = w->dout, din = w->din, R = w->R, pb = w->pb, qa = w->qa, m = w->m;
+    w->Bs = malloc((size_t)dout * R * sizeof *w->Bs);
+    w->As = malloc((size_t)din * R * sizeof *w->As);
+    w->tau = malloc((size_t)(pb + qa) * sizeof *w->tau);
+    w->Rb = calloc((size_t)pb * R, sizeof *w->Rb);
+    w->Ra = calloc((size_t)qa * R, sizeof *w->Ra);
+    w->M = malloc((size_t)pb * qa * sizeof *w->M);
+    w->S = malloc((size_t)m * sizeof *w->S);
+    w->U = malloc((size_t)pb * m * sizeof *w->U);
+    w->VT = malloc((size_t)m * qa * sizeof *w->VT);
+    w->iwork = malloc((size_t)8 * m * sizeof *w->iwork);
+    w->US = malloc((size_t)pb * w->ke * sizeof *w->US);
+    w->VTk = malloc((size_t)w->ke * qa * sizeof *w->VTk);
+    return w->Bs && w->As && w->tau && w->Rb && w->Ra && w->M && w->S && w->U && w->VT &&
+                   w->iwork && w->US && w->VTk
+               ? 0
+               : -1;
+}
+
+/* Bs = [c_1 B_1 | c_2 B_2 | ...], As = [A_1; A_2; ...] over the modules
+ * with a non-zero coefficient c_i = w_i scale_i (PEFT parity: w_i scale_i^2,
+ * as PEFT's svd weights s_i B_i A_i by w_i s_i). */
+static void stack_factors(const lh_compose_plan *p, size_t t, const double *w, svd_ws *ws)
+{
+    const int twice = p->o.peft_parity, dout = ws->dout, din = ws->din;
     int off = 0;
-    for (size_t i = 0; i < n; i++) {
-        const lh_target *s = p->src[t * n + i];
+    for (size_t i = 0; i < p->n; i++) {
+        const lh_target *s = p->src[t * p->n + i];
         double c = s ? w[i] * (double)s->scale : 0.0;
         if (c == 0.0)
             continue;
         const float cf = (float)(twice ? c * (double)s->scale : c);
         for (int j = 0; j < s->r; j++) {
-            float *col = Bs + (size_t)(off + j) * dout;
+            float *col = ws->Bs + (size_t)(off + j) * dout;
             for (int row = 0; row < dout; row++)
                 col[row] = cf * s->B[(size_t)row * s->r + j];
         }
-        memcpy(As + (size_t)off * din, s->A, (size_t)s->r * din * sizeof *As);
+        memcpy(ws->As + (size_t)off * din, s->A, (size_t)s->r * din * sizeof *ws->As);
         off += s->r;
     }
+}
 
+/* QR of both stacks (Bs = Qb Rb, As = Qa Ra) and the core M = Rb Ra^T.
+ * Returns 0, -1 out of memory, or LAPACK's info. */
+static int qr_core(svd_ws *w)
+{
+    int dout = w->dout, din = w->din, R = w->R, pb = w->pb, qa = w->qa, info = 0;
     /* One float workspace for the QRs and Q's: the largest query. */
     float q1 = 0, q2 = 0, q3 = 0, q4 = 0;
     int lw = -1;
-    sgeqrf_(&dout, &R, Bs, &dout, tau, &q1, &lw, &info);
-    sgeqrf_(&din, &R, As, &din, tau + pb, &q2, &lw, &info);
-    sorgqr_(&dout, &pb, &pb, Bs, &dout, tau, &q3, &lw, &info);
-    sorgqr_(&din, &qa, &qa, As, &din, tau + pb, &q4, &lw, &info);
+    sgeqrf_(&dout, &R, w->Bs, &dout, w->tau, &q1, &lw, &info);
+    sgeqrf_(&din, &R, w->As, &din, w->tau + pb, &q2, &lw, &info);
+    sorgqr_(&dout, &pb, &pb, w->Bs, &dout, w->tau, &q3, &lw, &info);
+    sorgqr_(&din, &qa, &qa, w->As, &din, w->tau + pb, &q4, &lw, &info);
     float qmax = q1 > q2 ? q1 : q2;
     qmax = qmax > q3 ? qmax : q3;
     qmax = qmax > q4 ? qmax : q4;
-    int lwork = lwork_of(qmax);
-    fwork = malloc((size_t)lwork * sizeof *fwork);
-    if (!fwork)
-        goto nomem;
-    sgeqrf_(&dout, &R, Bs, &dout, tau, fwork, &lwork, &info);
+    w->lwork = lwork_of(qmax);
+    w->fwork = malloc((size_t)w->lwork * sizeof *w->fwork);
+    if (!w->fwork)
+        return -1;
+    sgeqrf_(&dout, &R, w->Bs, &dout, w->tau, w->fwork, &w->lwork, &info);
     if (!info)
-        sgeqrf_(&din, &R, As, &din, tau + pb, fwork, &lwork, &info);
+        sgeqrf_(&din, &R, w->As, &din, w->tau + pb, w->fwork, &w->lwork, &info);
     if (info)
-        goto lapack;
+        return info;
     for (int j = 0; j < R; j++) {
         for (int i = 0; i < pb && i <= j; i++)
-            Rb[i + (size_t)j * pb] = Bs[i + (size_t)j * dout];
+            w->Rb[i + (size_t)j * pb] = w->Bs[i + (size_t)j * dout];
         for (int i = 0; i < qa && i <= j; i++)
-            Ra[i + (size_t)j * qa] = As[i + (size_t)j * din];
+            w->Ra[i + (size_t)j * qa] = w->As[i + (size_t)j * din];
     }
-    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, pb, qa, R, 1.0, Rb, pb, Ra, qa, 0.0, M,
-                pb);
+    cblas_dgemm(CblasColMajor, CblasNoTrans, CblasTrans, pb, qa, R, 1.0, w->Rb, pb, w->Ra, qa, 0.0,
+                w->M, pb);
+    return 0;
+}
+
+lh_status lhc_svd_factored(lh_compose_plan *p, size_t t, const double *w, lh_target *o,
+                           lh_error *err)
+{
+    const int K = p->rank, din = o->d_in, dout = o->d_out;
+    memset(o->A, 0, (size_t)K * din * sizeof *o->A);
+    memset(o->B, 0, (size_t)dout * K * sizeof *o->B);
+    int R = 0;
+    for (size_t i = 0; i < p->n; i++) {
+        const lh_target *s = p->src[t * p->n + i];
+        if (s && w[i] * (double)s->scale != 0.0)
+            R += s->r;
+    }
+    if (R == 0)
+        return LH_OK; /* every weight zero: the zero delta */
+    svd_ws ws = {.dout = dout, .din = din, .R = R};
+    ws.pb = dout < R ? dout : R;
+    ws.qa = din < R ? din : R;
+    ws.m = ws.pb < ws.qa ? ws.pb : ws.qa;
+    ws.ke = p->svd_k < ws.m ? p->svd_k : ws.m;
+    int pb = ws.pb, qa = ws.qa, m = ws.m, ke = ws.ke;
+    double *dwork = NULL;
+    lh_status st = LH_OK;
+    int info = 0;
+    if (svd_ws_alloc(&ws))
+        goto nomem;
+    stack_factors(p, t, w, &ws);
+    info = qr_core(&ws);
+    if (info < 0)
+        goto nomem;
+    if (info)
+        goto lapack;
 
     double dq = 0;
-    lw = -1;
-    dgesdd_("S", &pb, &qa, M, &pb, S, U, &pb, VT, &m, &dq, &lw, iwork, &info, 1);
+    int lw = -1;
+    dgesdd_("S", &pb, &qa, ws.M, &pb, ws.S, ws.U, &pb, ws.VT, &m, &dq, &lw, ws.iwork, &info, 1);
     lw = lwork_of(dq);
     dwork = malloc((size_t)lw * sizeof *dwork);
     if (!dwork)
         goto nomem;
-    dgesdd_("S", &pb, &qa, M, &pb, S, U, &pb, VT, &m, dwork, &lw, iwork, &info, 1);
-    if (info || !isfinite(S[0])) {
+    dgesdd_("S", &pb, &qa, ws.M, &pb, ws.S, ws.U, &pb, ws.VT, &m, dwork, &lw, ws.iwork, &info, 1);
+    if (info || !isfinite(ws.S[0])) {
         st = lh_error_set(err, LH_ERR_NUMERIC,
                           "target '%s': the SVD of the %dx%d core failed (%s)", o->name, pb, qa,
                           info ? "no convergence" : "non-finite values in the modules");
         goto done;
     }
-    sorgqr_(&dout, &pb, &pb, Bs, &dout, tau, fwork, &lwork, &info);
+    sorgqr_(&dout, &pb, &pb, ws.Bs, &dout, ws.tau, ws.fwork, &ws.lwork, &info);
     if (!info)
-        sorgqr_(&din, &qa, &qa, As, &din, tau + pb, fwork, &lwork, &info);
+        sorgqr_(&din, &qa, &qa, ws.As, &din, ws.tau + pb, ws.fwork, &ws.lwork, &info);
     if (info)
         goto lapack;
 
     for (int j = 0; j < ke; j++)
         for (int i = 0; i < pb; i++)
-            US[i + (size_t)j * pb] = (float)(U[i + (size_t)j * pb] * S[j]);
+            ws.US[i + (size_t)j * pb] = (float)(ws.U[i + (size_t)j * pb] * ws.S[j]);
     for (int j = 0; j < ke; j++)
         for (int l = 0; l < qa; l++)
-            VTk[(size_t)j * qa + l] = (float)VT[j + (size_t)l * m];
+            ws.VTk[(size_t)j * qa + l] = (float)ws.VT[j + (size_t)l * m];
     /* B' [d_out, ke] (row stride K) = Qb US; A' [ke, d_in] = VTk Qa^T. */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, dout, ke, pb, 1.0f, Bs, dout, US, pb,
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasTrans, dout, ke, pb, 1.0f, ws.Bs, dout, ws.US, pb,
                 0.0f, o->B, K);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ke, din, qa, 1.0f, VTk, qa, As, din,
-                0.0f, o->A, din);
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, ke, din, qa, 1.0f, ws.VTk, qa, ws.As,
+                din, 0.0f, o->A, din);
     st = lhc_clamp(o->B, dout, K, o->A, din, ke, p->o.clamp_quantile, err);
     goto done;
 lapack:
@@ -234,19 +302,7 @@ nomem:
     st = lh_error_set(err, LH_ERR_NOMEM, "target '%s': out of memory for the rank-%d SVD",
                       o->name, R);
 done:
-    free(Bs);
-    free(As);
-    free(tau);
-    free(Rb);
-    free(Ra);
-    free(M);
-    free(S);
-    free(U);
-    free(VT);
-    free(iwork);
-    free(US);
-    free(VTk);
-    free(fwork);
+    svd_ws_free(&ws);
     free(dwork);
     return st;
 }
