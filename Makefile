@@ -87,7 +87,7 @@ LIB_SO_REAL := liblorahub.so.$(VERSION)
 PROG := $(O)/lorahub
 MANPAGES := $(sort $(wildcard man/*.[1-8]))
 
-.PHONY: all deps check check-run check-embed check-llamacpp asan demo demo-run table zoo bench bench-run fuzz fuzz-build fuzz-long \
+.PHONY: all deps check check-run check-embed check-llamacpp asan demo demo-run table zoo zoo-t5 table-t5 bench bench-run fuzz fuzz-build fuzz-long \
         install clean lint-man FORCE
 .SECONDARY:
 
@@ -203,6 +203,24 @@ zoo:
 	@/usr/bin/python3 -c 'import torch' 2>/dev/null || \
 	  { echo "make zoo needs Debian's python3-torch: apt-get install python3-torch" >&2; exit 1; }
 	/usr/bin/python3 tools/zoo/build.py --out examples/zoo --jobs $(ZOO_JOBS)
+
+# Rebuilds examples/zoo-t5, the Flan-T5-architecture zoo, from fixed seeds
+# (developer-time: Debian's python3-torch and python3-sentencepiece; about 20 min).
+zoo-t5:
+	@/usr/bin/python3 -c 'import torch, sentencepiece' 2>/dev/null || \
+	  { echo "make zoo-t5 needs Debian's python3-torch and python3-sentencepiece" >&2; exit 1; }
+	nice -n 19 /usr/bin/python3 tools/zoo_t5/build.py --out examples/zoo-t5
+
+# docs/results-t5.md and docs/results-t5.json: tools/table.sh on the T5 zoo.
+T5_METHODS ?= zero-shot best-single-all lorahub-cobyla pre3-cat-cobyla auto
+table-t5: deps
+	@$(MAKE) --no-print-directory $(PROG)
+	@rm -rf $(O)/table-t5-out && mkdir -p $(O)/table-t5-out
+	@if [ -f docs/results-t5.md ]; then cp docs/results-t5.md $(O)/table-t5-out/results.md; fi
+	@O=$(O) LORAHUB=$(abspath $(PROG)) ZOO=examples/zoo-t5 OUT=$(O)/table-t5-out WORK=$(O)/table-t5 \
+	  METHODS='$(T5_METHODS)' sh tools/table.sh
+	@mv $(O)/table-t5-out/results.md docs/results-t5.md
+	@mv $(O)/table-t5-out/results.json docs/results-t5.json
 
 bench: deps
 	@$(MAKE) --no-print-directory bench-run
