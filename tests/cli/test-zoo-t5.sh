@@ -4,7 +4,8 @@
 #      task files (tests/fixtures/zoo-t5/spm-ids.tsv, written by the build);
 #   2. lorahub eval of each module on its own task's test set reproduces the
 #      greedy accuracy the torch build recorded (within 2 points) and its loss
-#      (1e-3 relative: F32 modules on an F16 base, summed in another order),
+#      (1e-4 relative: the same F32 arithmetic on the F16-rounded base, summed
+#      in another order),
 #      and the base alone does worse there;
 #   3. a paper-preset adapt on an unseen task ends below the w = 0 loss.
 . "$TOP/tests/cli/lib.sh"
@@ -57,7 +58,7 @@ for d in "$ZOO"/modules/*/; do
     acc=$(jnum accuracy) loss=$(jnum loss)
     awk -v a="$acc" -v w="$want_acc" 'BEGIN { d = a - w; if (d < 0) d = -d; exit !(d <= 0.02 + 1e-9) }' ||
         fail "module $task: lorahub eval accuracy $acc, the torch build recorded $want_acc"
-    awk -v a="$loss" -v w="$want_loss" 'BEGIN { d = a - w; if (d < 0) d = -d; exit !(d <= 1e-3 * w) }' ||
+    awk -v a="$loss" -v w="$want_loss" 'BEGIN { d = a - w; if (d < 0) d = -d; exit !(d <= 1e-4 * w) }' ||
         fail "module $task: lorahub eval loss $loss, the torch build recorded $want_loss"
     expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --examples "$test" --metric both --json --threads 1
     bacc=$(jnum accuracy) bloss=$(jnum loss)

@@ -66,14 +66,16 @@ def write(zoo, T):
     w("  a leading space. Letter strings are lowercase letters separated by spaces.")
     w("- Sequences as lorahub scores a T5 model and as the paper's code does: encoder ids =")
     w("  encode(input) + `</s>`, labels = encode(output) + `</s>`, decoder input = [0] + labels[:-1];")
-    w("  loss = mean cross-entropy over the label tokens, softmax over all %d rows (the tokenizer has"
-      % c["vocab_size"])
-    w("  %d ids, as Flan-T5's 32128 rows cover 32100). Greedy generation from 0, stopping at `</s>`."
-      % R["tokenizer"]["pieces"])
+    rows = "softmax over all %d rows of the head" % c["vocab_size"]
+    if c["vocab_size"] != R["tokenizer"]["pieces"]:
+        rows += " (the tokenizer has %d ids, as Flan-T5's 32128 rows cover 32100)" % R["tokenizer"]["pieces"]
+    w("  loss = mean cross-entropy over the label tokens, %s." % rows)
+    w("  Greedy generation from 0, stopping at `</s>`.")
     w("- Accuracy: greedy exact match after strip, case-fold and removal of a trailing period (the")
     w("  LoraHub reference's metric, lorahub eval's); \"strict\" is exact match after strip only.")
-    w("- Tokenizer: %s, %d pieces, trained on %d sentences of pretraining and upstream text"
-      % (R["tokenizer"]["trainer"], R["tokenizer"]["pieces"], R["tokenizer"]["sentences"]))
+    w("- Tokenizer: %s, %d pieces, trained on %d sentences" % (R["tokenizer"]["trainer"],
+      R["tokenizer"]["pieces"], R["tokenizer"]["sentences"]))
+    w("  of pretraining and upstream text")
     w("  (pad 0, `</s>` 1, `<unk>` 2, digits split); tokenizer.json has Flan-T5's layout (Precompiled")
     w("  charsmap + Replace normalizer, Metaspace, `$A </s>` template). tests/fixtures/zoo-t5/spm-ids.tsv")
     w("  holds sentencepiece's ids of every text in tasks/, which lorahub tokenize reproduces.")
@@ -145,7 +147,7 @@ def write(zoo, T):
     w("")
     w("| stage | seconds |")
     w("|---|---|")
-    for k in sorted(tm):
+    for k in sorted(k for k in tm if k.startswith("stage_") or k == "total"):
         w("| %s | %.0f |" % (k, tm[k]))
     with open(zoo.p("README.md"), "w", encoding="utf-8") as f:
         f.write("\n".join(L) + "\n")
