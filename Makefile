@@ -212,7 +212,8 @@ zoo-t5:
 	nice -n 19 /usr/bin/python3 tools/zoo_t5/build.py --out examples/zoo-t5
 
 # docs/results-t5.md and docs/results-t5.json: tools/table.sh on the T5 zoo.
-T5_METHODS ?= zero-shot best-single-all lorahub-cobyla pre3-cat-cobyla auto
+# T5_METHODS: a subset of tools/table.sh's methods (default: all of them)
+T5_METHODS ?=
 table-t5: deps
 	@$(MAKE) --no-print-directory $(PROG)
 	@rm -rf $(O)/table-t5-out && mkdir -p $(O)/table-t5-out

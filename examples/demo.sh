@@ -113,6 +113,13 @@ EOF
 lh adapt -q --task "$t5task" --base "$t5zoo/base" --modules "$t5zoo/modules" \
     --examples "$t5zoo/tasks/$t5task/fewshot.jsonl" --preset paper -o "$out/t5/paper" \
     --report "$out/t5/paper.json" --trace "$out/t5/trace.tsv" --force
+# for comparison, lorahub adapt's default: the best single module by few-shot loss
+lh adapt -q --task "$t5task" --base "$t5zoo/base" --modules "$t5zoo/modules" \
+    --examples "$t5zoo/tasks/$t5task/fewshot.jsonl" -o "$out/t5/default" \
+    --report "$out/t5/default.json" --weights-out "$out/t5/default-weights.tsv" --force
+lh eval --base "$t5zoo/base" --adapter "$out/t5/default" --examples "$t5zoo/tasks/$t5task/test.jsonl" \
+    --metric exact-match --json >"$out/t5/eval-default.json"
+t5best=$(cut -f1 "$out/t5/default-weights.tsv"); t5best=${t5best##*/}
 lh eval --base "$t5zoo/base" --examples "$t5zoo/tasks/$t5task/test.jsonl" --metric exact-match --json \
     >"$out/t5/eval-base.json"
 lh eval --base "$t5zoo/base" --adapter "$out/t5/paper" --examples "$t5zoo/tasks/$t5task/test.jsonl" \
@@ -124,6 +131,7 @@ cat <<EOF
     exact match on $(wc -l <"$t5zoo/tasks/$t5task/test.jsonl") test examples (lorahub eval, greedy decoding):
         zero-shot (base model alone)   $(acc "$out/t5/eval-base.json")
         paper preset                   $(acc "$out/t5/eval-paper.json")
+        $(printf '%-30s' "default (best single: $t5best)") $(acc "$out/t5/eval-default.json")
 EOF
 
 cat <<EOF
@@ -137,7 +145,8 @@ cat <<EOF
     composed/, composed.json, composed-weights.tsv   the same for the search
     trace.tsv       every evaluation of the search: loss, objective, the weights, milliseconds
     paper/, paper.json   the paper preset's adapter and report
-    t5/             the paper's setting on examples/zoo-t5: paper/, paper.json, trace.tsv, eval-*.json
+    t5/             the paper's setting on examples/zoo-t5: paper/, paper.json, trace.tsv, eval-*.json,
+                    and the default's default/, default.json
     *.checkpoint.json    every evaluation, for lorahub adapt --resume
     test.jsonl      the test examples scored above; eval-*.json the four results
 
