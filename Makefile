@@ -87,7 +87,7 @@ LIB_SO_REAL := liblorahub.so.$(VERSION)
 PROG := $(O)/lorahub
 MANPAGES := $(sort $(wildcard man/*.[1-8]))
 
-.PHONY: all deps check check-run check-embed check-llamacpp asan demo demo-run table zoo bench bench-run fuzz fuzz-build fuzz-long \
+.PHONY: all deps check check-run check-embed check-llamacpp asan demo demo-run table zoo zoo-t5 table-t5 bench bench-run fuzz fuzz-build fuzz-long \
         install clean lint-man FORCE
 .SECONDARY:
 
@@ -203,6 +203,31 @@ zoo:
 	@/usr/bin/python3 -c 'import torch' 2>/dev/null || \
 	  { echo "make zoo needs Debian's python3-torch: apt-get install python3-torch" >&2; exit 1; }
 	/usr/bin/python3 tools/zoo/build.py --out examples/zoo --jobs $(ZOO_JOBS)
+
+# Rebuilds examples/zoo-t5, the Flan-T5-architecture zoo, from fixed seeds
+# (developer-time: Debian's python3-torch and python3-sentencepiece; about 20 min).
+zoo-t5:
+	@/usr/bin/python3 -c 'import torch, sentencepiece' 2>/dev/null || \
+	  { echo "make zoo-t5 needs Debian's python3-torch and python3-sentencepiece" >&2; exit 1; }
+	nice -n 19 /usr/bin/python3 tools/zoo_t5/build.py --out examples/zoo-t5
+
+# docs/results-t5.md and docs/results-t5.json: tools/table.sh on the T5 zoo.
+# Every method of tools/table.sh but auto: its budget of 40 cannot score the
+# 8 modules alone in each of its 5 folds (lorahub adapt asks for 64); auto-240 can.
+T5_METHODS ?= zero-shot icl-5 best-single best-single-all uniform lorahub-cobyla lorahub-cmaes \
+  lorahub-nelder-mead lorahub-bobyqa cat-cobyla lorahub-cobyla-200 pre3-lorahub-cobyla pre5-lorahub-cobyla \
+  pre8-lorahub-cobyla pre3-cat-cobyla pre5-cat-cobyla pre8-cat-cobyla pre5-lorahub-cobyla-200 \
+  pre5-cat-cobyla-200 pre5-lorahub-cmaes pre5-cat-cmaes pre5-cat-cmaes-200 pre3-cat-cobyla-fromsingle \
+  pre5-cat-cobyla-fromsingle pre5-lorahub-cobyla-fromsingle pre5-cat-cobyla-fromsingle-200 auto-240 \
+  default-search default-search-100
+table-t5: deps
+	@$(MAKE) --no-print-directory $(PROG)
+	@rm -rf $(O)/table-t5-out && mkdir -p $(O)/table-t5-out
+	@if [ -f docs/results-t5.md ]; then cp docs/results-t5.md $(O)/table-t5-out/results.md; fi
+	@O=$(O) LORAHUB=$(abspath $(PROG)) ZOO=examples/zoo-t5 OUT=$(O)/table-t5-out WORK=$(O)/table-t5 \
+	  METHODS='$(T5_METHODS)' sh tools/table.sh
+	@mv $(O)/table-t5-out/results.md docs/results-t5.md
+	@mv $(O)/table-t5-out/results.json docs/results-t5.json
 
 bench: deps
 	@$(MAKE) --no-print-directory bench-run

@@ -92,6 +92,48 @@ grep 'example [123]:' "$out/eval-default.log" |
 paste -d '|' "$out/.want" "$out/.got" | awk -F '|' '{ printf "    %-34s got %s\n", $1, $2 }'
 rm -f "$out/.want" "$out/.got" "$out"/eval-*.log
 
+# ---- the paper's own setting: a Flan-T5-architecture base and LoRA modules on
+# q and v of every attention, as adapter_model.bin (examples/zoo-t5) ----
+t5zoo=${T5_ZOO:-$top/examples/zoo-t5}
+t5task=${T5_TASK:-reverse_reworded}
+[ -f "$t5zoo/base/config.json" ] && [ -d "$t5zoo/modules" ] ||
+    die "examples/zoo-t5 is missing: the bundled T5 zoo is not built (see tools/zoo_t5/build.py)"
+[ -f "$t5zoo/tasks/$t5task/fewshot.jsonl" ] && [ -f "$t5zoo/tasks/$t5task/test.jsonl" ] ||
+    die "no task '$t5task' in examples/zoo-t5/tasks"
+mkdir -p "$out/t5"
+n_t5=$(find -L "$t5zoo/modules" -mindepth 1 -maxdepth 1 -type d | wc -l)
+cat <<EOF
+
+== The paper's setting: Flan-T5 architecture (examples/zoo-t5), task '$t5task'
+A T5 v1.1 base (gated-gelu, untied head, relative buckets, Unigram tokenizer) and $n_t5 LoRA
+modules in the LoraHub hub's format (PEFT SEQ_2_SEQ_LM, q and v of every attention, adapter_model.bin):
+    $show adapt --base examples/zoo-t5/base --modules examples/zoo-t5/modules \\
+        --examples examples/zoo-t5/tasks/$t5task/fewshot.jsonl --preset paper -o $out/t5/paper
+EOF
+lh adapt -q --task "$t5task" --base "$t5zoo/base" --modules "$t5zoo/modules" \
+    --examples "$t5zoo/tasks/$t5task/fewshot.jsonl" --preset paper -o "$out/t5/paper" \
+    --report "$out/t5/paper.json" --trace "$out/t5/trace.tsv" --force
+# for comparison, lorahub adapt's default: the best single module by few-shot loss
+lh adapt -q --task "$t5task" --base "$t5zoo/base" --modules "$t5zoo/modules" \
+    --examples "$t5zoo/tasks/$t5task/fewshot.jsonl" -o "$out/t5/default" \
+    --report "$out/t5/default.json" --weights-out "$out/t5/default-weights.tsv" --force
+lh eval --base "$t5zoo/base" --adapter "$out/t5/default" --examples "$t5zoo/tasks/$t5task/test.jsonl" \
+    --metric exact-match --json >"$out/t5/eval-default.json"
+t5best=$(cut -f1 "$out/t5/default-weights.tsv"); t5best=${t5best##*/}
+lh eval --base "$t5zoo/base" --examples "$t5zoo/tasks/$t5task/test.jsonl" --metric exact-match --json \
+    >"$out/t5/eval-base.json"
+lh eval --base "$t5zoo/base" --adapter "$out/t5/paper" --examples "$t5zoo/tasks/$t5task/test.jsonl" \
+    --metric exact-match --json >"$out/t5/eval-paper.json"
+w0=$(sed -n '2p' "$out/t5/trace.tsv" | cut -f2)
+cat <<EOF
+    paper     20 modules drawn with seed 42 (all $n_t5 here), lorahub method, COBYLA, 40 evaluations
+              ($(secs "$out/t5/paper.json") s; few-shot loss $(printf '%.3f' "$w0") at w = 0 -> $(loss "$out/t5/paper.json"))
+    exact match on $(wc -l <"$t5zoo/tasks/$t5task/test.jsonl") test examples (lorahub eval, greedy decoding):
+        zero-shot (base model alone)   $(acc "$out/t5/eval-base.json")
+        paper preset                   $(acc "$out/t5/eval-paper.json")
+        $(printf '%-30s' "default (best single: $t5best)") $(acc "$out/t5/eval-default.json")
+EOF
+
 cat <<EOF
 
 == What is in $out/
@@ -103,6 +145,8 @@ cat <<EOF
     composed/, composed.json, composed-weights.tsv   the same for the search
     trace.tsv       every evaluation of the search: loss, objective, the weights, milliseconds
     paper/, paper.json   the paper preset's adapter and report
+    t5/             the paper's setting on examples/zoo-t5: paper/, paper.json, trace.tsv, eval-*.json,
+                    and the default's default/, default.json
     *.checkpoint.json    every evaluation, for lorahub adapt --resume
     test.jsonl      the test examples scored above; eval-*.json the four results
 

@@ -8,6 +8,7 @@ ln -s "$FIX/a" tinyllama
 ln -s "$FIX/a-lora" merged
 cp "$FIX/examples.jsonl" task.jsonl
 cp "$TOP/examples/backends/toy_backend.py" .
+ln -s "$TOP/examples" examples  # the bundled T5 zoo example
 
 # ---- the EXAMPLES of man/lorahub-eval.1, run as written ----
 sed -n '/^\.Sh EXAMPLES/,/^\.Sh SEE/p' "$TOP/man/lorahub-eval.1" |
@@ -15,12 +16,14 @@ sed -n '/^\.Sh EXAMPLES/,/^\.Sh SEE/p' "$TOP/man/lorahub-eval.1" |
     sed -e 's/\\e$/\\/' -e 's/\\e/\\/g' >ex.sh
 lorahub() { "$LORAHUB" "$@"; }
 n=$(grep -c '^lorahub' ex.sh)
-[ "$n" -eq 4 ] || fail "expected 4 examples in the man page, found $n"
+[ "$n" -eq 6 ] || fail "expected 6 examples in the man page, found $n"
 . ./ex.sh >ex.out 2>ex.err || { cat ex.err >&2; fail "a man page example failed"; }
 grep -q '^loss ' ex.out || fail "no loss line: $(cat ex.out)"
 grep -q '"accuracy":' ex.out || fail "no JSON accuracy: $(cat ex.out)"
-# the toy backend's example: a loss, no token count (exec does not count)
-[ "$(grep -c '^loss ' ex.out)" -eq 3 ] && [ "$(grep -c '^tokens ' ex.out)" -eq 2 ] ||
+# the toy backend's example: a loss, no token count (exec does not count);
+# the T5 zoo's two: loss, tokens and accuracy each
+[ "$(grep -c '^loss ' ex.out)" -eq 5 ] && [ "$(grep -c '^tokens ' ex.out)" -eq 4 ] &&
+    [ "$(grep -c '^accuracy ' ex.out)" -eq 2 ] ||
     fail "toy backend example: $(cat ex.out)"
 
 # ---- loss and token counts ----
