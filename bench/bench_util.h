@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <time.h>
 
+#include "lib/fsutil.h"
 #include "lib/status.h"
 
 /* Seconds on the monotonic clock (wall time: the figures are throughput
@@ -35,6 +36,27 @@ static inline void bench_tempdir(char *dir, size_t cap, const char *tag)
     snprintf(dir, cap, "%s/lh-bench-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp", tag);
     if (!mkdtemp(dir)) {
         perror(dir);
+        exit(1);
+    }
+}
+
+/* The random 100M LLaMA of bench/llamacpp.c (hf/, f32.gguf, f16.gguf,
+ * q8_0.gguf, text.txt, examples.jsonl) in dir: written once by
+ * tools/bench_gguf.py (python3-numpy and the llama.cpp source's gguf-py).
+ * Exits 1 when it cannot be written. */
+static inline void bench_ensure_gguf_models(const char *prog, const char *dir)
+{
+    char probe[1024];
+    snprintf(probe, sizeof probe, "%s/q8_0.gguf", dir);
+    if (lh_path_exists(probe))
+        return;
+    printf("writing the random model and its GGUF files into %s (once)\n", dir);
+    fflush(stdout);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_gguf.py '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "%s: tools/bench_gguf.py failed (it needs python3-numpy and the "
+                        "llama.cpp source's gguf-py)\n", prog);
         exit(1);
     }
 }
