@@ -24,6 +24,11 @@
  *             threads x wall: how much of the machine the fleet got; the
  *             2 x 1 servers' CPU over 2 is the wall an idle machine would
  *             give, and lorahub's CPU over that the load-free fraction
+ * The two fleets run in turn, --repeat times (default 2), so that a change
+ * of the machine's load hits both; every run is printed, the ratio is that
+ * of the best walls. The load of a shared machine decides the ratio: a
+ * 2-thread server whose core is taken by another job stalls (its threads
+ * wait for each other at every operation), 1-thread servers do not.
  * and the ratio of the two wall times. The two traces must be identical
  * (the server backend's promise: the fleet changes nothing). Load averages
  * before and after are printed: other jobs on the machine slow both.
@@ -400,22 +405,17 @@ static figures run_adapt(const char *lorahub, const char *work, const char *tag,
     return f;
 }
 
-/* The best (lowest wall) of o->repeat runs on n servers of t threads. */
+/* One run on n servers of t threads. */
 static figures measure(const char *cmd, const char *lorahub, const char *work, int n, int t,
                        const bench_opts *o)
 {
     char tag[32];
     snprintf(tag, sizeof tag, "run-%dx%d", n, t);
-    figures best = {0};
-    for (int r = 0; r < o->repeat; r++) {
-        start_fleet(cmd, n, t, o->server_args, work);
-        figures f = run_adapt(lorahub, work, tag, o);
-        stop_fleet();
-        f.threads = n * t;
-        if (r == 0 || f.wall < best.wall)
-            best = f;
-    }
-    return best;
+    start_fleet(cmd, n, t, o->server_args, work);
+    figures f = run_adapt(lorahub, work, tag, o);
+    stop_fleet();
+    f.threads = n * t;
+    return f;
 }
 
 /* The traces without their last column (milliseconds) are equal. */
@@ -448,6 +448,24 @@ static void print_figures(const char *label, const figures *f, const bench_opts 
            label, f->wall, f->lorahub_cpu, 100 * f->lorahub_cpu / f->wall,
            1e3 * f->lorahub_cpu / requests, 100 * (f->report_wall - f->backend_s) / f->wall,
            f->servers_cpu, 100 * f->servers_cpu / (f->threads * f->wall), f->threads, f->loss);
+    fflush(stdout);
+}
+
+/* The two fleets in turn, o->repeat times (a change of the machine's load
+ * then hits both), every run printed; the lowest wall of each into one, two. */
+static void measure_both(const char *cmd, const char *lorahub, const char *work,
+                         const bench_opts *o, figures *one, figures *two)
+{
+    for (int r = 0; r < o->repeat; r++) {
+        figures a = measure(cmd, lorahub, work, 1, 2, o);
+        print_figures("1 server x 2 threads", &a, o);
+        figures b = measure(cmd, lorahub, work, 2, 1, o);
+        print_figures("2 servers x 1 thread", &b, o);
+        if (r == 0 || a.wall < one->wall)
+            *one = a;
+        if (r == 0 || b.wall < two->wall)
+            *two = b;
+    }
 }
 
 /* ---- main ------------------------------------------------------------ */
@@ -483,7 +501,7 @@ static char *serve_command(const char *lorahub, const char *bin, const char *wor
 
 static void parse_args(int argc, char **argv, bench_opts *o)
 {
-    *o = (bench_opts){"build/bench-llamacpp", "", 48, 16, 6, 4, 24, 6, 1};
+    *o = (bench_opts){"build/bench-llamacpp", "", 48, 16, 6, 4, 24, 6, 2};
     for (int i = 1; i < argc; i++) {
         int *v = NULL;
         if (!strcmp(argv[i], "--dir") && i + 1 < argc) {
@@ -532,21 +550,20 @@ int main(int argc, char **argv)
     signal(SIGTERM, on_signal);
     curl_global_init(CURL_GLOBAL_DEFAULT);
     setenv("OPENBLAS_NUM_THREADS", "1", 1);
-    double load0 = load_average();
-    figures one = measure(cmd, lorahub, work, 1, 2, &o);
-    figures two = measure(cmd, lorahub, work, 2, 1, &o);
-    double load1 = load_average();
+    printf("server: f16.gguf (124.7M), %d modules of rank %d, %d examples (%d + %d letters), "
+           "CMA-ES population %d, budget %d, %d run%s of each%s%s; load average %.2f before\n",
+           o.n_modules, RANK, o.n_examples, o.in_len, o.out_len, o.population, o.budget,
+           o.repeat, o.repeat > 1 ? "s" : "", *o.server_args ? ", servers with " : "",
+           o.server_args, load_average());
+    figures one = {0}, two = {0};
+    measure_both(cmd, lorahub, work, &o, &one, &two);
     char ta[1200], tb[1200];
     snprintf(ta, sizeof ta, "%s/run-1x2.tsv", work);
     snprintf(tb, sizeof tb, "%s/run-2x1.tsv", work);
     int same = same_trace(ta, tb);
-    printf("server: f16.gguf (124.7M), %d modules of rank %d, %d examples (%d + %d letters), "
-           "CMA-ES population %d, budget %d, best of %d%s%s; load average %.2f before, %.2f after\n",
-           o.n_modules, RANK, o.n_examples, o.in_len, o.out_len, o.population, o.budget,
-           o.repeat, *o.server_args ? ", servers with " : "", o.server_args, load0, load1);
-    print_figures("1 server x 2 threads", &one, &o);
-    print_figures("2 servers x 1 thread", &two, &o);
-    printf("  two 1-thread servers / one 2-thread server: %.2fx the speed\n", one.wall / two.wall);
+    printf("  load average after: %.2f\n", load_average());
+    printf("  two 1-thread servers / one 2-thread server: %.2fx the speed (best walls)\n",
+           one.wall / two.wall);
     printf("  lorahub CPU / wall: %.2f%% and %.2f%% (goal <= 2%%)\n",
            100 * one.lorahub_cpu / one.wall, 100 * two.lorahub_cpu / two.wall);
     /* The wall of 2 x 1 if the servers had both cores to themselves: their
