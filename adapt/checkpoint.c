@@ -127,6 +127,9 @@ lh_status lh_fingerprint_build(const lh_search_opts *o, const lh_adapter *const 
            o->merge.density, (int)o->merge.majority_sign,
            (unsigned long long)o->merge.seed, o->merge.clamp_quantile);
     kv_add(l, "budget", "%d", o->budget);
+    /* Only when given, so checkpoints written before the setting still resume. */
+    if (o->population)
+        kv_add(l, "population", "%d", o->population);
     kv_add(l, "bound", "%a", o->bound);
     kv_add(l, "l1", "%a", o->l1);
     /* Only when not 1, so checkpoints written before the setting still resume. */

@@ -103,6 +103,7 @@ static void resolve_search(lh_job *j, const lh_settings *s)
     lh_merge_method_from_name(lh_settings_text(s, "method"), &so->merge.method);
     so->optimizer = lh_optimizer_find(lh_settings_text(s, "optimizer"))->name;
     so->budget = (int)lh_settings_int(s, "budget", so->budget);
+    so->population = (int)lh_settings_int(s, "population", 0);
     so->bound = lh_settings_number(s, "bound", so->bound);
     so->l1 = lh_settings_number(s, "l1", so->l1);
     j->per_example = !strcmp(lh_settings_text(s, "loss-scale"), "per-example");
@@ -486,6 +487,8 @@ lh_status lh_job_load(lh_job *j, lh_error *err)
     lh_backend_opts_default(&bo);
     bo.params = (const char *const *)j->params;
     bo.interrupt = j->hooks.interrupt;
+    bo.warn = j->hooks.warn;
+    bo.warn_ud = j->hooks.ud;
     if (st == LH_OK && j->hooks.backend)
         j->b = j->hooks.backend;
     else if (st == LH_OK)

@@ -26,6 +26,9 @@ typedef struct lh_job_hooks {
     void (*progress)(void *ud, const lh_search_progress *p);
     /* A remark worth a line on stderr ("using 20 of 22 modules, ..."), or NULL. */
     void (*notice)(void *ud, const char *line);
+    /* A warning the run survives (a server dropped: lh_backend_opts.warn),
+     * said even when notices are not; or NULL. */
+    void (*warn)(void *ud, const char *line);
     void *ud;
     volatile sig_atomic_t *interrupt;  /* the caller's SIGINT flag, or NULL */
     FILE *out;                         /* where "-" outputs go; NULL: stdout */

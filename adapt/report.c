@@ -112,6 +112,7 @@ lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
     em_str(&e, "select", lh_select_name(o->select));
     em_int(&e, "seed", (long long)o->seed);
     em_int(&e, "budget", o->budget);
+    em_int(&e, "population", o->population);
     em_num(&e, "bound", o->bound);
     em_num(&e, "l1", o->l1);
     em_num(&e, "loss_scale", o->loss_scale);

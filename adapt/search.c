@@ -389,6 +389,13 @@ static lh_status check_opts(const lh_search_opts *o, size_t n, lh_error *err)
                             o->optimizer ? o->optimizer : "(null)");
     if (o->budget < 1)
         return lh_error_set(err, LH_ERR_ARG, "budget must be at least 1, not %d", o->budget);
+    if (o->population != 0 && (o->population < 2 || o->population > 1000000))
+        return lh_error_set(err, LH_ERR_ARG, "population must be in [2, 1000000], not %d",
+                            o->population);
+    if (o->population && !(lh_optimizer_find(o->optimizer)->traits & LH_OPTIM_BATCH))
+        return lh_error_set(err, LH_ERR_ARG,
+                            "population: optimizer %s asks for one point at a time (a population "
+                            "is for cmaes or random)", o->optimizer);
     if (!(o->bound > 0) || !isfinite(o->bound))
         return lh_error_set(err, LH_ERR_ARG, "bound must be a positive number, not %g", o->bound);
     if (!(o->l1 >= 0) || !isfinite(o->l1))
@@ -574,6 +581,7 @@ static lh_status run_optimizer(search *s, lh_error *err)
     oo.upper = o->bound;
     oo.budget = s->search_budget;
     oo.seed = o->seed;
+    oo.popsize = o->population;
     double *xb = calloc(s->nk, sizeof *xb); /* [nk] the optimizer's best; s->best is ours */
     lh_optim_result orr;
     memset(&orr, 0, sizeof orr);

@@ -61,6 +61,8 @@ typedef struct lh_search_opts {
     const char *optimizer;    /* lh_optimize name; default "cobyla" */
     int budget;               /* everything scored: single-module scores and the search's
                                  evaluations (the final re-score comes on top); default 40 */
+    int population;           /* candidates per batch of a batch optimizer (cmaes, random);
+                                 0 (default): the optimizer's own (cmaes: 4 + floor(3 ln n)) */
     double bound;             /* weights in [-bound, bound]; default 1.5 */
     double l1;                /* default 0.05 */
     double loss_scale;        /* the loss enters the objective times this: 1 (default), or

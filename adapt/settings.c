@@ -60,6 +60,8 @@ static const lh_setting_def defs[] = {
     {"optimizer", LH_SETTING_CHOICE, "NAME", BOTH("cobyla"),
      CHECK(is_optimizer, "see --optimizer list"), FP | RE | SE},
     {"budget", LH_SETTING_INT, "N", BOTH("40"), INTS(1, 10000000), FP | RE | SE},
+    /* unset: the optimizer's own (CMA-ES: 4 + floor(3 ln n)); batch optimizers only */
+    {"population", LH_SETTING_INT, "N", NONE, INTS(2, 1000000), FP | RE | SE},
     {"bound", LH_SETTING_NUMBER, "B", BOTH("1.5"), NUMS(0, 1), FP | RE | SE},
     {"l1", LH_SETTING_NUMBER, "C", BOTH("0.05"), NUMS(0, 0), FP | RE | SE},
     /* per-example: the reference's default_get_loss (token-mean CE of the

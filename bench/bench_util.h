@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "lib/fsutil.h"
 #include "lib/status.h"
 
 /* Seconds on the monotonic clock (wall time: the figures are throughput
@@ -107,6 +108,27 @@ static inline void bench_print_load(int threads)
     }
     printf("load average at start: %s; timing %s\n", load,
            threads > 1 ? "wall clock" : "process CPU time (one thread)");
+}
+
+/* The random 100M LLaMA of bench/llamacpp.c (hf/, f32.gguf, f16.gguf,
+ * q8_0.gguf, text.txt, examples.jsonl) in dir: written once by
+ * tools/bench_gguf.py (python3-numpy and the llama.cpp source's gguf-py).
+ * Exits 1 when it cannot be written. */
+static inline void bench_ensure_gguf_models(const char *prog, const char *dir)
+{
+    char probe[1024];
+    snprintf(probe, sizeof probe, "%s/q8_0.gguf", dir);
+    if (lh_path_exists(probe))
+        return;
+    printf("writing the random model and its GGUF files into %s (once)\n", dir);
+    fflush(stdout);
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_gguf.py '%s'", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "%s: tools/bench_gguf.py failed (it needs python3-numpy and the "
+                        "llama.cpp source's gguf-py)\n", prog);
+        exit(1);
+    }
 }
 
 #endif

@@ -157,23 +157,6 @@ static double perplexity_seconds(const char *ppl, const char *model)
     return best;
 }
 
-static void ensure_models(void)
-{
-    char probe[1024];
-    snprintf(probe, sizeof probe, "%s/q8_0.gguf", dir);
-    if (lh_path_exists(probe))
-        return;
-    printf("writing the random model and its GGUF files into %s (once)\n", dir);
-    fflush(stdout);
-    char cmd[2048];
-    snprintf(cmd, sizeof cmd, "/usr/bin/python3 tools/bench_gguf.py '%s'", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "llamacpp: tools/bench_gguf.py failed (it needs python3-numpy and the "
-                        "llama.cpp source's gguf-py)\n");
-        exit(1);
-    }
-}
-
 int main(int argc, char **argv)
 {
     for (int i = 1; i < argc; i++) {
@@ -196,7 +179,7 @@ int main(int argc, char **argv)
         return 0;
     }
     repeat = repeat < 1 ? 1 : repeat;
-    ensure_models();
+    bench_ensure_gguf_models("llamacpp", dir);
     const double tokens = 8 * 512, ppl_tokens = 7 * 512;
     char hf[1024];
     snprintf(hf, sizeof hf, "%s/hf", dir);

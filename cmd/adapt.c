@@ -122,6 +122,13 @@ static void on_notice(void *ud, const char *line)
     fprintf(stderr, "lorahub adapt: %s\n", line);
 }
 
+/* A warning is said whatever -q says; the progress line first makes room. */
+static void on_warning(void *ud, const char *line)
+{
+    progress_clear(ud);
+    cmd_warning(NULL, line);
+}
+
 /* ---- one job -------------------------------------------------------- */
 
 static void usage(FILE *f)
@@ -129,7 +136,7 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: lorahub adapt [JOB.yaml...] [--base DIR] [--modules DIR|LIST] [--pick N]\n"
             "                     [--examples FILE] [--method M] [--optimizer NAME|list]\n"
-            "                     [--budget N] [--bound B] [--l1 C] [--seed S]\n"
+            "                     [--budget N] [--population N] [--bound B] [--l1 C] [--seed S]\n"
             "                     [--backend native|exec] [--backend-cmd CMD] [--backend-timeout SEC]\n"
             "                     [--nan-as-worst] [--resume] [--checkpoint FILE] [-o OUTDIR]\n"
             "                     [--report FILE|-] [--trace FILE] [--weights-out FILE|-]\n"
@@ -171,7 +178,8 @@ static int run_job(const lh_settings *s, const char *job_name, int quiet, int ve
                    size_t why_n)
 {
     progress pr = {isatty(2) && !quiet, verbose, 0};
-    lh_job_hooks hooks = {.progress = on_progress, .notice = quiet ? NULL : on_notice, .ud = &pr,
+    lh_job_hooks hooks = {.progress = on_progress, .notice = quiet ? NULL : on_notice,
+                          .warn = on_warning, .ud = &pr,
                           .interrupt = &interrupted, .out = stdout};
     lh_error err;
     lh_error_clear(&err);

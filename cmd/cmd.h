@@ -17,6 +17,9 @@ void cmd_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)))
 #endif
     ;
+/* "lorahub: warning: <line>\n" on stderr: a library warning channel's
+ * printer (lh_backend_opts.warn; ud unused). */
+void cmd_warning(void *ud, const char *line);
 /* Print err's message for cmd and return the exit code for its status. */
 int cmd_fail(const char *cmd, const lh_error *err);
 /* A usage error: message, then "see 'lorahub help <cmd>'", returns 2. */

@@ -315,6 +315,7 @@ static int evaluate_and_print(const eval_args *a, const lh_adapter *ad, const lh
     lh_backend_opts_default(&bo);
     bo.params = a->params;
     bo.interrupt = &interrupted;
+    bo.warn = cmd_warning;
     lh_backend *be = NULL;
     if (lh_backend_open(a->backend, &bo, &be, err))
         return cmd_fail("eval", err);

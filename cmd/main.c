@@ -44,6 +44,12 @@ void cmd_error(const char *cmd, const char *fmt, ...)
     fputc('\n', stderr);
 }
 
+void cmd_warning(void *ud, const char *line)
+{
+    (void)ud;
+    fprintf(stderr, "lorahub: warning: %s\n", line);
+}
+
 int cmd_fail(const char *cmd, const lh_error *err)
 {
     cmd_error(cmd, "%s", lh_error_message(err));

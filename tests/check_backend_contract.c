@@ -640,6 +640,60 @@ static void stop_server(void)
         lh_rmtree(server_dir);
 }
 
+/* The server backend's warning channel: a server that stops answering is
+ * dropped with one line to opts.warn, and with no warn set nothing reaches
+ * stderr (library code does not print). Runs last: it kills the server. */
+static int n_warned;
+static char warned[2048];
+
+static void on_warn(void *ud, const char *line)
+{
+    ck_assert_ptr_eq(ud, &n_warned);
+    n_warned++;
+    snprintf(warned, sizeof warned, "%s", line);
+}
+
+START_TEST(server_warning_channel)
+{
+    if (server_absent())
+        return;
+    const char *params[] = {"server", server_url, "backend-timeout", "10", NULL};
+    lh_backend_opts o;
+    lh_backend_opts_default(&o);
+    o.params = params;
+    lh_backend *quiet = NULL, *loud = NULL;
+    lh_error err;
+    ck_assert_msg(lh_backend_open("server", &o, &quiet, &err) == LH_OK, "%s", err.msg);
+    o.warn = on_warn;
+    o.warn_ud = &n_warned;
+    ck_assert_msg(lh_backend_open("server", &o, &loud, &err) == LH_OK, "%s", err.msg);
+    ck_assert_int_eq(kill(server_pid, SIGKILL), 0);
+    const lh_adapter *base = NULL;
+    double loss;
+    ck_assert_int_eq(lh_backend_score(loud, &base, 1, examples, &loss, &err), LH_ERR_BACKEND);
+    ck_assert_msg(strstr(err.msg, "no server left"), "%s", err.msg);
+    ck_assert_int_eq(n_warned, 1);
+    char want[128];
+    snprintf(want, sizeof want, "dropping server http://%s after 3 failures in a row: ", server_url);
+    ck_assert_msg(!strncmp(warned, want, strlen(want)), "warned '%s'", warned);
+    FILE *caught = tmpfile();
+    ck_assert_ptr_nonnull(caught);
+    fflush(stderr);
+    int saved = dup(2);
+    dup2(fileno(caught), 2);
+    lh_status st = lh_backend_score(quiet, &base, 1, examples, &loss, &err);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    ck_assert_int_eq(st, LH_ERR_BACKEND);
+    ck_assert_int_eq(fseek(caught, 0, SEEK_END), 0);
+    ck_assert_int_eq(ftell(caught), 0);
+    fclose(caught);
+    lh_backend_close(quiet);
+    lh_backend_close(loud);
+}
+END_TEST
+
 int main(void)
 {
     if (make_exec_cmd() < 0) {
@@ -653,7 +707,13 @@ int main(void)
         stop_server();
         return EXIT_FAILURE;
     }
-    SRunner *sr = srunner_create(contract_suite());
+    Suite *suite = contract_suite();
+    TCase *tc = tcase_create("server warnings"); /* after the contract: it kills the server */
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, server_warning_channel);
+    suite_add_tcase(suite, tc);
+    SRunner *sr = srunner_create(suite);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);

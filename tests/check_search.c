@@ -461,6 +461,36 @@ START_TEST(test_batches_population)
 }
 END_TEST
 
+/* --population: every batch of the search is that many candidates (the
+ * last one cut to the budget left); refused with a one-point optimizer. */
+START_TEST(test_population)
+{
+    lh_search_opts o;
+    opts_cat(&o, "cmaes", 40);
+    o.population = 16;
+    lh_search_result r;
+    lh_error err;
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+                                   &err), LH_OK);
+    /* 16 + 16 + 8, then the re-score; the default for 3 weights is 7 */
+    ck_assert_int_eq(r.evaluations, 40);
+    ck_assert_int_eq(fx.f.max_batch, 16);
+    ck_assert_int_eq(fx.f.calls, 4);
+    ck_assert_int_eq(fx.f.cands, 41);
+    lh_search_result_release(&r);
+    opts_cat(&o, "cobyla", 40);
+    o.population = 16;
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+                                   &err), LH_ERR_ARG);
+    ck_assert_ptr_nonnull(strstr(err.msg, "cobyla asks for one point at a time"));
+    opts_cat(&o, "cmaes", 40);
+    o.population = 1;
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, fx.b, &r,
+                                   &err), LH_ERR_ARG);
+    ck_assert_int_eq(fx.f.calls, 4);
+}
+END_TEST
+
 START_TEST(test_select_modes)
 {
     lh_search_opts o;
@@ -692,6 +722,7 @@ static Suite *search_suite(void)
     tcase_add_test(tc, test_nan);
     tcase_add_test(tc, test_backend_error_stops);
     tcase_add_test(tc, test_batches_population);
+    tcase_add_test(tc, test_population);
     tcase_add_test(tc, test_select_modes);
     tcase_add_test(tc, test_select_auto);
     tcase_add_test(tc, test_report_formats);

@@ -47,6 +47,11 @@ typedef struct lh_backend_opts {
     const char *tmp_dir;      /* parent of private temp files; NULL = $TMPDIR or /tmp */
     /* Set (non-zero) by the caller's signal handler, or NULL: see the contract. */
     volatile sig_atomic_t *interrupt;
+    /* A warning the run survives ("dropping server URL after 3 failures in
+     * a row: ..."): one line, no prefix, no newline; or NULL, and nothing is
+     * said. Library code does not print: the caller decides where it goes. */
+    void (*warn)(void *ud, const char *line);
+    void *warn_ud;
 } lh_backend_opts;
 
 void lh_backend_opts_default(lh_backend_opts *o);

@@ -24,8 +24,8 @@
  * through curl's multi interface. A request that fails (connection, HTTP
  * status, timeout, an answer that is not what was asked) goes back in the
  * queue, preferably to another server; a server that fails LH_SV_MAX_FAILS
- * times in a row is dropped with a warning on stderr; the call fails only
- * when no server is left. */
+ * times in a row is dropped with a warning (lh_backend_opts.warn: the
+ * caller prints it); the call fails only when no server is left. */
 #include "backend.h"
 
 #include <ctype.h>
@@ -77,6 +77,8 @@ typedef struct sv_backend {
     long bos, eos;            /* bos < 0: the vocabulary adds none */
     long n_vocab;             /* n_probs that covers every token */
     volatile sig_atomic_t *interrupt;
+    void (*warn)(void *ud, const char *line); /* lh_backend_opts.warn, or NULL */
+    void *warn_ud;
     CURL *easy;               /* blocking requests (connect, tokenize) */
     CURLM *multi;
     sv_tokens tok;
@@ -506,13 +508,18 @@ static sv_server *live_server(sv_backend *b)
     return NULL;
 }
 
+/* The run goes on without s; the caller's warning channel says so. */
 static void drop_server(sv_backend *b, sv_server *s, const lh_error *why)
 {
     s->dropped = 1;
-    /* Library code does not print; this is the one exception, as the exec
-     * backend's child writes to the same stderr: the run goes on. */
-    fprintf(stderr, "lorahub: warning: dropping server %s after %d failures in a row: %s\n", s->url,
-            s->fails, why ? why->msg : "");
+    if (!b->warn)
+        return;
+    lh_sb line;
+    lh_sb_init(&line);
+    lh_sb_appendf(&line, "dropping server %s after %d failures in a row: %s", s->url, s->fails,
+                  why ? why->msg : "");
+    b->warn(b->warn_ud, lh_sb_failed(&line) ? "dropping a server (out of memory)" : line.buf);
+    lh_sb_release(&line);
 }
 
 /* A server's failure: dropped after LH_SV_MAX_FAILS in a row. */
@@ -1049,6 +1056,8 @@ static lh_status server_open(const lh_backend_opts *o, void **ctx, lh_error *err
     b->add_bos = !bos || strcmp(bos, "false") != 0;
     b->add_eos = !eos || strcmp(eos, "false") != 0;
     b->interrupt = o->interrupt;
+    b->warn = o->warn;
+    b->warn_ud = o->warn_ud;
     b->timeout = LH_SV_TIMEOUT;
     b->bos = b->eos = -1;
     lh_status st = LH_OK;

@@ -51,6 +51,18 @@ expect_out_contains "BF16"
 expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" -o h2 --dtype f8
 expect_err_contains "dtype 'f8'"
 
+# ---- --population: the size of every CMA-ES batch the backend sees ----
+: >pop.log
+expect_exit 0 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD --log $TMP/pop.log" \
+    --method cat --optimizer cmaes --population 6 --budget 15 --preselect 0 --report pop.json
+# 6 + 6 + the 3 left, then the re-score (the default for 3 weights is 7)
+[ "$(cat pop.log | tr '\n' ' ')" = "6 6 3 1 " ] || fail "population 6: batches $(cat pop.log | tr '\n' ' ')"
+[ "$(num population pop.json)" = 6 ] || fail "report: population $(num population pop.json)"
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --population 1 -o p1
+expect_err_contains "population '1'"
+expect_exit 2 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" --population 6 -o p6
+expect_err_contains "optimizer cobyla asks for one point at a time"
+
 # ---- existing outputs are refused without --force, before any work ----
 expect_exit 1 "$LORAHUB" adapt --modules hub --examples task.jsonl --backend-cmd "$BCMD" -o merged
 expect_one_line_error
