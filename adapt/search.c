@@ -50,6 +50,7 @@ typedef struct search {
     double *w;                  /* [nk] the start point, then the chosen one */
     lh_compose_plan *plan;
     lh_adapter **outs;          /* [n_outs] preallocated outputs of plan's shapes */
+    int sum_only;               /* cat scored from the sum (the backend says): outs are sums */
     int n_outs;
     const lh_adapter **cands;   /* [n_outs] pointers handed to the backend */
     double *loss_buf;           /* [n_outs] */
@@ -128,7 +129,8 @@ static lh_status ensure_outputs(search *s, int k, lh_error *err)
     if (!c || !lb || !so)
         return lh_error_set(err, LH_ERR_NOMEM, "search: out of memory");
     for (int i = s->n_outs; i < k; i++) {
-        lh_status st = lh_compose_alloc_output(s->plan, &s->outs[i], err);
+        lh_status st = s->sum_only ? lh_compose_alloc_sum_output(s->plan, &s->outs[i], err)
+                                   : lh_compose_alloc_output(s->plan, &s->outs[i], err);
         if (st != LH_OK)
             return st;
         s->n_outs = i + 1;
@@ -262,7 +264,8 @@ static lh_status evaluate(search *s, const double *x, int k, double *f, int tota
             s->slot_of[j] = -1;
             continue;
         }
-        st = lh_compose_into(s->plan, xj, s->outs[m], err);
+        st = s->sum_only ? lh_compose_sum_into(s->plan, xj, s->outs[m], err)
+                         : lh_compose_into(s->plan, xj, s->outs[m], err);
         if (st != LH_OK)
             return st;
         s->cands[m] = s->outs[m];
@@ -544,6 +547,11 @@ static lh_status phase_open(search *s, lh_error *err)
     for (size_t i = 0; i < s->nk; i++)
         s->sub[i] = s->mods[s->res->kept[i]];
     lh_status st = lh_compose_plan_new(s->sub, s->nk, &s->o->merge, &s->plan, err);
+    /* A backend that scores cat from the weights alone gets just them: on a
+     * 7B model one merged candidate of 20 rank-16 modules is 671 MB, a
+     * population of 16 would be 10.7 GB, and merging it costs time the
+     * servers wait for. */
+    s->sum_only = s->o->merge.method == LH_MERGE_CAT && lh_backend_iface(s->b)->scores_cat_by_sum;
     if (st == LH_OK)
         st = lh_trace_open(&s->trace, s->o->trace_path, s->sub, s->nk, err);
     /* Record the single-module losses at once; a resumed run rewrites the
@@ -655,6 +663,12 @@ static lh_status phase_rescore(search *s, lh_error *err)
 {
     lh_search_result *res = s->res;
     lh_status st = ensure_outputs(s, 1, err);
+    if (st == LH_OK && s->sum_only) {
+        /* the result is written out: it needs its targets, merged */
+        lh_adapter_free(s->outs[0]);
+        s->outs[0] = NULL;
+        st = lh_compose_alloc_output(s->plan, &s->outs[0], err);
+    }
     if (st == LH_OK)
         st = lh_compose_into(s->plan, s->w, s->outs[0], err);
     if (st == LH_OK && !s->interrupted) {

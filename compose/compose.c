@@ -621,19 +621,59 @@ static lh_status check_output(const lh_compose_plan *p, const lh_adapter *out, l
     return LH_OK;
 }
 
-lh_status lh_compose_into(lh_compose_plan *p, const double *w, lh_adapter *out, lh_error *err)
+static lh_status check_weights_finite(const lh_compose_plan *p, const double *w, lh_error *err)
 {
-    if (!p || !w || !out)
-        return lh_error_set(err, LH_ERR_ARG, "compose: no plan, weights or output");
-    lh_status st = check_output(p, out, err);
-    if (st)
-        return st;
     for (size_t i = 0; i < p->n; i++)
         if (!isfinite(w[i])) {
             char lb[32];
             return lh_error_set(err, LH_ERR_ARG, "weight %zu (%s) is %g, not a finite number",
                                 i + 1, lhc_mod_label(p, i, lb, sizeof lb), w[i]);
         }
+    return LH_OK;
+}
+
+lh_status lh_compose_alloc_sum_output(const lh_compose_plan *p, lh_adapter **out, lh_error *err)
+{
+    if (out)
+        *out = NULL;
+    if (!p || !out || p->o.method != LH_MERGE_CAT)
+        return lh_error_set(err, LH_ERR_ARG, "compose: a sum-only output needs a cat plan");
+    lh_adapter *a = calloc(1, sizeof *a);
+    if (!a || !(a->sum = sum_new(p->n))) {
+        free(a);
+        return lh_error_set(err, LH_ERR_NOMEM, "compose: out of memory");
+    }
+    a->format = LH_FORMAT_PEFT;
+    a->dtype = LH_F32;
+    a->r = p->rank;
+    a->lora_alpha = p->rank;
+    *out = a;
+    return LH_OK;
+}
+
+lh_status lh_compose_sum_into(const lh_compose_plan *p, const double *w, lh_adapter *out,
+                              lh_error *err)
+{
+    if (!p || !w || !out || !out->sum || out->sum->n != p->n || p->o.method != LH_MERGE_CAT)
+        return lh_error_set(err, LH_ERR_ARG,
+                            "compose: no cat plan, weights or sum output (use "
+                            "lh_compose_alloc_sum_output)");
+    lh_status st = check_weights_finite(p, w, err);
+    if (st)
+        return st;
+    record_sum(p, w, out);
+    return LH_OK;
+}
+
+lh_status lh_compose_into(lh_compose_plan *p, const double *w, lh_adapter *out, lh_error *err)
+{
+    if (!p || !w || !out)
+        return lh_error_set(err, LH_ERR_ARG, "compose: no plan, weights or output");
+    lh_status st = check_output(p, out, err);
+    if (!st)
+        st = check_weights_finite(p, w, err);
+    if (st)
+        return st;
     const size_t n = p->n;
     double *a = p->coef, *b = p->coef + n; /* [n] each */
     for (size_t t = 0; t < p->n_targets && !st; t++) {

@@ -75,6 +75,16 @@ lh_status lh_compose_alloc_output(const lh_compose_plan *p, lh_adapter **out, lh
  * Allocation-free for lorahub, linear and cat. */
 lh_status lh_compose_into(lh_compose_plan *p, const double *w /* [n] */, lh_adapter *out,
                           lh_error *err);
+/* A cat output that is only its sum (lh_adapter_sum, the modules at their
+ * weights) and has no targets: for a backend that scores a cat candidate
+ * from its sum alone (lh_backend_i.scores_cat_by_sum: llamacpp, server), so
+ * a search neither merges nor holds a full adapter per candidate. The plan
+ * must be cat. */
+lh_status lh_compose_alloc_sum_output(const lh_compose_plan *p, lh_adapter **out, lh_error *err);
+/* Record weights w [n] (each finite, as lh_compose_into checks) as the sum of
+ * out (from lh_compose_alloc_sum_output). */
+lh_status lh_compose_sum_into(const lh_compose_plan *p, const double *w /* [n] */,
+                              lh_adapter *out, lh_error *err);
 /* One-shot convenience: plan + alloc + into. */
 lh_status lh_compose(const lh_adapter *const *mods, size_t n, const double *w /* [n] */,
                      const lh_merge_opts *o, lh_adapter **out, lh_error *err);

@@ -285,6 +285,41 @@ START_TEST(test_cat_exact)
 }
 END_TEST
 
+/* A sum-only output (for backends that score cat from the weights) holds
+ * the modules at their weights and no targets; non-finite weights and
+ * non-cat plans are refused as lh_compose_into refuses them. */
+START_TEST(test_sum_only_output)
+{
+    lh_adapter *m[3];
+    mixed_modules(m);
+    lh_merge_opts o = opts_of(LH_MERGE_CAT);
+    lh_compose_plan *p = NULL;
+    lh_error err;
+    ck_assert_int_eq(lh_compose_plan_new((const lh_adapter *const *)m, 3, &o, &p, &err), LH_OK);
+    lh_adapter *out = NULL;
+    ck_assert_int_eq(lh_compose_alloc_sum_output(p, &out, &err), LH_OK);
+    ck_assert_uint_eq(out->n_targets, 0);
+    const double w[3] = {-0.3, 1.1, 2.0};
+    ck_assert_int_eq(lh_compose_sum_into(p, w, out, &err), LH_OK);
+    ck_assert_uint_eq(out->sum->n, 3);
+    for (int i = 0; i < 3; i++) {
+        ck_assert_ptr_eq(out->sum->mods[i], m[i]);
+        ck_assert(out->sum->coef[i] == w[i]);
+    }
+    const double bad[3] = {0.5, NAN, 1.0};
+    ck_assert_int_eq(lh_compose_sum_into(p, bad, out, &err), LH_ERR_ARG);
+    ck_assert_msg(strstr(err.msg, "weight 2") != NULL, "%s", err.msg);
+    lh_adapter_free(out);
+    lh_compose_plan_free(p);
+    o = opts_of(LH_MERGE_LORAHUB);
+    ck_assert_int_eq(lh_compose_plan_new((const lh_adapter *const *)m, 3, &o, &p, &err), LH_OK);
+    ck_assert_int_eq(lh_compose_alloc_sum_output(p, &out, &err), LH_ERR_ARG);
+    ck_assert_ptr_null(out);
+    lh_compose_plan_free(p);
+    free_all(m, 3);
+}
+END_TEST
+
 START_TEST(test_one_module)
 {
     const spec s0[] = {{"o", 3, 5, 4, 1.75f}};
@@ -932,6 +967,7 @@ static Suite *compose_suite(void)
     tcase_add_test(tc, test_lorahub_factors);
     tcase_add_test(tc, test_linear);
     tcase_add_test(tc, test_cat_exact);
+    tcase_add_test(tc, test_sum_only_output);
     tcase_add_test(tc, test_one_module);
     tcase_add_test(tc, test_svd_factored);
     tcase_add_test(tc, test_svd_clamp);

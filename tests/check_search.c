@@ -113,6 +113,40 @@ static lh_status fake_score(void *ctx, const lh_adapter *const *cands, int n,
 
 static const lh_backend_i fake_iface = {.name = "fake", .score = fake_score};
 
+/* A backend like llamacpp and server: a cat candidate is scored from its sum
+ * (the modules at their weights), never from merged targets. It counts the
+ * candidates that came as sums alone (no targets). */
+static int sum_only_cands;
+
+static lh_status fake_sum_score(void *ctx, const lh_adapter *const *cands, int n,
+                                const lh_examples *ex, double *loss, lh_error *err)
+{
+    (void)ex;
+    (void)err;
+    fake *f = ctx;
+    f->calls++;
+    for (int c = 0; c < n; c++) {
+        const lh_adapter_sum *sum = cands[c]->sum;
+        ck_assert_ptr_nonnull(sum);
+        sum_only_cands += cands[c]->n_targets == 0;
+        double num = 0;
+        for (int t = 0; t < 2; t++) {
+            double d[DOUT * DIN];
+            for (int i = 0; i < DOUT * DIN; i++)
+                d[i] = -f->T[t][i];
+            for (size_t m = 0; m < sum->n; m++)
+                add_delta(d, lh_adapter_find(sum->mods[m], TNAMES[t]), sum->coef[m]);
+            for (int i = 0; i < DOUT * DIN; i++)
+                num += d[i] * d[i];
+        }
+        loss[c] = num / f->t_norm2;
+    }
+    return LH_OK;
+}
+
+static const lh_backend_i fake_sum_iface = {
+    .name = "fake-sum", .score = fake_sum_score, .scores_cat_by_sum = 1};
+
 typedef struct fixture {
     lh_adapter *mods[NMOD];
     lh_examples ex;
@@ -207,6 +241,34 @@ START_TEST(test_finds_known_optimum)
     ck_assert_ptr_nonnull(r.merged);
     ck_assert_double_eq_tol(fake_loss(&fx.f, r.merged), r.best_loss, 1e-6);
     lh_search_result_release(&r);
+}
+END_TEST
+
+/* A backend that scores cat from the sum gets sum-only candidates (no merge,
+ * no target buffers per candidate), finds the same optimum, and the result
+ * is still merged in full. */
+START_TEST(test_sum_only_candidates)
+{
+    lh_backend *b = NULL;
+    ck_assert_int_eq(lh_backend_wrap(&fake_sum_iface, &fx.f, &b, NULL), LH_OK);
+    lh_search_opts o;
+    opts_cat(&o, "bobyqa", 120);
+    lh_search_result r;
+    lh_error err;
+    sum_only_cands = 0;
+    ck_assert_int_eq(lh_search_modules(&o, (const lh_adapter *const *)fx.mods, NMOD, &fx.ex, b,
+                                       &r, &err), LH_OK);
+    for (int i = 0; i < NMOD; i++)
+        ck_assert_msg(fabs(r.weights[i] - W_TRUE[i]) < 0.02, "w[%d] = %g, want %g", i,
+                      r.weights[i], W_TRUE[i]);
+    /* every search evaluation came as a sum alone; the rescore is the merged result */
+    ck_assert_int_eq(sum_only_cands, r.evaluations);
+    ck_assert_int_eq(fx.f.calls, r.evaluations + 1);
+    ck_assert_ptr_nonnull(r.merged);
+    ck_assert_uint_eq(r.merged->n_targets, 2);
+    ck_assert_double_eq_tol(fake_loss(&fx.f, r.merged), r.best_loss, 1e-6);
+    lh_search_result_release(&r);
+    lh_backend_close(b);
 }
 END_TEST
 
@@ -714,6 +776,7 @@ static Suite *search_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_finds_known_optimum);
+    tcase_add_test(tc, test_sum_only_candidates);
     tcase_add_test(tc, test_budget_exact_and_trace);
     tcase_add_test(tc, test_loss_scale);
     tcase_add_test(tc, test_resume_replays_without_backend);

@@ -81,6 +81,10 @@ typedef struct lh_backend_i {
     const char *name;
     const char *summary;           /* one line: what it runs */
     const lh_backend_key *keys;    /* the settings it reads; ends at a NULL key */
+    /* 1: a cat candidate (lh_adapter.sum set) is scored from its sum alone,
+     * its targets never read, so the search hands it a sum-only output
+     * (lh_compose_alloc_sum_output) and merges nothing per candidate. */
+    int scores_cat_by_sum;
     lh_status (*open)(const lh_backend_opts *o, void **ctx, lh_error *err);
     lh_status (*score)(void *ctx, const lh_adapter *const *cands /* [n], NULL = base */, int n,
                        const lh_examples *ex, double *loss /* [n] */, lh_error *err);

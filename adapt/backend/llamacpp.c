@@ -1083,6 +1083,7 @@ const lh_backend_i lh_backend_llamacpp = {
     .name = "llamacpp",
     .summary = "llama.cpp (libllama) on a GGUF base model, CPU or GPU",
     .keys = llamacpp_keys,
+    .scores_cat_by_sum = 1,
     .open = llamacpp_open,
     .score = llamacpp_score,
     .generate = llamacpp_generate,

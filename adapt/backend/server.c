@@ -1122,6 +1122,7 @@ const lh_backend_i lh_backend_server = {
     .name = "server",
     .summary = "llama.cpp llama-server instances over HTTP, LoRA scales per request (cat)",
     .keys = server_keys,
+    .scores_cat_by_sum = 1,
     .open = server_open,
     .score = server_score,
     .count_tokens = server_count_tokens,
