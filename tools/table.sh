@@ -73,10 +73,10 @@ method_args() {
     pre5-lorahub-cobyla-fromsingle) echo "--pick 0 --preselect 5 --start best-single --method lorahub --optimizer cobyla --budget 40" ;;
     pre5-cat-cobyla-fromsingle-200) echo "--pick 0 --preselect 5 --start best-single --method cat --optimizer cobyla --budget 200" ;;
     # --select auto: cross-validation over the 5 examples (leave-one-out) decides between
-    # best-single-all and pre3-cat-cobyla; the budget covers the 5 fold searches and the refit
-    # (40: 6 evaluations each, the refit 10; 240: 40 each, as much as pre3-cat-cobyla per search)
-    auto)                 echo "--pick 0 --preselect 3 --method cat --optimizer cobyla --budget 40 --select auto" ;;
-    auto-240)             echo "--pick 0 --preselect 3 --method cat --optimizer cobyla --budget 240 --select auto" ;;
+    # best-single-all and pre3-cat-cobyla; the budget covers the 5 fold runs and the refit, each
+    # scoring the 24 modules alone (so auto needs at least 160): 240 gives each 38, i.e. 14
+    # search evaluations after the 24 single scores, close to pre3-cat-cobyla's 16 of 40
+    auto|auto-240)        echo "--pick 0 --preselect 3 --method cat --optimizer cobyla --budget 240 --select auto" ;;
     # the merging methods and the uniform average over the 3 preselected modules
     # (issue 15; density: lorahub-compose(1)'s default)
     pre3-ties-cobyla)     echo "--pick 0 --preselect 3 --method ties --optimizer cobyla --budget 40" ;;
@@ -90,7 +90,7 @@ ALL_METHODS="zero-shot icl-5 best-single best-single-all uniform lorahub-cobyla 
 lorahub-bobyqa cat-cobyla lorahub-cobyla-200 pre3-lorahub-cobyla pre5-lorahub-cobyla
 pre8-lorahub-cobyla pre3-cat-cobyla pre5-cat-cobyla pre8-cat-cobyla pre5-lorahub-cobyla-200
 pre5-cat-cobyla-200 pre5-lorahub-cmaes pre5-cat-cmaes pre5-cat-cmaes-200 pre3-cat-cobyla-fromsingle
-pre5-cat-cobyla-fromsingle pre5-lorahub-cobyla-fromsingle pre5-cat-cobyla-fromsingle-200 auto auto-240
+pre5-cat-cobyla-fromsingle pre5-lorahub-cobyla-fromsingle pre5-cat-cobyla-fromsingle-200 auto
 default-search default-search-100 pre3-ties-cobyla pre3-dare-ties-cobyla pre3-magnitude-prune-cobyla pre3-uniform"
 : "${METHODS:=$ALL_METHODS}"
 
