@@ -78,10 +78,10 @@ method_args() {
     # search evaluations after the 24 single scores, close to pre3-cat-cobyla's 16 of 40
     auto|auto-240)        echo "--pick 0 --preselect 3 --method cat --optimizer cobyla --budget 240 --select auto" ;;
     # the merging methods and the uniform average over the 3 preselected modules
-    # (issue 15; density: lorahub-compose(1)'s default)
-    pre3-ties-cobyla)     echo "--pick 0 --preselect 3 --method ties --optimizer cobyla --budget 40" ;;
-    pre3-dare-ties-cobyla) echo "--pick 0 --preselect 3 --method dare-ties --optimizer cobyla --budget 40" ;;
-    pre3-magnitude-prune-cobyla) echo "--pick 0 --preselect 3 --method magnitude-prune --optimizer cobyla --budget 40" ;;
+    # (issue 15; the -svd forms, which take the zoo's mixed ranks; density: lorahub-compose(1)'s default)
+    pre3-ties-cobyla)     echo "--pick 0 --preselect 3 --method ties-svd --optimizer cobyla --budget 40" ;;
+    pre3-dare-ties-cobyla) echo "--pick 0 --preselect 3 --method dare-ties-svd --optimizer cobyla --budget 40" ;;
+    pre3-magnitude-prune-cobyla) echo "--pick 0 --preselect 3 --method magnitude-prune-svd --optimizer cobyla --budget 40" ;;
     pre3-uniform)         echo "--pick 0 --preselect 3 --method cat --select uniform" ;;
     *) echo "tools/table.sh: unknown method '$1'" >&2; return 1 ;;
     esac
@@ -227,7 +227,7 @@ fi
 
 # ---- aggregate: mean and sample std over seeds, per task and method ----
 kind_of() {  # the task's kind from the zoo's unseen.tsv (older zoos: its README's table)
-    k=$(awk -F '\t' -v t="$1" '$1 == t { print $2 }' "$ZOO/unseen.tsv" 2>/dev/null)
+    k=$(awk -F '\t' -v t="$1" '$1 == t { print $2 }' "$ZOO/unseen.tsv" 2>/dev/null || true)
     [ -n "$k" ] || k=$(sed -n "s/^| $1 | \([a-z]*\) |.*/\1/p" "$ZOO/README.md" 2>/dev/null | head -n 1)
     echo "${k:-other}"
 }
