@@ -133,8 +133,10 @@ def write(zoo, T):
     pt = b.get("pretrain", {})
     w("Pretrained from a seeded init (seed %s) with AdamW (lr %s, warmup 100, cosine to 10%%, batch %s,"
       % (pt.get("seed"), pt.get("lr"), pt.get("batch")))
-    w("%s steps, %s s) on the pretraining tasks, which teach the prompt format and how letters,"
-      % (pt.get("steps"), tm.get("base")))
+    p2 = b.get("pretrain2", {})
+    w("%s steps, then a warm restart of %s steps with batch %s and lr %s; %s s in all) on the pretraining"
+      % (pt.get("steps"), p2.get("steps"), p2.get("batch"), p2.get("lr"), tm.get("base")))
+    w("tasks, which teach the prompt format and how letters,")
     w("words and digits are written, AND on every upstream skill under its canonical instruction")
     w("(multi-task; each upstream task drawn twice as often as a pretraining task, 80% of the examples;")
     w("test and validation inputs excluded). The base knows the skills, as Flan-T5 had seen the FLAN")
@@ -149,12 +151,21 @@ def write(zoo, T):
     w("of this zoo had every unseen task at 0%, even with the right module). No instruction is ever")
     w("generated whole, and no unseen task's input-output mapping is in any training text.")
     w("")
-    w("| pretraining task | instruction | example | base accuracy |")
-    w("|---|---|---|---|")
+    b1 = R.get("base_phase1", {})
+    w("| pretraining task | instruction | example | base accuracy | after phase 1 |")
+    w("|---|---|---|---|---|")
     for t in T.family("pretrain"):
-        w("| %s | %s | %s | %s |" % (t.name, t.instruction, _example(zoo, T, t),
-                                     _pct(b.get("pretrain_acc", {}).get(t.name))))
+        w("| %s | %s | %s | %s | %s |" % (t.name, t.instruction, _example(zoo, T, t),
+                                          _pct(b.get("pretrain_acc", {}).get(t.name)),
+                                          _pct(b1.get("pretrain_acc", {}).get(t.name))))
     w("")
+    up1 = b1.get("upstream_acc", {})
+    if up1:
+        w("The upstream skills under their canonical instruction (test sets), base after phase 1 → final")
+        w("base: %s." % ", ".join("%s %s → %s" % (n, _pct(v["test_acc"]),
+                                                  _pct(b.get("upstream_acc", {}).get(n, {}).get("test_acc")))
+                                 for n, v in sorted(up1.items())))
+        w("")
     w("## Upstream LoRA modules")
     w("")
     mt = getattr(zoo, "module_train", {})
@@ -282,8 +293,8 @@ def write(zoo, T):
     w("## Size and time")
     w("")
     w("Total size %.1f MB. Build time: %s s in all (data %s s, base %s s, modules %s s on 2 workers,"
-      % (_du(zoo.out) / 1e6, tm.get("total"), tm.get("stage_data"), tm.get("stage_base"),
-         tm.get("stage_modules")))
+      % (_du(zoo.out) / 1e6, tm.get("total"), tm.get("stage_data"),
+         round(tm.get("stage_base", 0) + tm.get("stage_base2", 0), 1), tm.get("stage_modules")))
     w("MoS %s s, unseen-task evaluation %s s, merge check %s s)." % (tm.get("stage_mos"), tm.get("stage_eval"),
                                                                      tm.get("stage_merge")))
     w("")
