@@ -78,10 +78,11 @@ method_args() {
     # search evaluations after the 24 single scores, close to pre3-cat-cobyla's 16 of 40
     auto|auto-240)        echo "--pick 0 --preselect 3 --method cat --optimizer cobyla --budget 240 --select auto" ;;
     # the merging methods and the uniform average over the 3 preselected modules
-    # (issue 15; the -svd forms, which take the zoo's mixed ranks; density: lorahub-compose(1)'s default)
-    pre3-ties-cobyla)     echo "--pick 0 --preselect 3 --method ties-svd --optimizer cobyla --budget 40" ;;
-    pre3-dare-ties-cobyla) echo "--pick 0 --preselect 3 --method dare-ties-svd --optimizer cobyla --budget 40" ;;
-    pre3-magnitude-prune-cobyla) echo "--pick 0 --preselect 3 --method magnitude-prune-svd --optimizer cobyla --budget 40" ;;
+    # (issue 15; the -svd forms, which take the zoo's mixed ranks; at --density 1, the default,
+    # dare-ties is ties and magnitude-prune prunes nothing: TIES keeps the top 20%, DARE half)
+    pre3-ties-cobyla)     echo "--pick 0 --preselect 3 --method ties-svd --density 0.2 --optimizer cobyla --budget 40" ;;
+    pre3-dare-ties-cobyla) echo "--pick 0 --preselect 3 --method dare-ties-svd --density 0.5 --optimizer cobyla --budget 40" ;;
+    pre3-magnitude-prune-cobyla) echo "--pick 0 --preselect 3 --method magnitude-prune-svd --density 0.2 --optimizer cobyla --budget 40" ;;
     pre3-uniform)         echo "--pick 0 --preselect 3 --method cat --select uniform" ;;
     *) echo "tools/table.sh: unknown method '$1'" >&2; return 1 ;;
     esac
