@@ -203,6 +203,7 @@ zoo:
 	@/usr/bin/python3 -c 'import torch' 2>/dev/null || \
 	  { echo "make zoo needs Debian's python3-torch: apt-get install python3-torch" >&2; exit 1; }
 	/usr/bin/python3 tools/zoo/build.py --out examples/zoo --jobs $(ZOO_JOBS)
+	/usr/bin/python3 tools/zoo_gguf.py examples/zoo/base examples/zoo/base.gguf --type f16
 
 # Rebuilds examples/zoo-t5, the Flan-T5-architecture zoo, from fixed seeds
 # (developer-time: Debian's python3-torch and python3-sentencepiece; about 20 min).

@@ -101,6 +101,7 @@ static void resolve_search(lh_job *j, const lh_settings *s)
     lh_search_opts *so = &j->so;
     lh_search_opts_default(so);
     lh_merge_method_from_name(lh_settings_text(s, "method"), &so->merge.method);
+    so->merge.density = lh_settings_number(s, "density", so->merge.density);
     so->optimizer = lh_optimizer_find(lh_settings_text(s, "optimizer"))->name;
     so->budget = (int)lh_settings_int(s, "budget", so->budget);
     so->population = (int)lh_settings_int(s, "population", 0);

@@ -109,6 +109,7 @@ lh_status lh_search_report_text(int yaml, const lh_search_opts *o,
     em_int(&e, "search_budget", res->search_budget);
     em_str(&e, "optimizer", o->optimizer);
     em_str(&e, "method", lh_merge_method_name(o->merge.method));
+    em_num(&e, "density", o->merge.density);
     em_str(&e, "select", lh_select_name(o->select));
     em_int(&e, "seed", (long long)o->seed);
     em_int(&e, "budget", o->budget);

@@ -57,6 +57,9 @@ static const lh_setting_def defs[] = {
     {"examples", LH_SETTING_PATH, "FILE", NONE, PLAIN, FP | RE},
     {"method", LH_SETTING_CHOICE, "M", {"cat", "lorahub"}, CHECK(is_method, "see lorahub-compose(1)"),
      FP | RE},
+    /* ties, dare and magnitude-prune methods: the fraction of entries kept
+     * (lorahub-compose(1) --density; above 1 the merge refuses it) */
+    {"density", LH_SETTING_NUMBER, "D", BOTH("1"), NUMS(0, 1), FP | RE},
     {"optimizer", LH_SETTING_CHOICE, "NAME", BOTH("cobyla"),
      CHECK(is_optimizer, "see --optimizer list"), FP | RE | SE},
     {"budget", LH_SETTING_INT, "N", BOTH("40"), INTS(1, 10000000), FP | RE | SE},

@@ -135,7 +135,7 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: lorahub adapt [JOB.yaml...] [--base DIR] [--modules DIR|LIST] [--pick N]\n"
-            "                     [--examples FILE] [--method M] [--optimizer NAME|list]\n"
+            "                     [--examples FILE] [--method M] [--density D] [--optimizer NAME|list]\n"
             "                     [--budget N] [--population N] [--bound B] [--l1 C] [--seed S]\n"
             "                     [--backend native|exec] [--backend-cmd CMD] [--backend-timeout SEC]\n"
             "                     [--nan-as-worst] [--resume] [--checkpoint FILE] [-o OUTDIR]\n"

@@ -73,10 +73,17 @@ method_args() {
     pre5-lorahub-cobyla-fromsingle) echo "--pick 0 --preselect 5 --start best-single --method lorahub --optimizer cobyla --budget 40" ;;
     pre5-cat-cobyla-fromsingle-200) echo "--pick 0 --preselect 5 --start best-single --method cat --optimizer cobyla --budget 200" ;;
     # --select auto: cross-validation over the 5 examples (leave-one-out) decides between
-    # best-single-all and pre3-cat-cobyla; the budget covers the 5 fold searches and the refit
-    # (40: 6 evaluations each, the refit 10; 240: 40 each, as much as pre3-cat-cobyla per search)
-    auto)                 echo "--pick 0 --preselect 3 --method cat --optimizer cobyla --budget 40 --select auto" ;;
-    auto-240)             echo "--pick 0 --preselect 3 --method cat --optimizer cobyla --budget 240 --select auto" ;;
+    # best-single-all and pre3-cat-cobyla; the budget covers the 5 fold runs and the refit, each
+    # scoring the 24 modules alone (so auto needs at least 160): 240 gives each 38, i.e. 14
+    # search evaluations after the 24 single scores, close to pre3-cat-cobyla's 16 of 40
+    auto|auto-240)        echo "--pick 0 --preselect 3 --method cat --optimizer cobyla --budget 240 --select auto" ;;
+    # the merging methods and the uniform average over the 3 preselected modules
+    # (issue 15; the -svd forms, which take the zoo's mixed ranks; at --density 1, the default,
+    # dare-ties is ties and magnitude-prune prunes nothing: TIES keeps the top 20%, DARE half)
+    pre3-ties-cobyla)     echo "--pick 0 --preselect 3 --method ties-svd --density 0.2 --optimizer cobyla --budget 40" ;;
+    pre3-dare-ties-cobyla) echo "--pick 0 --preselect 3 --method dare-ties-svd --density 0.5 --optimizer cobyla --budget 40" ;;
+    pre3-magnitude-prune-cobyla) echo "--pick 0 --preselect 3 --method magnitude-prune-svd --density 0.2 --optimizer cobyla --budget 40" ;;
+    pre3-uniform)         echo "--pick 0 --preselect 3 --method cat --select uniform" ;;
     *) echo "tools/table.sh: unknown method '$1'" >&2; return 1 ;;
     esac
 }
@@ -84,8 +91,8 @@ ALL_METHODS="zero-shot icl-5 best-single best-single-all uniform lorahub-cobyla 
 lorahub-bobyqa cat-cobyla lorahub-cobyla-200 pre3-lorahub-cobyla pre5-lorahub-cobyla
 pre8-lorahub-cobyla pre3-cat-cobyla pre5-cat-cobyla pre8-cat-cobyla pre5-lorahub-cobyla-200
 pre5-cat-cobyla-200 pre5-lorahub-cmaes pre5-cat-cmaes pre5-cat-cmaes-200 pre3-cat-cobyla-fromsingle
-pre5-cat-cobyla-fromsingle pre5-lorahub-cobyla-fromsingle pre5-cat-cobyla-fromsingle-200 auto auto-240
-default-search default-search-100"
+pre5-cat-cobyla-fromsingle pre5-lorahub-cobyla-fromsingle pre5-cat-cobyla-fromsingle-200 auto
+default-search default-search-100 pre3-ties-cobyla pre3-dare-ties-cobyla pre3-magnitude-prune-cobyla pre3-uniform"
 : "${METHODS:=$ALL_METHODS}"
 
 # A number out of a one-line JSON object or a pretty-printed report.
@@ -220,8 +227,10 @@ printf 'elapsed\t%s\nload\t%s\n' "$elapsed" "$load" >"$WORK/meta.tsv"
 fi
 
 # ---- aggregate: mean and sample std over seeds, per task and method ----
-kind_of() {  # the kind column of the zoo README's unseen-task table
-    sed -n "s/^| $1 | \([a-z]*\) |.*/\1/p" "$ZOO/README.md" 2>/dev/null | head -n 1
+kind_of() {  # the task's kind from the zoo's unseen.tsv (older zoos: its README's table)
+    k=$(awk -F '\t' -v t="$1" '$1 == t { print $2 }' "$ZOO/unseen.tsv" 2>/dev/null || true)
+    [ -n "$k" ] || k=$(sed -n "s/^| $1 | \([a-z]*\) |.*/\1/p" "$ZOO/README.md" 2>/dev/null | head -n 1)
+    echo "${k:-other}"
 }
 : >"$WORK/kinds.tsv"
 for task in $TASKS; do printf '%s\t%s\n' "$task" "$(kind_of "$task")" >>"$WORK/kinds.tsv"; done
@@ -270,30 +279,72 @@ END {
         printf "}}%s\n", (i < nt ? "," : "") >json
     }
     printf "  ]\n}\n" >json
-    # Markdown: methods down, tasks across, then the mean over tasks,
-    # prompt tokens per test example and seconds per adapt run.
-    printf "| method |" >md
-    for (i = 1; i <= nt; i++) printf " %s |", T[i] >md
-    printf " **mean** | tokens/ex | s/run | runs |\n|---|" >md
-    for (i = 1; i <= nt; i++) printf "---|" >md
-    printf "---|---|---|---|\n" >md
+    # Markdown: methods down. First the means per task category (the kinds in
+    # the order below, then any other) and over all tasks, prompt tokens per
+    # test example and seconds per adapt run; then every task, grouped by
+    # category, each group followed by its mean.
+    nk = split("reworded blend mixture format between length control", K, " ")
+    for (i = 1; i <= nt; i++) {
+        known = 0
+        for (c = 1; c <= nk; c++) if (kind[T[i]] == K[c]) known = 1
+        if (!known && !(kind[T[i]] in extra)) { extra[kind[T[i]]] = 1; K[++nk] = kind[T[i]] }
+    }
+    ng = 0; no = 0
+    for (c = 1; c <= nk; c++) {
+        cnt = 0
+        for (i = 1; i <= nt; i++) if (kind[T[i]] == K[c]) { O[++no] = T[i]; G[no] = c; cnt++ }
+        if (cnt) { GK[++ng] = c; GN[c] = cnt }
+    }
     for (j = 1; j <= nm; j++) {
         m = M[j]; tot = 0; nd = 0; ttok = 0; tsec = 0; ns = 0; rmin = -1; rmax = 0
-        printf "| %s |", m >md
         for (i = 1; i <= nt; i++) {
             k = T[i] SUBSEP m
             ttok += tok(T[i], m)
-            if (!n[k]) { printf " — |" >md; rmin = 0; continue }
-            printf " %.0f ± %.0f |", 100 * mean(k), 100 * sd(k) >md
+            if (!n[k]) { rmin = 0; continue }
             tot += mean(k); nd++
+            cs[m, kind[T[i]]] += mean(k); cn[m, kind[T[i]]]++
             if (nsec[k]) { tsec += sec[k] / nsec[k]; ns++ }
             if (rmin < 0 || n[k] < rmin) rmin = n[k]
             if (n[k] > rmax) rmax = n[k]
         }
-        printf " **%s** | %.0f | %s | %s |\n", (nd ? sprintf("%.1f", 100 * tot / nd) : "—"), ttok / nt, (ns ? sprintf("%.1f", tsec / ns) : "—"),
-               (rmin == rmax ? rmin : rmin "–" rmax) >md
+        allmean[m] = nd ? sprintf("%.1f", 100 * tot / nd) : "—"
+        tail[m] = sprintf(" %.0f | %s | %s |", ttok / nt, (ns ? sprintf("%.1f", tsec / ns) : "—"),
+                          (rmin == rmax ? rmin : rmin "–" rmax))
     }
-}' "$WORK/kinds.tsv" "$WORK/tokens.tsv" "$WORK/results.tsv"
+    printf "| method |" >md
+    for (g = 1; g <= ng; g++) printf " %s (%d) |", label(K[GK[g]]), GN[GK[g]] >md
+    printf " **mean** | tokens/ex | s/run | runs |\n|---|" >md
+    for (g = 1; g <= ng; g++) printf "---|" >md
+    printf "---|---|---|---|\n" >md
+    for (j = 1; j <= nm; j++) {
+        m = M[j]
+        printf "| %s |", m >md
+        for (g = 1; g <= ng; g++) printf " %s |", cmean(m, K[GK[g]]) >md
+        printf " **%s** |%s\n", allmean[m], tail[m] >md
+    }
+    printf "\n| method |" >md
+    for (i = 1; i <= no; i++) {
+        printf " %s |", O[i] >md
+        if (i == no || G[i + 1] != G[i]) printf " *%s* |", label(K[G[i]]) >md
+    }
+    printf "\n|---|" >md
+    for (i = 1; i <= no; i++) { printf "---|" >md; if (i == no || G[i + 1] != G[i]) printf "---|" >md }
+    printf "\n" >md
+    for (j = 1; j <= nm; j++) {
+        m = M[j]
+        printf "| %s |", m >md
+        for (i = 1; i <= no; i++) {
+            k = O[i] SUBSEP m
+            if (!n[k]) printf " — |" >md
+            else printf " %.0f ± %.0f |", 100 * mean(k), 100 * sd(k) >md
+            if (i == no || G[i + 1] != G[i]) printf " *%s* |", cmean(m, K[G[i]]) >md
+        }
+        printf "\n" >md
+    }
+}
+function label(k) { return k == "format" ? "format+content" : k }
+function cmean(m, k) { return cn[m, k] ? sprintf("%.1f", 100 * cs[m, k] / cn[m, k]) : "—" }
+' "$WORK/kinds.tsv" "$WORK/tokens.tsv" "$WORK/results.tsv"
 
 # docs/results.md: the generated part sits between two marker lines and is
 # replaced; the write-up around it is kept.
@@ -306,6 +357,8 @@ END {
     echo "not depend on the seed and runs once."
     echo "tokens/ex: prompt tokens per test example (BOS + input; ICL adds 5 demonstrations)."
     echo "s/run: wall seconds per lorahub adapt run (mean; from its report). runs: seeds per task."
+    echo "The first table gives the mean per task category (number of tasks in brackets; categories:"
+    echo "$ZOO/unseen.tsv) and over all tasks; the second every task, each category followed by its mean."
     echo "$(wc -l <"$WORK/results.tsv") runs, $JOBS at a time, in $elapsed s on $(nproc 2>/dev/null || echo '?') cores,"
     echo "load average at the end $load; $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo

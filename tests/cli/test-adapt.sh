@@ -365,3 +365,24 @@ expect_err_contains "--format gguf needs the base model"
 expect_exit 2 "$LORAHUB" adapt --base "$Z/base" --modules gh --examples task.jsonl -o g --format onnx
 [ ! -e g ] || fail "g written"
 tmp_empty "gguf"
+
+# --density: the fraction the ties, dare and magnitude-prune methods keep (default 1, where
+# dare-ties keeps every entry and is ties); it changes the merge and is in the report
+DA="--base $Z/base --modules $Z/modules/add1,$Z/modules/add3,$Z/modules/sub1 --examples $Z/tasks/add2/fewshot.jsonl"
+DA="$DA --budget 6 --seed 3 --no-plot -q"
+rl() { sed -n 's/^ *"rescored_loss": *\([-0-9.eE+]*\).*/\1/p' "$1"; }
+expect_exit 0 "$LORAHUB" adapt $DA --method ties -o dt --report dt.json
+expect_exit 0 "$LORAHUB" adapt $DA --method dare-ties -o dd1 --report dd1.json
+expect_exit 0 "$LORAHUB" adapt $DA --method dare-ties --density 0.3 -o dd3 --report dd3.json
+[ "$(rl dt.json)" = "$(rl dd1.json)" ] || fail "dare-ties at density 1 ($(rl dd1.json)) is not ties ($(rl dt.json))"
+[ "$(rl dd3.json)" != "$(rl dd1.json)" ] || fail "--density 0.3 changed nothing: $(rl dd3.json)"
+grep -q '"density": 0.3,' dd3.json && grep -q '"density": 1,' dd1.json || fail "density not reported"
+expect_exit 2 "$LORAHUB" adapt $DA --method ties --density 0 -o dz
+expect_one_line_error
+expect_err_contains "density '0': not a number > 0"
+expect_exit 2 "$LORAHUB" adapt $DA --method ties --density 2 -o dz
+expect_one_line_error
+expect_err_contains "density 2 is not in (0, 1]"
+[ ! -e dz ] || fail "dz written"
+rm -rf dt dd1 dd3 dt.json dd1.json dd3.json dt.checkpoint.json dd1.checkpoint.json dd3.checkpoint.json
+tmp_empty "density"

@@ -107,10 +107,11 @@ CIPHER = dict(zip(LETTERS, _perm))
 
 
 class Task:
-    def __init__(self, name, family, instruction, gen, note="", kind=None):
-        """gen(rng) -> (task input text, answer text)."""
+    def __init__(self, name, family, instruction, gen, note="", kind=None, skills=()):
+        """gen(rng) -> (task input text, answer text). skills: for unseen
+        tasks, the upstream modules whose skills the task needs."""
         self.name, self.family, self.instruction, self.gen = name, family, instruction, gen
-        self.note, self.kind = note, kind
+        self.note, self.kind, self.skills = note, kind, tuple(skills)
 
     def example(self, rng):
         x, y = self.gen(rng)
@@ -171,6 +172,28 @@ def _count_words(rng):
 def _digits_apart(rng):
     n = str(rng.randint(10, 99999))
     return n, J(n)
+
+
+def _mixture(*names):
+    """An example of one of the upstream tasks names, drawn uniformly: the
+    skill it needs shows in its input (letters, a number, adjectives, nouns)."""
+    def g(rng):
+        t = BY_NAME[rng.choice(names)]
+        return t.gen(rng)
+    return g
+
+
+def _then(content, form):
+    """content's input, answered by content's answer put through form (a
+    function of the answer's text): format + content tasks."""
+    def g(rng):
+        x, y = BY_NAME[content].gen(rng)
+        return x, form(y)
+    return g
+
+
+def _capitalize_words(y):
+    return J(w.capitalize() for w in y.split())
 
 
 TASKS = [
@@ -240,9 +263,47 @@ TASKS = [
          note="length shift: reverse on 9-12 letters (upstream saw 3-7; expected negative)", kind="length"),
     Task("control_cipher", "unseen", "Encode the letters.", _L(lambda xs: J(CIPHER[c] for c in xs)),
          note="control: a fixed random substitution no module knows (must stay near 0)", kind="control"),
+    # mixtures: each example needs ONE of the skills, which its input tells
+    # (letters, a number, adjectives, nouns); the instruction is new
+    Task("mix_reverse_add1", "unseen", "Apply the right rule.", _mixture("reverse", "add1"),
+         note="mixture of 2: letters are reversed, a number gets one added", kind="mixture",
+         skills=("reverse", "add1")),
+    Task("mix_antonym_plural", "unseen", "Change each word as it should be.", _mixture("antonym", "plural"),
+         note="mixture of 2: adjectives get their opposites, nouns their plurals", kind="mixture",
+         skills=("antonym", "plural")),
+    Task("mix_caesar1_add10_antonym", "unseen", "Transform the input.", _mixture("caesar1", "add10", "antonym"),
+         note="mixture of 3: letters shift by one, a number gets ten added, adjectives get their opposites",
+         kind="mixture", skills=("caesar1", "add10", "antonym")),
+    Task("mix_sort_sub1_category", "unseen", "Handle the input.", _mixture("sort", "sub1", "category"),
+         note="mixture of 3: letters are sorted, a number gets one taken away, nouns get their kind",
+         kind="mixture", skills=("sort", "sub1", "category")),
+    # format + content: a content skill answered in an output format
+    Task("antonym_capitalized", "unseen", "Say the contrary of each word with a capital.",
+         _then("antonym", _capitalize_words),
+         note="format + content: antonym (content) + capitalize (format); exact match case-folds, "
+              "so lorahub's accuracy sees the content and the README's strict column the format",
+         kind="format", skills=("antonym", "capitalize")),
+    Task("plural_capitalized", "unseen", "Write more than one of each thing with a capital.",
+         _then("plural", _capitalize_words),
+         note="format + content: plural (content) + capitalize (format); case shows in strict only",
+         kind="format", skills=("plural", "capitalize")),
+    Task("caesar1_capitals", "unseen", "Replace every letter by the next one in capitals.",
+         _then("caesar1", lambda y: y.upper()),
+         note="format + content: caesar1 (content) + uppercase (format); case shows in strict only",
+         kind="format", skills=("caesar1", "uppercase")),
+    Task("reverse_doubled", "unseen", "Write the letters backwards, each one twice.",
+         _then("reverse", lambda y: J(c + " " + c for c in y.split())),
+         note="format + content: reverse (content) + double (format, measured by exact match)",
+         kind="format", skills=("reverse", "double")),
 ]
 
 BY_NAME = {t.name: t for t in TASKS}
+# the skills the older unseen tasks need (the right modules; none for the
+# between, length and control tasks, where no module is exactly right)
+for _n, _sk in (("reverse_reworded", ("reverse",)), ("caesar1_reworded", ("caesar1",)),
+                ("antonym_reworded", ("antonym",)), ("reverse_caesar1", ("reverse", "caesar1")),
+                ("word_reverse_plural", ("word_reverse", "plural")), ("spell_backwards", ("spell", "reverse"))):
+    BY_NAME[_n].skills = _sk
 
 # Neutral text for the base model: every word of every instruction (unseen
 # tasks included), lower case and capitalized, mixed with nouns, adjectives

@@ -83,14 +83,16 @@ def freeze(model):
 
 
 def train_adapter(model, enc, task, params, set_fn, steps, batch, lr, seed, exclude, log,
-                  val=None, check_every=100, target=0.92, warmup=20, other_wording=0.0):
+                  val=None, check_every=100, target=0.92, warmup=20, other_wording=0.0, keep=None, keep_batch=0):
     """Trains the tensors in params (set_fn() installs the current adapter on
     the model before each forward). Stops early once greedy accuracy on val
     reaches target. other_wording: the share of training examples whose
     instruction line is replaced by a random neutral sentence (tasks.
     neutral_sentence), so that the module carries its skill rather than one
-    wording of it, as FLAN's many templates per task do. Returns (steps run,
-    seconds)."""
+    wording of it, as FLAN's many templates per task do. keep: examples
+    (other kinds of input, answered by the base itself) of which keep_batch
+    join every batch, so that the adapter leaves the base alone where its
+    skill does not apply. Returns (steps run, seconds)."""
     torch.manual_seed(seed)
     rng = random.Random(seed)
     opt = torch.optim.AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
@@ -107,6 +109,8 @@ def train_adapter(model, enc, task, params, set_fn, steps, batch, lr, seed, excl
                 body = ex["input"].split("\n", 1)[1]
                 ex = {"input": T.neutral_sentence(rng) + "\n" + body, "output": ex["output"]}
             seqs.append(enc.seq(ex))
+        if keep and keep_batch:
+            seqs.extend(enc.seq(rng.choice(keep)) for _ in range(keep_batch))
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, lr, warmup)
         set_fn()
