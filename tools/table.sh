@@ -235,10 +235,26 @@ kind_of() {  # the task's kind from the zoo's unseen.tsv (older zoos: its README
 : >"$WORK/kinds.tsv"
 for task in $TASKS; do printf '%s\t%s\n' "$task" "$(kind_of "$task")" >>"$WORK/kinds.tsv"; done
 
+# The T5 zoo's column group (docs/results-t5.json, written by make table-t5):
+# each method's mean over the T5 tasks, beside the LLaMA zoo's categories.
+: "${T5_JSON:=$OUT/results-t5.json}"
+: >"$WORK/t5.tsv"
+if [ -f "$T5_JSON" ]; then  # make table-t5 writes into its own OUT: no T5 column there
+    awk '/"task":/ {
+        nt++; line = $0
+        while (match(line, /"[^"]+": [0-9.]+/)) {
+            pair = substr(line, RSTART, RLENGTH); line = substr(line, RSTART + RLENGTH)
+            split(pair, kv, /": /); m = substr(kv[1], 2); s[m] += kv[2]; c[m]++
+        }
+    }
+    END { for (m in s) printf "%s\t%.1f\t%d\n", m, 100 * s[m] / c[m], c[m] }' "$T5_JSON" >"$WORK/t5.tsv"
+fi
+
 awk -F '\t' -v methods="$METHODS" -v tasks="$TASKS" -v seeds="$SEEDS" \
     -v json="$WORK/results.json" -v md="$WORK/table.md" \
-    -v kinds="$WORK/kinds.tsv" -v toks="$WORK/tokens.tsv" '
+    -v kinds="$WORK/kinds.tsv" -v toks="$WORK/tokens.tsv" -v t5="$WORK/t5.tsv" '
 FILENAME == kinds { kind[$1] = $2; next }
+FILENAME == t5 { t5mean[$1] = $2; if ($3 > t5n) t5n = $3; next }
 FILENAME == toks {
     if ($2 == "plain") plain[$1] = $3; else { icl[$1] += $3; nicl[$1]++ }
     next
@@ -313,14 +329,16 @@ END {
     }
     printf "| method |" >md
     for (g = 1; g <= ng; g++) printf " %s (%d) |", label(K[GK[g]]), GN[GK[g]] >md
-    printf " **mean** | tokens/ex | s/run | runs |\n|---|" >md
+    printf " **mean** |%s tokens/ex | s/run | runs |\n|---|", (t5n ? sprintf(" T5 zoo (%d) |", t5n) : "") >md
     for (g = 1; g <= ng; g++) printf "---|" >md
-    printf "---|---|---|---|\n" >md
+    printf "---|%s---|---|---|\n", (t5n ? "---|" : "") >md
     for (j = 1; j <= nm; j++) {
         m = M[j]
         printf "| %s |", m >md
         for (g = 1; g <= ng; g++) printf " %s |", cmean(m, K[GK[g]]) >md
-        printf " **%s** |%s\n", allmean[m], tail[m] >md
+        printf " **%s** |", allmean[m] >md
+        if (t5n) printf " %s |", (m in t5mean ? t5mean[m] : "—") >md
+        printf "%s\n", tail[m] >md
     }
     printf "\n| method |" >md
     for (i = 1; i <= no; i++) {
@@ -344,7 +362,7 @@ END {
 }
 function label(k) { return k == "format" ? "format+content" : k }
 function cmean(m, k) { return cn[m, k] ? sprintf("%.1f", 100 * cs[m, k] / cn[m, k]) : "—" }
-' "$WORK/kinds.tsv" "$WORK/tokens.tsv" "$WORK/results.tsv"
+' "$WORK/kinds.tsv" "$WORK/tokens.tsv" "$WORK/t5.tsv" "$WORK/results.tsv"
 
 # docs/results.md: the generated part sits between two marker lines and is
 # replaced; the write-up around it is kept.
@@ -359,6 +377,10 @@ function cmean(m, k) { return cn[m, k] ? sprintf("%.1f", 100 * cs[m, k] / cn[m, 
     echo "s/run: wall seconds per lorahub adapt run (mean; from its report). runs: seeds per task."
     echo "The first table gives the mean per task category (number of tasks in brackets; categories:"
     echo "$ZOO/unseen.tsv) and over all tasks; the second every task, each category followed by its mean."
+    if [ -s "$WORK/t5.tsv" ]; then
+        echo "T5 zoo: the mean over the tasks of examples/zoo-t5 (from $T5_JSON, written by make table-t5;"
+        echo "— where that table has no such row)."
+    fi
     echo "$(wc -l <"$WORK/results.tsv") runs, $JOBS at a time, in $elapsed s on $(nproc 2>/dev/null || echo '?') cores,"
     echo "load average at the end $load; $(date -u '+%Y-%m-%d %H:%M UTC')."
     echo
