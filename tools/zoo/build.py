@@ -33,6 +33,7 @@ import tasks as T  # noqa: E402
 import train as TR  # noqa: E402
 from tokenizer import Tokenizer, train_bpe  # noqa: E402
 import readme as RD  # noqa: E402
+import zoo_common as C  # noqa: E402
 
 SEED = 1234
 N_TEST = 100
@@ -100,27 +101,11 @@ BASE_NAME = "lorahub-zoo-base"
 LIMIT_TEST = None  # --limit-test: smoke-testing the build only
 
 
-def log(msg):
-    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+log, write_jsonl, read_jsonl = C.log, C.write_jsonl, C.read_jsonl
 
 
 def task_seed(name, k=0):
-    # a stable per-task seed (Python's hash() is salted per process)
-    h = 0
-    for c in name:
-        h = (h * 131 + ord(c)) % 1000003
-    return SEED * 1000 + h * 10 + k
+    return C.task_seed(SEED, name, k)
 
 
 def check_mos_file(path, expect):

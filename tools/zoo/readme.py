@@ -3,20 +3,15 @@
 import json
 import os
 
+import zoo_common as C
+
 
 def _pct(x):
-    return "—" if x is None else "%.0f%%" % (100 * x)
+    return C.pct(x)
 
 
 def _example(zoo, T, t):
-    if t.family == "pretrain":
-        import random
-        e = t.example(random.Random(0))
-    else:
-        with open(zoo.p("tasks", t.name, "test.jsonl"), encoding="utf-8") as f:
-            e = json.loads(f.readline())
-    x = e["input"].split("\n")[1]
-    return "`%s` → `%s`" % (x, e["output"])
+    return C.example_cell(zoo, t)
 
 
 def _du(path):

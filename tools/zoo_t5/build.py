@@ -35,6 +35,7 @@ import tasks as T  # noqa: E402
 import t5train as M  # noqa: E402
 import spm_export as S  # noqa: E402
 from llama_torch import save_safetensors, load_safetensors  # noqa: E402
+import zoo_common as C  # noqa: E402
 
 SEED = 5150
 N_TEST = 100
@@ -62,26 +63,11 @@ LORA = dict(r=8, alpha=16, targets=["q", "v"])
 MODULE_TRAIN = dict(steps=1500, batch=32, lr=5e-3, target=0.95, reword_share=0.5, warmup=20)
 
 
-def log(msg):
-    print("[%s] %s" % (time.strftime("%H:%M:%S"), msg), flush=True)
-
-
-def write_jsonl(path, rows):
-    with open(path, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps(r, ensure_ascii=False) + "\n")
-
-
-def read_jsonl(path):
-    with open(path, encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+log, write_jsonl, read_jsonl = C.log, C.write_jsonl, C.read_jsonl
 
 
 def task_seed(name, k=0):
-    h = 0
-    for c in name:
-        h = (h * 131 + ord(c)) % 1000003
-    return SEED * 1000 + h * 10 + k
+    return C.task_seed(SEED, name, k)
 
 
 def lora_targets(cfg):
