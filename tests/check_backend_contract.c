@@ -2,16 +2,19 @@
  * same cases: the contract written at the top of adapt/backend/backend.h.
  *
  * Like ggml's test-backend-ops, the cases know no backend; fixtures[] says,
- * per backend name, how to open it on test data. A backend joins by
- * registering in adapt/backend/backend.c plus one row here; a registered
- * backend without a row fails every case, saying so.
+ * per row, which backend to open on which test data. A backend joins by
+ * registering in adapt/backend/backend.c plus at least one row here (a
+ * registered backend without a row fails every_row_registered, saying so);
+ * native and llamacpp have a second row on an encoder-decoder model.
  *
  * Test data: native runs the fixture model tests/fixtures/native/a; exec
  * runs tests/tools/test_backend (built beside this suite), whose loss is
  * ||delta(cand) - T||^2 / ||T||^2 with T = 0.7 a-lora + 0.2 a-lora2, so the
  * base model scores exactly 1 and the two adapters score different values.
  * Both score the candidates a = a-lora and b = a-lora2 on
- * tests/fixtures/native/examples.jsonl. */
+ * tests/fixtures/native/examples.jsonl. The T5 rows (native's T5 runtime,
+ * llama.cpp's T5) run the tiny Flan-T5-shaped model of tests/fixtures/t5gguf
+ * with its enc-self and cross modules on its own examples. */
 #include <check.h>
 #include <limits.h>
 #include <math.h>
@@ -36,6 +39,7 @@
 #include "lib/fsutil.h"
 
 #define FIX "tests/fixtures/native"
+#define T5G "tests/fixtures/t5gguf" /* the encoder-decoder rows */
 #define MAX_PARAMS 8
 
 /* Filled in main(): the fake exec backend's command line. */
@@ -60,6 +64,10 @@ typedef struct fixture {
     /* Non-zero when this build cannot run the backend (llamacpp without
      * libllama): its cases are left out, and make check says so. */
     int (*absent)(void);
+    /* The model family's own data, for a row on another model than the
+     * native fixture's: candidates a and b and the examples (NULL: FIX's
+     * a-lora, a-lora2 and examples.jsonl). A backend may have several rows. */
+    const char *cand_a, *cand_b, *examples;
 } fixture;
 
 int lh_backend_llamacpp_built(void);
@@ -129,6 +137,34 @@ static const fixture fixtures[] = {
         .known_failures = NULL,
         .absent = server_absent,
     },
+    {
+        /* The encoder-decoder path: the tiny Flan-T5-shaped model of
+         * tests/fixtures/t5gguf in the native T5 runtime, with two of its
+         * seq2seq LoRA modules (encoder self-attention, cross-attention). */
+        .backend = "native",
+        .params = {"base", T5G "/base", NULL},
+        .missing_params = {"base", T5G "/no-such-model", NULL},
+        .missing_named = T5G "/no-such-model",
+        .tokens = 79, /* target tokens + </s> of the 5 examples; llama.cpp counts the same */
+        .batch_rtol = 1e-6, /* as the LLaMA row: stacked GEMMs round by position */
+        .cand_a = T5G "/modules/enc-self",
+        .cand_b = T5G "/modules/cross",
+        .examples = T5G "/examples.jsonl",
+    },
+    {
+        /* The same T5 as a GGUF through llama.cpp (llama_encode, then the
+         * decoder pass): the same modules and examples. */
+        .backend = "llamacpp",
+        .params = {"base-gguf", T5G "/base.gguf", "threads", "1", NULL},
+        .missing_params = {"base-gguf", T5G "/no-such-model.gguf", NULL},
+        .missing_named = T5G "/no-such-model.gguf",
+        .tokens = 79, /* its own tokenizer (the GGUF vocabulary) agrees with lorahub's */
+        .batch_rtol = 1e-12, /* each candidate its own encode and decode */
+        .absent = llamacpp_absent,
+        .cand_a = T5G "/modules/enc-self",
+        .cand_b = T5G "/modules/cross",
+        .examples = T5G "/examples.jsonl",
+    },
 };
 #define N_FIXTURES (sizeof fixtures / sizeof fixtures[0])
 
@@ -143,34 +179,28 @@ static const fixture *fixture_of(const char *name)
     return NULL;
 }
 
-/* The registered backends this build can run: absent ones are left out. */
-static const lh_backend_i *runnable[16];
+/* The rows this build can run (a row whose backend is absent is left out). */
+static const fixture *runnable[16];
 static int n_runnable;
 
 static void list_runnable(void)
 {
-    for (const lh_backend_i *const *bi = lh_backend_list(); *bi && n_runnable < 16; bi++) {
-        const fixture *f = fixture_of((*bi)->name);
-        if (f && f->absent && f->absent())
+    for (size_t i = 0; i < N_FIXTURES && n_runnable < 16; i++) {
+        const fixture *f = &fixtures[i];
+        if (!lh_backend_find(f->backend) || (f->absent && f->absent()))
             continue; /* make check prints the one line saying so */
-        runnable[n_runnable++] = *bi;
+        runnable[n_runnable++] = f;
     }
 }
 
 static const lh_backend_i *registered(int i)
 {
-    return runnable[i];
+    return lh_backend_find(runnable[i]->backend);
 }
 
 static const fixture *fixture_for(int i)
 {
-    const lh_backend_i *bi = registered(i);
-    const fixture *f = fixture_of(bi->name);
-    ck_assert_msg(f != NULL,
-                  "backend '%s' is registered but has no row in fixtures[] of "
-                  "tests/check_backend_contract.c: add one saying how to open it on test data",
-                  bi->name);
-    return f;
+    return runnable[i];
 }
 
 static int known_failure(const fixture *f, const char *case_name)
@@ -195,9 +225,12 @@ static lh_status open_with(const char *name, const char *const *params,
 }
 
 /* The backend registered at index i, open on the test data. */
+static void load_row_data(const fixture *f);
+
 static lh_backend *open_registered(int i, volatile sig_atomic_t *flag)
 {
     const fixture *f = fixture_for(i);
+    load_row_data(f);
     lh_backend *b = NULL;
     lh_error err;
     lh_error_clear(&err);
@@ -259,20 +292,31 @@ static double seconds_since(const struct timespec *t0)
     return (double)(t1.tv_sec - t0->tv_sec) + (double)(t1.tv_nsec - t0->tv_nsec) * 1e-9;
 }
 
-static void setup(void)
-{
-    lh_error err;
-    ck_assert_msg(lh_adapter_load(FIX "/a-lora", &cand_a, &err) == LH_OK, "%s", err.msg);
-    ck_assert_msg(lh_adapter_load(FIX "/a-lora2", &cand_b, &err) == LH_OK, "%s", err.msg);
-    ck_assert_msg(lh_examples_load(FIX "/examples.jsonl", &examples, &err) == LH_OK, "%s",
-                  err.msg);
-}
-
 static void teardown(void)
 {
     lh_adapter_free(cand_a);
     lh_adapter_free(cand_b);
     lh_examples_free(examples);
+    cand_a = cand_b = NULL;
+    examples = NULL;
+}
+
+/* The candidates and examples of row f (FIX's unless the row names its own). */
+static void load_row_data(const fixture *f)
+{
+    teardown();
+    const char *a = f && f->cand_a ? f->cand_a : FIX "/a-lora";
+    const char *b = f && f->cand_b ? f->cand_b : FIX "/a-lora2";
+    const char *ex = f && f->examples ? f->examples : FIX "/examples.jsonl";
+    lh_error err;
+    ck_assert_msg(lh_adapter_load(a, &cand_a, &err) == LH_OK, "%s", err.msg);
+    ck_assert_msg(lh_adapter_load(b, &cand_b, &err) == LH_OK, "%s", err.msg);
+    ck_assert_msg(lh_examples_load(ex, &examples, &err) == LH_OK, "%s", err.msg);
+}
+
+static void setup(void)
+{
+    load_row_data(NULL);
 }
 
 /* cands[i] == NULL is the base model: a finite positive loss, the same twice. */
@@ -500,6 +544,11 @@ START_TEST(every_row_registered)
         ck_assert_msg(lh_backend_find(fixtures[i].backend) != NULL,
                       "fixtures[] has a row for '%s', which is not registered",
                       fixtures[i].backend);
+    for (const lh_backend_i *const *bi = lh_backend_list(); *bi; bi++)
+        ck_assert_msg(fixture_of((*bi)->name) != NULL,
+                      "backend '%s' is registered but has no row in fixtures[] of "
+                      "tests/check_backend_contract.c: add one saying how to open it on test data",
+                      (*bi)->name);
 }
 END_TEST
 
