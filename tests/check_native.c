@@ -415,18 +415,9 @@ END_TEST
 /* A copy of model a with one tensor dropped, renamed or reshaped. */
 static char *tmpdir_with(const char *drop, const char *rename_to, int reshape)
 {
-    char tmpl[] = "/tmp/check_native.XXXXXX";
-    char *dir = mkdtemp(tmpl);
-    ck_assert(dir != NULL);
-    dir = strdup(dir);
+    char *dir = ck_dir_with_config("check_native", FIX "/a/config.json");
     lh_error err = {0};
-    char *cfg = NULL;
-    size_t cfg_len;
-    ck_assert(lh_read_file(FIX "/a/config.json", &cfg, &cfg_len, &err) == LH_OK);
-    char *p = lh_path_join(dir, "config.json");
-    ck_assert(lh_write_file_atomic(p, cfg, cfg_len, &err) == LH_OK);
-    free(p);
-    free(cfg);
+    char *p;
     lh_safetensors *st = NULL;
     ck_assert(lh_st_open(FIX "/a/model.safetensors", &st, &err) == LH_OK);
     lh_st_entry *en = calloc(st->n_tensors, sizeof *en);
@@ -485,17 +476,9 @@ END_TEST
 /* BF16 checkpoints: every weight arrives as the BF16 rounding of the F32 one. */
 START_TEST(test_bf16_checkpoint)
 {
-    char tmpl[] = "/tmp/check_native.XXXXXX";
-    char *dir = mkdtemp(tmpl);
-    ck_assert(dir != NULL);
+    char *dir = ck_dir_with_config("check_native", FIX "/a/config.json");
     lh_error err = {0};
-    char *cfg = NULL;
-    size_t cfg_len;
-    ck_assert(lh_read_file(FIX "/a/config.json", &cfg, &cfg_len, &err) == LH_OK);
-    char *p = lh_path_join(dir, "config.json");
-    ck_assert(lh_write_file_atomic(p, cfg, cfg_len, &err) == LH_OK);
-    free(p);
-    free(cfg);
+    char *p;
     lh_safetensors *st = NULL;
     ck_assert(lh_st_open(FIX "/a/model.safetensors", &st, &err) == LH_OK);
     lh_st_entry *en = calloc(st->n_tensors, sizeof *en);
@@ -534,6 +517,7 @@ START_TEST(test_bf16_checkpoint)
     nm_model_free(m16);
     nm_model_free(m32);
     lh_rmtree(dir);
+    free(dir);
 }
 END_TEST
 

@@ -420,17 +420,9 @@ typedef struct edit {
 
 static char *edited_copy(const edit *e)
 {
-    char tmpl[] = "/tmp/check_t5.XXXXXX";
-    char *dir = mkdtemp(tmpl);
-    ck_assert(dir != NULL);
+    char *dir = ck_dir_with_config("check_t5", FIX "/flan/config.json");
     lh_error err = {0};
-    char *cfg = NULL;
-    size_t cfg_len;
-    ck_assert(lh_read_file(FIX "/flan/config.json", &cfg, &cfg_len, &err) == LH_OK);
-    char *p = lh_path_join(dir, "config.json");
-    ck_assert(lh_write_file_atomic(p, cfg, cfg_len, &err) == LH_OK);
-    free(p);
-    free(cfg);
+    char *p;
     lh_safetensors *st = NULL;
     ck_assert(lh_st_open(FIX "/flan/model.safetensors", &st, &err) == LH_OK);
     size_t n = 0;
@@ -496,7 +488,7 @@ static char *edited_copy(const edit *e)
     free(bufs);
     free(en);
     lh_st_free(st);
-    return strdup(dir);
+    return dir;
 }
 
 static t5_model *load_dir(const char *dir, lh_status *s, lh_error *err)
