@@ -40,11 +40,12 @@ static const char *const loss_scale_choices[] = {"token-mean", "per-example", NU
 
 #define NONE {NULL, NULL}
 #define BOTH(v) {v, v}
-#define INTS(lo, hi) lo, hi, 0, 0, NULL, NULL, NULL
-#define NUMS(lo, open) 0, 0, lo, open, NULL, NULL, NULL
-#define LIST(l) 0, 0, 0, 0, l, NULL, NULL
-#define CHECK(fn, hint) 0, 0, 0, 0, NULL, fn, hint
-#define PLAIN 0, 0, 0, 0, NULL, NULL, NULL
+#define INTS(lo, hi) lo, hi, 0, 0, 0, NULL, NULL, NULL
+#define NUMS(lo, open) 0, 0, lo, open, lo, NULL, NULL, NULL
+#define NUMS_UPTO(lo, open, hi) 0, 0, lo, open, hi, NULL, NULL, NULL
+#define LIST(l) 0, 0, 0, 0, 0, l, NULL, NULL
+#define CHECK(fn, hint) 0, 0, 0, 0, 0, NULL, fn, hint
+#define PLAIN 0, 0, 0, 0, 0, NULL, NULL, NULL
 
 enum { FP = LH_SETTING_FINGERPRINT, RE = LH_SETTING_REPORT, SE = LH_SETTING_SEARCH,
        BE = LH_SETTING_BACKEND };
@@ -59,7 +60,7 @@ static const lh_setting_def defs[] = {
      FP | RE},
     /* ties, dare and magnitude-prune methods: the fraction of entries kept
      * (lorahub-compose(1) --density; above 1 the merge refuses it) */
-    {"density", LH_SETTING_NUMBER, "D", BOTH("1"), NUMS(0, 1), FP | RE},
+    {"density", LH_SETTING_NUMBER, "D", BOTH("1"), NUMS_UPTO(0, 1, 1), FP | RE},
     {"optimizer", LH_SETTING_CHOICE, "NAME", BOTH("cobyla"),
      CHECK(is_optimizer, "see --optimizer list"), FP | RE | SE},
     {"budget", LH_SETTING_INT, "N", BOTH("40"), INTS(1, 10000000), FP | RE | SE},
@@ -212,10 +213,17 @@ static lh_status parse_value(const lh_setting_def *d, value *v, const char *text
     case LH_SETTING_NUMBER:
         errno = 0;
         v->d = strtod(text, &end);
+        int has_max = d->num_max > d->num_min;
         if (errno || end == text || *end || !isfinite(v->d) ||
-            (d->num_min_open ? !(v->d > d->num_min) : !(v->d >= d->num_min))) {
+            (d->num_min_open ? !(v->d > d->num_min) : !(v->d >= d->num_min)) ||
+            (has_max && v->d > d->num_max)) {
             char why[96];
-            snprintf(why, sizeof why, "not a number %s %g", d->num_min_open ? ">" : ">=", d->num_min);
+            if (has_max)
+                snprintf(why, sizeof why, "not a number in %c%g, %g]", d->num_min_open ? '(' : '[',
+                         d->num_min, d->num_max);
+            else
+                snprintf(why, sizeof why, "not a number %s %g", d->num_min_open ? ">" : ">=",
+                         d->num_min);
             return bad(err, d, text, why);
         }
         return LH_OK;

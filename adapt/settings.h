@@ -47,6 +47,7 @@ typedef struct lh_setting_def {
     long long int_min, int_max;            /* LH_SETTING_INT: inclusive */
     double num_min;                        /* LH_SETTING_NUMBER: lower limit */
     int num_min_open;                      /*   excluded (a value must be > num_min) */
+    double num_max;                        /*   upper limit, inclusive, when > num_min */
     const char *const *choices;            /* LH_SETTING_CHOICE: NULL-terminated, or NULL ... */
     int (*is_choice)(const char *name);    /* ... a check by name (optimizers, methods) */
     const char *choices_hint;              /* said after an unknown name: "see --optimizer list" */

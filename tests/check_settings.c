@@ -171,6 +171,8 @@ START_TEST(test_range_violation_names_the_key)
     expect_refused("bound", "0", "> 0");
     expect_refused("bound", "inf", "number");
     expect_refused("l1", "-0.5", ">= 0");
+    expect_refused("density", "2", "(0, 1]"); /* whatever the method: not only where it prunes */
+    expect_refused("density", "0", "(0, 1]");
     expect_refused("backend-timeout", "-1", "> 0");
     expect_refused("backend-timeout", "0", "> 0"); /* 0 is not "no timeout" */
     expect_refused("optimizer", "nope", "unknown optimizer 'nope'");
