@@ -207,16 +207,23 @@ static lh_status load_enc_dec(lc_backend *b, lh_error *err)
 
 /* A T5 GGUF without output.weight has a tied head (original T5), and
  * llama.cpp then reuses the embeddings without T5's d_model^-0.5 rescale:
- * every loss would be off, so refuse it before llama.cpp loads it. The
- * file is mapped, not read: only its header pages are touched. */
+ * every loss would be off, so refuse it before llama.cpp loads it. Only a
+ * T5 is looked at, and only its header (the file is mapped, not read); a
+ * file lorahub's reader does not take is left to llama.cpp to judge. */
 static lh_status check_t5_head(const char *path, lh_error *err)
 {
     lh_gguf *g = NULL;
-    lh_status st = lh_gguf_open(path, LH_GGUF_FULL, &g, err);
-    if (st)
-        return st;
+    lh_error ignored;
+    if (lh_gguf_open(path, LH_GGUF_KV_ONLY, &g, &ignored))
+        return LH_OK;
     const lh_gguf_kv *arch = lh_gguf_find_kv(g, "general.architecture");
-    if (arch && arch->str && !strcmp(arch->str, "t5") && !lh_gguf_find_tensor(g, "output.weight"))
+    int t5 = arch && arch->str && !strcmp(arch->str, "t5");
+    lh_gguf_free(g);
+    g = NULL;
+    if (!t5 || lh_gguf_open(path, LH_GGUF_FULL, &g, &ignored))
+        return LH_OK;
+    lh_status st = LH_OK;
+    if (!lh_gguf_find_tensor(g, "output.weight"))
         st = lh_error_set(err, LH_ERR_UNSUPPORTED,
                           "%s: a T5 with a tied head (no output.weight): llama.cpp leaves out "
                           "T5's d_model^-0.5 rescale of a tied head, so its losses would be "
