@@ -379,10 +379,13 @@ expect_exit 0 "$LORAHUB" adapt $DA --method dare-ties --density 0.3 -o dd3 --rep
 grep -q '"density": 0.3,' dd3.json && grep -q '"density": 1,' dd1.json || fail "density not reported"
 expect_exit 2 "$LORAHUB" adapt $DA --method ties --density 0 -o dz
 expect_one_line_error
-expect_err_contains "density '0': not a number > 0"
+expect_err_contains "density '0': not a number in (0, 1]"
 expect_exit 2 "$LORAHUB" adapt $DA --method ties --density 2 -o dz
 expect_one_line_error
-expect_err_contains "density 2 is not in (0, 1]"
+expect_err_contains "density '2': not a number in (0, 1]"
+# refused when set, also with a method that does not prune (it used to be ignored there)
+expect_exit 2 "$LORAHUB" adapt $DA --density 2 -o dz
+expect_err_contains "density '2': not a number in (0, 1]"
 [ ! -e dz ] || fail "dz written"
 rm -rf dt dd1 dd3 dt.json dd1.json dd3.json dt.checkpoint.json dd1.checkpoint.json dd3.checkpoint.json
 tmp_empty "density"
