@@ -196,15 +196,12 @@ table: deps
 	@$(MAKE) --no-print-directory $(PROG)
 	@O=$(O) LORAHUB=$(abspath $(PROG)) sh tools/table.sh
 
-# Builds the zoo of tools/zoo from fixed seeds (developer-time: Debian's
-# python3-torch; an hour or more on 2 cores). ZOO_JOBS module trainers run side
-# by side. tools/zoo now builds issue 15's regime (a base that knows the skills,
-# modules that specialize it), whose base is still undertrained (docs/results.md),
-# so it goes to build/zoo-next, not over the bundled examples/zoo: that one was
-# built by tools/zoo as of commit 26d931f (git checkout 26d931f -- tools/zoo,
-# then make zoo ZOO_OUT=examples/zoo, reproduces it).
+# Rebuilds examples/zoo, the bundled LLaMA-style zoo, from fixed seeds
+# (developer-time: Debian's python3-torch; about 50 min on 2 idle cores, see
+# examples/zoo/README.md). ZOO_JOBS module trainers run side by side;
+# ZOO_OUT=DIR builds elsewhere.
 ZOO_JOBS ?= 2
-ZOO_OUT ?= $(O)/zoo-next
+ZOO_OUT ?= examples/zoo
 zoo:
 	@/usr/bin/python3 -c 'import torch' 2>/dev/null || \
 	  { echo "make zoo needs Debian's python3-torch: apt-get install python3-torch" >&2; exit 1; }

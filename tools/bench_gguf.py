@@ -104,7 +104,7 @@ def write_model(d, rng):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("outdir")
-    ap.add_argument("--gguf-py", default=os.environ.get("GGUF_PY", "/work/cache/llamacpp/src/gguf-py"))
+    ap.add_argument("--gguf-py", default=zoo_gguf.GGUF_PY)
     a = ap.parse_args()
     rng = np.random.default_rng(20261206)
     hf = os.path.join(a.outdir, "hf")

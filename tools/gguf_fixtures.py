@@ -31,7 +31,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-sys.path.insert(0, "/work/cache/llamacpp/src/gguf-py")
+sys.path.insert(0, HERE)
+from zoo_gguf import GGUF_PY  # noqa: E402
+sys.path.insert(0, GGUF_PY)
 import gguf  # noqa: E402  (llama.cpp's gguf-py)
 
 

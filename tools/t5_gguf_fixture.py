@@ -358,7 +358,8 @@ def write_bench(out, gguf, sp, charsmap):
 
 def main():
     args = sys.argv[1:]
-    gguf_py = "/work/cache/llamacpp/src/gguf-py"
+    from zoo_gguf import GGUF_PY
+    gguf_py = GGUF_PY
     if "--gguf-py" in args:
         i = args.index("--gguf-py")
         gguf_py = args[i + 1]

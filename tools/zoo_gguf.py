@@ -5,7 +5,7 @@ Developer-time tool (Debian's python3-numpy and the gguf-py that the
 llama.cpp source carries; no torch, no transformers):
 
     /usr/bin/python3 tools/zoo_gguf.py MODEL_DIR OUT.gguf [--type f16|f32|q8_0] \
-        [--gguf-py /work/cache/llamacpp/src/gguf-py]
+        [--gguf-py DIR (default build/llamacpp/src/gguf-py, or $GGUF_PY)]
 
 It does what llama.cpp's convert_hf_to_gguf.py does for a LlamaForCausalLM
 with a ByteLevel BPE tokenizer.json (the zoo base, the test fixtures):
@@ -35,6 +35,11 @@ import struct
 import sys
 
 import numpy as np
+
+# llama.cpp's gguf-py: where tools/install-llamacpp.sh puts the pinned source
+# (its default prefix, build/llamacpp), or GGUF_PY
+GGUF_PY = os.environ.get("GGUF_PY", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                                 "build", "llamacpp", "src", "gguf-py"))
 
 
 def read_safetensors(path):
@@ -162,7 +167,7 @@ def main():
     ap.add_argument("model_dir")
     ap.add_argument("out")
     ap.add_argument("--type", choices=["f16", "f32", "q8_0"], default="f16")
-    ap.add_argument("--gguf-py", default=os.environ.get("GGUF_PY", "/work/cache/llamacpp/src/gguf-py"))
+    ap.add_argument("--gguf-py", default=GGUF_PY)
     args = ap.parse_args()
     convert(args.model_dir, args.out, args.type, args.gguf_py)
 

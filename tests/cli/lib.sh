@@ -13,5 +13,16 @@ expect_one_line_error() {
     n=$(wc -l <"$TMP/err")
     [ "$n" -eq 1 ] || { cat "$TMP/err" >&2; fail "stderr has $n lines, want 1"; }
 }
+# zoo_recorded RESULTS_JSON TASK KEY: a module's number as a zoo build recorded it
+# (results.json of tools/zoo or tools/zoo_t5: indent 1, sorted keys, "modules" -> task -> {KEY: ...})
+zoo_recorded() {
+    awk -v t="$2" -v k="$3" '
+        /^ "modules": \{/ { inm = 1; next }
+        inm && /^ [^ ]/ { inm = 0 }
+        inm && /^  "/ { cur = $1; gsub(/[":]/, "", cur) }
+        inm && cur == t && $1 == "\"" k "\":" { v = $2; sub(/,$/, "", v); print v; exit }' "$1"
+}
+# near A B ABS REL: |A - B| <= ABS + REL * |B|
+near() { awk -v a="$1" -v b="$2" -v e="$3" -v r="$4" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; exit !(d <= e + r * m) }'; }
 expect_err_contains() { grep -qF -- "$1" "$TMP/err" || { cat "$TMP/err" >&2; fail "stderr lacks '$1'"; }; }
 expect_out_contains() { grep -qF -- "$1" "$TMP/out" || { cat "$TMP/out" >&2; fail "stdout lacks '$1'"; }; }

@@ -37,14 +37,7 @@ fi
 echo "ok: $n texts tokenized as sentencepiece does"
 
 # ---- 2. each module on its own task, against the build's numbers ----
-# results.json (indent 1, sorted keys): "modules" -> task -> {test_acc, test_loss, ...}
-recorded() {  # recorded TASK KEY
-    awk -v t="$1" -v k="$2" '
-        /^ "modules": \{/ { inm = 1; next }
-        inm && /^ [^ ]/ { inm = 0 }
-        inm && /^  "/ { cur = $1; gsub(/[":]/, "", cur) }
-        inm && cur == t && $1 == "\"" k "\":" { v = $2; sub(/,$/, "", v); print v; exit }' "$ZOO/results.json"
-}
+recorded() { zoo_recorded "$ZOO/results.json" "$1" "$2"; }
 jnum() { sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p" out; }
 mods=0
 for d in "$ZOO"/modules/*/; do
