@@ -44,6 +44,39 @@ base=$(sed -n 's/.*"loss":\([-0-9.eE+]*\).*/\1/p' out)
 awk -v a="$eloss" -v b="$base" 'BEGIN { exit !(a < b) }' || fail "adapter loss $eloss not below base $base"
 echo "ok: w=0 objective $obj0 -> $best; rescored $res, eval $eloss"
 
+# ---- every module against the build's own numbers (tools/zoo, PyTorch): lorahub eval
+# on the module's test set gives the accuracy and loss the build recorded, and under
+# other wordings (test-other-wording.jsonl: what the module adds to a base that knows
+# the skill under its canonical instruction) the accuracy recorded, above the base's ----
+jnum() { sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p" out; }
+rec() { zoo_recorded "$ZOO/results.json" modules "$1" "$2"; }
+mods=0
+for d in "$ZOO"/modules/*/; do
+    t=$(basename "$d")
+    for k in test_acc test_loss other_wording_acc; do
+        [ -n "$(rec "$t" $k)" ] || fail "$ZOO/results.json has no $k for module $t"
+    done
+    expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --adapter "$d" --examples "$ZOO/tasks/$t/test.jsonl" \
+        --metric both --json --threads 1
+    acc=$(jnum accuracy) loss=$(jnum loss)
+    near "$acc" "$(rec "$t" test_acc)" 0.02 0 ||
+        fail "module $t: lorahub eval accuracy $acc, the torch build recorded $(rec "$t" test_acc)"
+    near "$loss" "$(rec "$t" test_loss)" 0 1e-4 ||
+        fail "module $t: lorahub eval loss $loss, the torch build recorded $(rec "$t" test_loss)"
+    ow=$ZOO/tasks/$t/test-other-wording.jsonl
+    expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --adapter "$d" --examples "$ow" --metric exact-match \
+        --json --threads 1
+    oacc=$(jnum accuracy)
+    near "$oacc" "$(rec "$t" other_wording_acc)" 0.02 0 ||
+        fail "module $t: other wordings $oacc, the torch build recorded $(rec "$t" other_wording_acc)"
+    expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --examples "$ow" --metric exact-match --json --threads 1
+    awk -v a="$oacc" -v b="$(jnum accuracy)" 'BEGIN { exit !(b < a) }' ||
+        fail "module $t: the base alone scores $(jnum accuracy) under other wordings, not below the module's $oacc"
+    mods=$((mods + 1))
+done
+[ "$mods" -ge 20 ] || fail "only $mods modules in $ZOO/modules"
+echo "ok: $mods modules: lorahub eval = the torch build's accuracy and loss, above the base under other wordings"
+
 # ---- the zoo's MoS modules (one routing): composed in shard space, the result
 # is an MoS file that scores like the same composition of the materialized modules ----
 MOS="$ZOO/mos"
@@ -63,13 +96,15 @@ expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --adapter mix-materialized --ex
 cp out e2.json
 close "$(loss_of e1.json)" "$(loss_of e2.json)" 1e-4 ||
     fail "shard-space composition loss $(loss_of e1.json) != materialized composition $(loss_of e2.json)"
-# weight 1 on reverse alone keeps the trained module's skill (86% in the zoo README)
+# weight 1 on reverse alone keeps the trained module's skill (the build's MoS test accuracy)
 expect_exit 0 "$LORAHUB" compose -w 1,0 -o rev.safetensors "$MOS/reverse.safetensors" "$MOS/double.safetensors"
 expect_exit 0 "$LORAHUB" convert rev.safetensors rev-peft
 expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --adapter rev-peft --examples "$RT" --metric exact-match \
     --json --threads 1
 acc=$(sed -n 's/.*"accuracy":\([-0-9.eE+]*\).*/\1/p' out)
-awk -v a="$acc" 'BEGIN { exit !(a >= 0.8) }' || fail "MoS reverse via shard space: accuracy $acc on reverse"
+want=$(zoo_recorded "$ZOO/results.json" mos reverse test_acc)
+[ -n "$want" ] || fail "$ZOO/results.json has no test_acc for the MoS module reverse"
+near "$acc" "$want" 0.02 0 || fail "MoS reverse via shard space: accuracy $acc on reverse, the build recorded $want"
 # an MoS output needs the lorahub method, and MoS inputs
 expect_exit 2 "$LORAHUB" compose -m cat -o bad.safetensors "$MOS/reverse.safetensors" "$MOS/double.safetensors"
 expect_err_contains "-m lorahub"
