@@ -6,15 +6,15 @@
 #
 #   LORAHUB=build/lorahub sh examples/demo.sh [TASK]
 #
-# TASK defaults to DEMO_TASK or caesar1_reworded (a reworded instruction of an
-# upstream skill; see examples/zoo/README.md).
+# TASK defaults to DEMO_TASK or mix_reverse_add1 (a mixture: letters to reverse and
+# numbers to add one to, under an instruction no module saw; see examples/zoo/README.md).
 set -eu
 
 top=$(cd "$(dirname "$0")/.." && pwd)
 : "${O:=build}"
 : "${LORAHUB:=$top/$O/lorahub}"
 zoo=${ZOO:-$top/examples/zoo}
-task=${1:-${DEMO_TASK:-caesar1_reworded}}
+task=${1:-${DEMO_TASK:-mix_reverse_add1}}
 out=demo-out
 # One BLAS thread: the model is tiny and a busy machine makes more threads slower.
 OPENBLAS_NUM_THREADS=${OPENBLAS_NUM_THREADS:-1}
@@ -39,16 +39,27 @@ head -n 100 "$zoo/tasks/$task/test.jsonl" >"$out/test.jsonl"
 n_mod=$(find -L "$zoo/modules" -mindepth 1 -maxdepth 1 -type d | wc -l)
 n_test=$(wc -l <"$out/test.jsonl")
 
+# the task's kind and the modules it needs (examples/zoo/unseen.tsv: task, kind, skills, instruction)
+kind=$(awk -F '\t' -v t="$task" '$1 == t { print $2 }' "$zoo/unseen.tsv" 2>/dev/null)
+skills=$(awk -F '\t' -v t="$task" '$1 == t { gsub(/,/, " and ", $3); print $3 }' "$zoo/unseen.tsv" 2>/dev/null)
 cat <<EOF
 == lorahub demo: task '$task' (held out from the base model and from every module)
-The base model in examples/zoo/base never learnt this task; $n_mod LoRA modules in
-examples/zoo/modules/ each learnt another one. lorahub adapt sees only these 5 examples:
-
+The base model in examples/zoo/base knows 24 skills under their own instructions; the
+$n_mod LoRA modules in examples/zoo/modules/ each carry one of them to other wordings.
 EOF
+case $kind in
+mixture) echo "This task is a mixture: each example needs one of $skills, told by its input," ;;
+reworded) echo "This task asks for $skills" ;;
+'') ;;
+*) echo "This task is of the kind '$kind'${skills:+ (modules that matter: $skills)}," ;;
+esac
+[ -z "$kind" ] || echo "under an instruction no module and not the base has seen."
+echo "lorahub adapt sees only these 5 examples:"
+echo
 sed 's/^/    /' "$zoo/tasks/$task/fewshot.jsonl"
 echo
 echo "== lorahub adapt, three ways"
-# 1. the default: score every module alone, keep the best (it won docs/results.md)
+# 1. the default: score every module alone, keep the best (the best mean in docs/results.md)
 lh adapt -q --task "$task" --base "$zoo/base" --modules "$zoo/modules" --examples "$zoo/tasks/$task/fewshot.jsonl" \
     -o "$out/adapter" --report "$out/report.json" --weights-out "$out/weights.tsv" --force
 # 2. a search (any search setting asks for one): the best 3 modules, cat, COBYLA 40
@@ -85,12 +96,15 @@ for v in adapter:default composed:composed paper:paper; do
         --metric exact-match --json -v >"$out/eval-$name.json" 2>"$out/eval-$name.log"
     printf '    %-30s %s\n' "$name" "$(acc "$out/eval-$name.json")"
 done
-echo "First test examples with the default adapter:"
+echo "First test examples with the default adapter (one module) and the composed one:"
 head -n 3 "$out/test.jsonl" | sed -n 's/.*"input": *"[^"]*\\n\([^"\\]*\)\\n=>".*"output": *"\([^"]*\)".*/\1 => \2/p' >"$out/.want"
-grep 'example [123]:' "$out/eval-default.log" |
-    sed 's/^lorahub eval: example [0-9]*: \([a-z]*\): got \(.*\)/\2 (\1)/' >"$out/.got"
-paste -d '|' "$out/.want" "$out/.got" | awk -F '|' '{ printf "    %-34s got %s\n", $1, $2 }'
-rm -f "$out/.want" "$out/.got" "$out"/eval-*.log
+got() { grep 'example [123]:' "$out/eval-$1.log" |
+    sed 's/^lorahub eval: example [0-9]*: \([a-z]*\): got \(.*\)/\2 (\1)/'; }
+got default >"$out/.got"
+got composed >"$out/.got2"
+paste -d '|' "$out/.want" "$out/.got" "$out/.got2" |
+    awk -F '|' '{ printf "    %-26s default: %-22s composed: %s\n", $1, $2, $3 }'
+rm -f "$out/.want" "$out/.got" "$out/.got2" "$out"/eval-*.log
 
 # ---- the paper's own setting: a Flan-T5-architecture base and LoRA modules on
 # q and v of every attention, as adapter_model.bin (examples/zoo-t5) ----
@@ -154,12 +168,12 @@ cat <<EOF
     $show inspect $out/adapter
     $show compose -m cat --weights $out/composed-weights.tsv -o $out/cat \$(cut -f1 $out/composed-weights.tsv)
     $show adapt --base examples/zoo/base --modules examples/zoo/modules \\
-        --examples examples/zoo/tasks/word_reverse_plural/fewshot.jsonl --select search \\
-        -o $out/blend --force     (a blend of two skills, where composing did better)
+        --examples examples/zoo/tasks/mix_caesar1_add10_antonym/fewshot.jsonl --budget 200 \\
+        -o $out/mix3 --force      (a mixture of three skills: composing won by 14 points)
     sh examples/demo.sh TASK      (another task of examples/zoo/tasks; see examples/zoo/README.md)
     $show report $out/report.json $out/composed.json $out/paper.json   (the three runs as a table)
     $show adapt --base examples/zoo/base --modules examples/zoo/modules \\
-        --examples examples/zoo/tasks/word_reverse_plural/fewshot.jsonl --select auto \\
+        --examples examples/zoo/tasks/antonym_reworded/fewshot.jsonl --select auto --budget 240 \\
         --report $out/auto.json --force   (let the examples choose: cross-validation; see $out/auto.svg)
     make table                    (every method on every unseen task: docs/results.md)
     man -l man/lorahub-adapt.1    (also lorahub-eval.1, lorahub-compose.1, lorahub-job.5)
