@@ -191,13 +191,13 @@ demo: deps
 demo-run: $(PROG)
 	@O=$(O) LORAHUB=$(abspath $(PROG)) sh examples/demo.sh
 
-# docs/results.md and docs/results.json from the bundled zoo (tools/table.sh; about 30 min on 2 cores).
+# docs/results.md and docs/results.json from the bundled zoo (tools/table.sh; about 21 min on 2 cores).
 table: deps
 	@$(MAKE) --no-print-directory $(PROG)
 	@O=$(O) LORAHUB=$(abspath $(PROG)) sh tools/table.sh
 
 # Rebuilds examples/zoo, the bundled LLaMA-style zoo, from fixed seeds
-# (developer-time: Debian's python3-torch; about 50 min on 2 idle cores, see
+# (developer-time: Debian's python3-torch; about 40 min on 2 idle cores, see
 # examples/zoo/README.md). ZOO_JOBS module trainers run side by side;
 # ZOO_OUT=DIR builds elsewhere.
 ZOO_JOBS ?= 2
