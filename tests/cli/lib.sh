@@ -13,11 +13,12 @@ expect_one_line_error() {
     n=$(wc -l <"$TMP/err")
     [ "$n" -eq 1 ] || { cat "$TMP/err" >&2; fail "stderr has $n lines, want 1"; }
 }
-# zoo_recorded RESULTS_JSON TASK KEY: a module's number as a zoo build recorded it
-# (results.json of tools/zoo or tools/zoo_t5: indent 1, sorted keys, "modules" -> task -> {KEY: ...})
+# zoo_recorded RESULTS_JSON SECTION TASK KEY: a module's number as a zoo build recorded it
+# (results.json of tools/zoo or tools/zoo_t5: indent 1, sorted keys, SECTION ("modules",
+# "mos") -> task -> {KEY: ...})
 zoo_recorded() {
-    awk -v t="$2" -v k="$3" '
-        /^ "modules": \{/ { inm = 1; next }
+    awk -v s="$2" -v t="$3" -v k="$4" '
+        $0 == " \"" s "\": {" { inm = 1; next }
         inm && /^ [^ ]/ { inm = 0 }
         inm && /^  "/ { cur = $1; gsub(/[":]/, "", cur) }
         inm && cur == t && $1 == "\"" k "\":" { v = $2; sub(/,$/, "", v); print v; exit }' "$1"

@@ -37,7 +37,7 @@ fi
 echo "ok: $n texts tokenized as sentencepiece does"
 
 # ---- 2. each module on its own task, against the build's numbers ----
-recorded() { zoo_recorded "$ZOO/results.json" "$1" "$2"; }
+recorded() { zoo_recorded "$ZOO/results.json" modules "$1" "$2"; }
 jnum() { sed -n "s/.*\"$1\":\([-0-9.eE+]*\).*/\1/p" out; }
 mods=0
 for d in "$ZOO"/modules/*/; do
