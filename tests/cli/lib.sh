@@ -23,7 +23,10 @@ zoo_recorded() {
         inm && /^  "/ { cur = $1; gsub(/[":]/, "", cur) }
         inm && cur == t && $1 == "\"" k "\":" { v = $2; sub(/,$/, "", v); print v; exit }' "$1"
 }
-# near A B ABS REL: |A - B| <= ABS + REL * |B|
-near() { awk -v a="$1" -v b="$2" -v e="$3" -v r="$4" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b; exit !(d <= e + r * m) }'; }
+# near A B ABS REL: A and B are numbers and |A - B| <= ABS + REL * |B|
+near() {
+    awk -v a="$1" -v b="$2" -v e="$3" -v r="$4" 'BEGIN { d = a - b; if (d < 0) d = -d; m = b < 0 ? -b : b
+        exit !(a != "" && b != "" && a == a + 0 && b == b + 0 && d <= e + r * m) }'
+}
 expect_err_contains() { grep -qF -- "$1" "$TMP/err" || { cat "$TMP/err" >&2; fail "stderr lacks '$1'"; }; }
 expect_out_contains() { grep -qF -- "$1" "$TMP/out" || { cat "$TMP/out" >&2; fail "stdout lacks '$1'"; }; }

@@ -96,6 +96,8 @@ OVERLAP = {"nouns": {"nouns", "words"}, "adjectives": {"adjectives", "words"},
 # Modules are stored as F16, as hubs commonly ship them (and to keep the zoo
 # under 10 MB); every number measured after training uses the stored module.
 MODULE_DTYPE = torch.float16
+# The linear layers a module adapts: all seven (--module-targets to try fewer)
+MODULE_TARGETS = list(lt.LORA_TARGETS)
 MOS_TASKS = ["reverse", "drop_last", "double"]
 MOS = dict(r=8, l=2, R=4, p=1, alpha=16, routing_seed=SEED + 7)
 BASE_NAME = "lorahub-zoo-base"
@@ -379,7 +381,8 @@ class Zoo:
                 if part:
                     procs.append(subprocess.Popen([sys.executable, os.path.abspath(__file__), "--out", self.out,
                                                    "--stage", "modules", "--only", ",".join(part),
-                                                   "--module-steps", str(MODULE_TRAIN["steps"])]))
+                                                   "--module-steps", str(MODULE_TRAIN["steps"]),
+                                                   "--module-targets", ",".join(MODULE_TARGETS)]))
             if any(p.wait() != 0 for p in procs):
                 raise RuntimeError("a module worker failed")
             self.reload_results()
@@ -391,7 +394,8 @@ class Zoo:
             v = dict(r=8, alpha=16, use_rslora=False)
             v.update(MODULE_VARIANTS.get(t.name, {}))
             seed = task_seed(t.name, 6)
-            ad, pc = lt.new_lora(model, v["r"], seed=seed, alpha=v["alpha"], use_rslora=v["use_rslora"])
+            ad, pc = lt.new_lora(model, v["r"], targets=MODULE_TARGETS, seed=seed, alpha=v["alpha"],
+                                 use_rslora=v["use_rslora"])
             pc["base_model_name_or_path"] = BASE_NAME
             params = [x for a in ad.values() for x in a[:2]]
             val = self.other_wording(t.name, self.val_set(t.name)[:32], 8)
@@ -582,6 +586,8 @@ def main():
     ap.add_argument("--pretrain-steps", type=int, default=None)
     ap.add_argument("--module-steps", type=int, default=None, help="max steps per module (default %d)"
                     % MODULE_TRAIN["steps"])
+    ap.add_argument("--module-targets", default=None, help="comma-separated projections a module adapts "
+                    "(default all seven: %s)" % ",".join(MODULE_TARGETS))
     ap.add_argument("--limit-test", type=int, default=None, help=argparse.SUPPRESS)
     ap.add_argument("--jobs", type=int, default=1, help="parallel module workers (one thread each)")
     args = ap.parse_args()
@@ -593,6 +599,8 @@ def main():
         LIMIT_TEST = args.limit_test
     if args.module_steps:
         MODULE_TRAIN["steps"] = args.module_steps
+    if args.module_targets:
+        MODULE_TARGETS[:] = args.module_targets.split(",")
     if args.stage == "all" and os.path.isdir(args.out):
         for sub in ("base", "modules", "mos", "tasks", "results.json", "README.md", "unseen.tsv"):
             path = os.path.join(args.out, sub)
