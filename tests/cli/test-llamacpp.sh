@@ -34,11 +34,7 @@ fi
 jloss() { sed -n 's/.*"loss":\([-0-9.eE+]*\).*/\1/p' "$TMP/out"; }
 # close A B RTOL WHAT: relative, with a floor of 1e-5 nats for losses near 0 (the zoo base
 # answers its own tasks under their canonical instruction at a loss of about 1e-4)
-close() {
-    awk -v a="$1" -v b="$2" -v r="$3" 'BEGIN { d = a - b; if (d < 0) d = -d;
-        exit !(a != "" && b != "" && a == a + 0 && b == b + 0 && d <= 1e-5 + r * (b < 0 ? -b : b)) }' ||
-        fail "$4: llamacpp $1, native $2 (relative tolerance $3)"
-}
+close() { near "$1" "$2" 1e-5 "$3" || fail "$4: llamacpp $1, native $2 (relative tolerance $3)"; }
 native() { expect_exit 0 "$LORAHUB" eval --base "$ZOO/base" --threads 1 --json "$@"; jloss; }
 llama() { expect_exit 0 "$LORAHUB" eval --backend llamacpp --base-gguf "$GGUF" --threads 1 --json "$@"; jloss; }
 
